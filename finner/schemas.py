@@ -1,0 +1,147 @@
+"""Arrow schemas of every table in the store, and the names that go with them.
+
+One place declares what each stage reads and writes, so a stage that changes a column
+breaks loudly in `Store.write` instead of silently downstream.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# A labelled stretch of a headline: character offsets, end exclusive, as Python slices.
+SPAN = pa.struct(
+    [
+        pa.field("start", pa.int32(), nullable=False),
+        pa.field("end", pa.int32(), nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("normalized", pa.string()),
+        pa.field("score", pa.float32()),
+    ]
+)
+SPANS = pa.list_(SPAN)
+# A span over word tokens, both ends inclusive (the convention of gliner's training data).
+TOKEN_SPAN = pa.struct(
+    [pa.field("start", pa.int32(), nullable=False), pa.field("end", pa.int32(), nullable=False)]
+)
+STRINGS = pa.list_(pa.string())
+TIMESTAMP = pa.timestamp("s", tz="UTC")
+
+HEADLINES = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("date", TIMESTAMP, nullable=False),
+        pa.field("symbol", pa.string()),
+        pa.field("publisher", pa.string()),
+    ]
+)
+
+REJECTS = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+LLM_LABELS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("result", STRINGS),
+        pa.field("normalized_result", STRINGS),
+        pa.field("raw", pa.string()),
+        pa.field("error", pa.string()),
+        pa.field("prompt_tokens", pa.int32()),
+        pa.field("completion_tokens", pa.int32()),
+        pa.field("latency_s", pa.float64()),
+        pa.field("attempts", pa.int16()),
+        pa.field("model", pa.string()),
+        pa.field("prompt_version", pa.string()),
+        pa.field("labeled_at", TIMESTAMP),
+    ]
+)
+
+SPANS_TABLE = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("date", TIMESTAMP, nullable=False),
+        pa.field("symbol", pa.string()),
+        pa.field("spans", SPANS),
+        pa.field("tokens", STRINGS),
+        pa.field("token_spans", pa.list_(TOKEN_SPAN)),
+        pa.field("not_found", STRINGS),
+        pa.field("clusters", STRINGS),
+    ]
+)
+
+SAMPLE = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("date", TIMESTAMP, nullable=False),
+        pa.field("symbol", pa.string()),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("cluster", pa.string()),
+        pa.field("spans", SPANS),
+        pa.field("tokens", STRINGS),
+        pa.field("token_spans", pa.list_(TOKEN_SPAN)),
+        pa.field("llm_status", pa.string()),
+    ]
+)
+
+GOLD = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("split", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("spans", SPANS),
+        pa.field("annotator", pa.string()),
+        pa.field("submitted_at", TIMESTAMP),
+    ]
+)
+
+PREDICTIONS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("spans", SPANS),
+        pa.field("companies", STRINGS),
+        pa.field("normalized", STRINGS),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("scored_at", TIMESTAMP),
+    ]
+)
+
+METRICS = pa.schema(
+    [
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("setting", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("match", pa.string()),
+        pa.field("precision", pa.float64()),
+        pa.field("recall", pa.float64()),
+        pa.field("f1", pa.float64()),
+        pa.field("tp", pa.int64()),
+        pa.field("fp", pa.int64()),
+        pa.field("fn", pa.int64()),
+        pa.field("n_headlines", pa.int64()),
+        pa.field("created_at", TIMESTAMP),
+    ]
+)
+
+# Every table the store knows, by the name it lives under.
+TABLES: dict[str, pa.Schema] = {
+    "headlines": HEADLINES,
+    "rejects": REJECTS,
+    "llm_labels": LLM_LABELS,
+    "spans": SPANS_TABLE,
+    "sample": SAMPLE,
+    "gold": GOLD,
+    "predictions": PREDICTIONS,
+    "metrics": METRICS,
+}

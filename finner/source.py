@@ -1,0 +1,301 @@
+"""Headline source: the FNSPID feed from the Hugging Face hub, or any local file, into `headlines`.
+
+Rows stream through in batches (memory stays flat at feed scale). Each row gets a stable
+content-hash id; rows that cannot be used (empty title, unparseable date, absurd length) go to
+the `rejects` table with the reason instead of crashing the job.
+
+    python -m jobs.ingest --path feed.parquet        # see --help
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
+
+from finner import schemas
+from finner.config import help_text
+from finner.errors import FinnerError
+from finner.ids import headline_id, normalize_title
+from finner.store import Store
+
+HUB_DATASET = "Zihan1004/FNSPID"
+
+# Our column -> names it is found under in feeds (FNSPID's first), matched case-insensitively.
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "title": ("article_title", "title", "headline"),
+    "date": ("date", "published_at", "datetime"),
+    "symbol": ("stock_symbol", "symbol", "stock", "ticker"),
+    "publisher": ("publisher",),
+}
+REQUIRED_COLUMNS = ("title", "date")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    path: str | None = field(
+        default=None,
+        metadata=help_text("local CSV/parquet/JSONL file or directory with FNSPID columns; default: the embedded sample"),
+    )
+    hub: bool = field(default=False, metadata=help_text(f"stream {HUB_DATASET} from the Hugging Face hub"))
+    hub_dataset: str = field(default=HUB_DATASET, metadata=help_text("hub dataset id"))
+    hub_split: str = field(default="train", metadata=help_text("hub dataset split"))
+    benzinga_marker: str = field(
+        default="benzinga",
+        metadata=help_text("hub rows are kept when their Url or Publisher contains this (case-insensitive); '' keeps all"),
+    )
+    limit: int | None = field(default=None, metadata=help_text("stop after this many input rows"))
+    min_title_chars: int = field(default=3, metadata=help_text("shorter titles are rejected"))
+    max_title_chars: int = field(default=400, metadata=help_text("longer titles are rejected (not a headline)"))
+    batch_rows: int = field(default=50_000, metadata=help_text("rows per streamed batch and per written part"))
+
+
+class SourceError(FinnerError):
+    """The input cannot be read at all (missing file, no title column...): the job stops with this line."""
+
+
+# -- pure row handling ----------------------------------------------------------------------------
+
+
+def parse_date(value: object) -> dt.datetime | None:
+    """Feed dates come as `2020-06-10 17:02:00-04:00`, `2011-07-20 00:00:00` (no offset: UTC) or datetimes."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        parsed = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str) and value.strip():
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc).replace(microsecond=0)
+
+
+def resolve_columns(names: list[str]) -> dict[str, str]:
+    """Map our column names to the input's; raise when a required one is absent."""
+    lower = {n.lower(): n for n in names}
+    found = {}
+    for ours, aliases in COLUMN_ALIASES.items():
+        for alias in aliases:
+            if alias in lower:
+                found[ours] = lower[alias]
+                break
+    missing = [c for c in REQUIRED_COLUMNS if c not in found]
+    if missing:
+        raise SourceError(f"input has no {missing} column (looked for {[COLUMN_ALIASES[c] for c in missing]}); columns are {names}")
+    return found
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def normalize_rows(rows: list[dict], source: str, first_row: int, cfg: SourceConfig) -> tuple[list[dict], list[dict]]:
+    """Raw rows (already renamed to our columns) -> (headline rows, reject rows)."""
+    headlines, rejects = [], []
+    for offset, row in enumerate(rows):
+        raw_title = row.get("title")
+        title = normalize_title(raw_title) if isinstance(raw_title, str) else ""
+        date = parse_date(row.get("date"))
+        if not title:
+            reason = "empty title"
+        elif date is None:
+            reason = f"unparseable date {row.get('date')!r}"
+        elif len(title) < cfg.min_title_chars:
+            reason = f"title shorter than {cfg.min_title_chars} characters"
+        elif len(title) > cfg.max_title_chars:
+            reason = f"title longer than {cfg.max_title_chars} characters ({len(title)})"
+        else:
+            reason = None
+        if reason:
+            rejects.append(
+                {"source": source, "row": first_row + offset, "reason": reason, "raw": json.dumps(row, default=str, ensure_ascii=False)}
+            )
+            continue
+        symbol = _text(row.get("symbol"))
+        headlines.append(
+            {
+                "id": headline_id(title, date.isoformat(), symbol),
+                "title": title,
+                "date": date,
+                "symbol": symbol.upper() if symbol else None,
+                "publisher": _text(row.get("publisher")),
+            }
+        )
+    return headlines, rejects
+
+
+# -- readers: each yields (source name, first row number, rows renamed to our columns) -------------
+
+RawBatch = tuple[str, int, list[dict]]
+
+
+def _rename(table: pa.Table, mapping: dict[str, str]) -> list[dict]:
+    return table.select(list(mapping.values())).rename_columns(list(mapping)).to_pylist()
+
+
+def _local_files(path: str) -> list[str]:
+    if os.path.isdir(path):
+        files = sorted(
+            os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith((".parquet", ".csv", ".jsonl", ".json"))
+        )
+        if not files:
+            raise SourceError(f"{path}: directory holds no .parquet/.csv/.jsonl file")
+        return files
+    if not os.path.exists(path):
+        raise SourceError(f"{path}: no such file")
+    return [path]
+
+
+def read_local(path: str, batch_rows: int) -> Iterator[RawBatch]:
+    """Stream CSV, parquet or JSONL files; every value is read as text and parsed by us."""
+    for file in _local_files(path):
+        if file.endswith(".parquet"):
+            dataset = pads.dataset(file, format="parquet")
+            batches = (pa.Table.from_batches([b]) for b in dataset.to_batches(batch_size=batch_rows))
+        elif file.endswith(".csv"):
+            names = pacsv.read_csv(file, read_options=pacsv.ReadOptions(block_size=1 << 16)).column_names
+            reader = pacsv.open_csv(
+                file,
+                read_options=pacsv.ReadOptions(block_size=1 << 22),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}),
+            )
+            batches = (pa.Table.from_batches([b]) for b in reader)
+        else:
+            batches = _jsonl_batches(file, batch_rows)
+        row = 0
+        mapping: dict[str, str] | None = None
+        for table in batches:
+            mapping = mapping or resolve_columns(table.column_names)
+            rows = _rename(table, mapping)
+            yield file, row, rows
+            row += len(rows)
+
+
+def _jsonl_batches(file: str, batch_rows: int) -> Iterator[pa.Table]:
+    rows: list[dict] = []
+    with open(file, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise SourceError(f"{file}:{number}: not a JSON line ({err.msg})") from err
+            if len(rows) == batch_rows:
+                yield pa.Table.from_pylist(rows)
+                rows = []
+    if rows:
+        yield pa.Table.from_pylist(rows)
+
+
+def read_hub(cfg: SourceConfig) -> Iterator[RawBatch]:
+    """Stream FNSPID from the hub, keeping Benzinga rows (the real loading code; needs network)."""
+    from datasets import load_dataset
+
+    stream = load_dataset(cfg.hub_dataset, split=cfg.hub_split, streaming=True)
+    marker = cfg.benzinga_marker.lower()
+    name = f"hf://{cfg.hub_dataset}/{cfg.hub_split}"
+    mapping: dict[str, str] | None = None
+    row = 0
+    for batch in stream.iter(batch_size=cfg.batch_rows):
+        table = pa.Table.from_pydict(batch)
+        mapping = mapping or resolve_columns(table.column_names)
+        keep = [
+            not marker or marker in f"{url or ''} {publisher or ''}".lower()
+            for url, publisher in zip(batch.get("Url", [None] * table.num_rows), batch.get("Publisher", [None] * table.num_rows))
+        ]
+        rows = [r for r, k in zip(_rename(table, mapping), keep) if k]
+        yield name, row, rows
+        row += table.num_rows
+
+
+def read_embedded(batch_rows: int) -> Iterator[RawBatch]:
+    from finner.embedded import embedded_feed
+
+    rows = [{"title": r["Article_title"], "date": r["Date"], "symbol": r["Stock_symbol"], "publisher": r["Publisher"]} for r in embedded_feed()]
+    for start in range(0, len(rows), batch_rows):
+        yield "embedded", start, rows[start : start + batch_rows]
+
+
+def raw_batches(cfg: SourceConfig) -> Iterator[RawBatch]:
+    if cfg.hub:
+        batches = read_hub(cfg)
+    elif cfg.path:
+        batches = read_local(cfg.path, cfg.batch_rows)
+    else:
+        batches = read_embedded(cfg.batch_rows)
+    if cfg.limit is None:
+        yield from batches
+        return
+    left = cfg.limit
+    for source, first, rows in batches:
+        if left <= 0:
+            return
+        yield source, first, rows[:left]
+        left -= len(rows)
+
+
+# -- the stage ----------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestSummary:
+    read: int = 0
+    written: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+
+    def line(self) -> str:
+        return f"source: read {self.read}, written {self.written}, rejected {self.rejected}, duplicates dropped {self.duplicates}"
+
+
+def ingest(cfg: SourceConfig, store: Store, progress: bool = True) -> IngestSummary:
+    """Stream the configured source into the `headlines` and `rejects` tables (each replaced whole).
+
+    Ids are content hashes, so re-running on the same input gives the same table; rows repeated
+    in the feed (same title, date and symbol) are kept once.
+    """
+    from tqdm import tqdm
+
+    summary = IngestSummary()
+    seen: set[str] = set()
+    rejects: list[dict] = []
+    bar = tqdm(desc="ingest", unit=" rows", disable=not progress, mininterval=1.0)
+
+    def headline_batches() -> Iterator[pa.Table]:
+        for source, first, rows in raw_batches(cfg):
+            good, bad = normalize_rows(rows, source, first, cfg)
+            summary.read += len(rows)
+            rejects.extend(bad)
+            unique = []
+            for row in good:
+                if row["id"] in seen:
+                    summary.duplicates += 1
+                    continue
+                seen.add(row["id"])
+                unique.append(row)
+            summary.written += len(unique)
+            bar.update(len(rows))
+            if unique:
+                yield pa.Table.from_pylist(unique, schema=schemas.HEADLINES)
+
+    store.write("headlines", headline_batches())
+    bar.close()
+    summary.rejected = len(rejects)
+    store.write("rejects", pa.Table.from_pylist(rejects, schema=schemas.REJECTS))
+    return summary

@@ -1,0 +1,1 @@
+"""Test and benchmark tooling that ships with the package (the demo uses some of it too)."""

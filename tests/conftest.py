@@ -1,0 +1,51 @@
+"""Shared fixtures: the real data in ../shared/data (read in place, never copied) and a temp store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from finner.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+HEADLINES_PARQUET = SHARED_DATA / "benzinga_headlines.parquet"
+COMPANY_LISTINGS = SHARED_DATA / "company_listings.csv"
+
+
+def require_shared() -> None:
+    if not HEADLINES_PARQUET.exists():
+        pytest.fail(f"real test data missing: {HEADLINES_PARQUET} (tests read ../shared/data beside the repo)")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(str(tmp_path / "store"))
+
+
+@pytest.fixture(scope="session")
+def real_headlines_path() -> Path:
+    require_shared()
+    return HEADLINES_PARQUET
+
+
+@pytest.fixture(scope="session")
+def company_listings_path() -> Path:
+    require_shared()
+    return COMPANY_LISTINGS
+
+
+def run_module(module: str, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `python -m module args` from the repo root, as a user would, capturing output."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
