@@ -145,3 +145,10 @@ TABLES: dict[str, pa.Schema] = {
     "predictions": PREDICTIONS,
     "metrics": METRICS,
 }
+
+# Values that cross stage boundaries.
+COMPANY = "company"  # span label in our tables (Argilla shows it as "Company")
+LABEL_OK, LABEL_INVALID, LABEL_FAILED = "ok", "invalid_output", "failed"  # llm_labels.status
+SPLITS = ("train", "valid", "test")  # sample.split
+GOLD_SUBMITTED, GOLD_DISCARDED = "submitted", "discarded"  # gold.status
+NO_COMPANY_CLUSTER = "<none>"  # sample.cluster of headlines without a company

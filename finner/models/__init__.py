@@ -1,0 +1,1 @@
+"""Compact NER models behind one interface (`NerModel`): GLiNER, SpanMarker, and baselines."""
