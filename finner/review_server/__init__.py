@@ -1,0 +1,1 @@
+"""A local Argilla for review rounds: launcher (client side) and server-side scripts."""
