@@ -1,0 +1,247 @@
+"""A real local Ray cluster for end-to-end tests: `ray start --head`, `ray job submit`, teardown.
+
+The head runs as `ray start --head --block` in its own process session, on free ports and its own
+`--temp-dir`, so it never collides with another Ray on the machine (nor does a plain `ray.init()`
+elsewhere join it: the address file lives in our temp dir). Teardown stops our unfinished jobs with
+`ray job stop`, then ends exactly the processes this harness started, by process-group id; it never
+runs `ray stop`, which would kill every Ray process on the machine.
+
+    with LocalRayCluster() as cluster:
+        run = cluster.run("jobs.ingest", "--store", store, "--path", feed, runtime_env="runtime_env/curate.yaml")
+        assert run.status == "SUCCEEDED", run.logs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).with_name("ray"))
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """How a submitted job ended: its submission id, terminal status and full driver log."""
+
+    submission_id: str
+    status: str
+    logs: str
+
+
+class LocalRayCluster:
+    """One Ray head on this machine, driven only through the `ray` CLI and the job REST API.
+
+    `autoscaling_config` (a cluster-launcher YAML, e.g. tests/fake_cluster.yaml with the
+    `fake_multinode` provider) turns on the autoscaler; `env` adds variables to the head's
+    environment (every worker and job driver inherits them, as on a real cluster).
+    """
+
+    def __init__(self, num_cpus: int = 2, autoscaling_config: Path | None = None, env: dict[str, str] | None = None, start_timeout: float = 120):
+        self.num_cpus = num_cpus
+        self.autoscaling_config = autoscaling_config
+        self.extra_env = env or {}
+        self.start_timeout = start_timeout
+        self.gcs_port = free_port()
+        self.dashboard_port = free_port()
+        self.address = f"http://127.0.0.1:{self.dashboard_port}"
+        self._head: subprocess.Popen | None = None
+        self._temp_dir: str | None = None
+        self._submitted: list[str] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> LocalRayCluster:
+        # Short path: Ray's unix sockets live under the temp dir and must stay below 107 chars.
+        self._temp_dir = tempfile.mkdtemp(prefix="finner-ray-", dir="/tmp")
+        cmd = [
+            RAY, "start", "--head", "--block", "--disable-usage-stats",
+            "--num-cpus", str(self.num_cpus), "--num-gpus", "0",
+            "--port", str(self.gcs_port),
+            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
+            "--dashboard-agent-listen-port", str(free_port()),
+            "--ray-client-server-port", str(free_port()),
+            "--temp-dir", self._temp_dir,
+        ]  # fmt: skip
+        if self.autoscaling_config:
+            cmd.append(f"--autoscaling-config={self.autoscaling_config}")
+        env = {**os.environ, **self.head_env(), **self.extra_env}
+        self._head_log = open(Path(self._temp_dir) / "head.log", "w")
+        self._head = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=self._head_log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @staticmethod
+    def head_env() -> dict[str, str]:
+        """What a cluster node has: `python` on PATH is the interpreter with finner installed."""
+        return {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self._head.poll() is not None:
+                raise RuntimeError(f"ray start exited with {self._head.returncode}:\n{self.head_log()}")
+            try:
+                with urllib.request.urlopen(f"{self.address}/api/jobs/", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"Ray head not ready after {self.start_timeout}s:\n{self.head_log()}")
+
+    def head_log(self) -> str:
+        return (Path(self._temp_dir) / "head.log").read_text() if self._temp_dir else ""
+
+    def stop(self) -> None:
+        """Stop our unfinished jobs, then end the head's process group (SIGTERM, then SIGKILL)."""
+        if self._head is None:
+            return
+        stuck_drivers = []
+        if self._head.poll() is None:
+            for sid in self._submitted:
+                try:
+                    if self.status(sid) not in TERMINAL:
+                        self.stop_job(sid)
+                except (OSError, RuntimeError, TimeoutError):
+                    stuck_drivers += self._driver_pid(sid)
+        group = self._head.pid  # start_new_session: the group id is the head's pid
+        _signal_group(group, signal.SIGTERM)
+        try:
+            self._head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(group, signal.SIGKILL)
+        self._head.wait()
+        for pid in stuck_drivers:  # a job driver runs in its own session (Ray's job supervisor)
+            _signal_group(pid, signal.SIGKILL)
+        self._head_log.close()
+        self._head = None
+        shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalRayCluster:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def submit(self, module: str, *args: str, runtime_env: str | None = None, env_vars: dict[str, str] | None = None, submission_id: str | None = None) -> str:
+        """`ray job submit --no-wait ... -- python -m module args` from the repo root; returns the submission id.
+
+        `runtime_env` is a YAML path relative to the repo (passed with `--runtime-env`, as a user
+        would); `env_vars` (secrets such as ARGILLA_API_KEY) are merged into it the way the README
+        tells users to: `--runtime-env-json "$(python -m finner.pipeline.runtime_env FILE)"`.
+        """
+        sid = submission_id or f"{module.rsplit('.', 1)[-1]}-{time.time_ns()}"
+        cmd = [RAY, "job", "submit", "--address", self.address, "--submission-id", sid, "--no-wait"]
+        if env_vars:
+            from finner.pipeline.runtime_env import runtime_env_with_secrets
+
+            spec = runtime_env_with_secrets(REPO / runtime_env, environ=env_vars, forward=tuple(env_vars)) if runtime_env else {"env_vars": env_vars}
+            cmd += ["--runtime-env-json", json.dumps(spec)]
+        elif runtime_env:
+            cmd += ["--runtime-env", runtime_env]
+        cmd += ["--", "python", "-m", module, *args]
+        done = subprocess.run(cmd, cwd=REPO, env={**os.environ, **self.head_env()}, capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"ray job submit failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        self._submitted.append(sid)
+        return sid
+
+    def wait(self, submission_id: str, timeout: float = 300, until: frozenset[str] = TERMINAL) -> JobRun:
+        """Poll the job until its status is in `until`; on timeout stop it and raise with its log."""
+        deadline = time.monotonic() + timeout
+        while (status := self.status(submission_id)) not in until:
+            if time.monotonic() > deadline:
+                logs = self.logs(submission_id)
+                self._request_stop(submission_id)
+                raise TimeoutError(f"job {submission_id} still {status} after {timeout}s; log:\n{logs[-5000:]}")
+            time.sleep(1)
+        return JobRun(submission_id, status, self.logs(submission_id))
+
+    def run(self, module: str, *args: str, timeout: float = 300, **submit_kwargs) -> JobRun:
+        """Submit and wait for a terminal status."""
+        return self.wait(self.submit(module, *args, **submit_kwargs), timeout=timeout)
+
+    def status(self, submission_id: str) -> str:
+        return self._api(f"/api/jobs/{submission_id}")["status"]
+
+    def logs(self, submission_id: str) -> str:
+        return self._api(f"/api/jobs/{submission_id}/logs")["logs"]
+
+    def stop_job(self, submission_id: str, timeout: float = 60) -> str:
+        """`ray job stop` (SIGTERM to the driver's process group, then SIGKILL); returns the final status."""
+        self._request_stop(submission_id)
+        return self.wait(submission_id, timeout=timeout).status
+
+    def _request_stop(self, submission_id: str) -> None:
+        subprocess.run([RAY, "job", "stop", "--address", self.address, "--no-wait", submission_id], capture_output=True, text=True, timeout=60)
+
+    # -- cluster state -----------------------------------------------------------------------
+
+    def ray_status(self) -> str:
+        """`ray status` output: nodes by type, pending launches, resource usage and demands."""
+        done = subprocess.run([RAY, "status", "--address", f"127.0.0.1:{self.gcs_port}"], env={**os.environ, **self.head_env()}, capture_output=True, text=True, timeout=60)
+        return done.stdout + done.stderr
+
+    def alive_nodes(self) -> list[dict]:
+        """Alive nodes from the state API (`/api/v0/nodes`), each with its `resources_total`."""
+        reply = self._api("/api/v0/nodes?limit=100&detail=true")
+        return [n for n in reply["data"]["result"]["result"] if n["state"] == "ALIVE"]
+
+    def _api(self, path: str) -> dict:
+        try:
+            with urllib.request.urlopen(self.address + path, timeout=30) as r:
+                return json.load(r)
+        except urllib.error.HTTPError as err:
+            raise RuntimeError(f"GET {path}: HTTP {err.code} {err.read()[:500]!r}") from None
+
+    def _driver_pid(self, submission_id: str) -> list[int]:
+        try:
+            info = self._api(f"/api/jobs/{submission_id}").get("driver_info") or {}
+        except (OSError, RuntimeError):
+            return []
+        return [int(info["pid"])] if info.get("pid") else []
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A 2-CPU local Ray head shared by the tests of one module (import this fixture into the module)."""
+    with LocalRayCluster() as cluster:
+        yield cluster
