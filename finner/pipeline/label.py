@@ -1,0 +1,267 @@
+"""Ray Data wiring of the labeling stage: headlines not yet `ok` -> async endpoint actors -> `llm_labels`.
+
+* **Resume**: the input is `headlines` minus the ids already `ok` in `llm_labels`; failed and
+  invalid rows are tried again. Each finished batch is appended to `llm_labels` as one atomic
+  part (named after its ids, so a Ray retry of the same batch overwrites instead of duplicating),
+  so killing the job at any point loses only requests still in flight.
+* **Concurrency**: `map_batches` with an async callable class in a fixed actor pool. Every actor
+  holds one `ChatClient` whose window (`LabelConfig.max_in_flight`) is shared by the batches the
+  actor works on at once, so `actors x max_in_flight` is the endpoint's concurrency and a slow
+  request only holds its own slot.
+* **Cost**: the summary counts statuses, tokens, requests/s and dollars (per hour of endpoint or per
+  token), printed and stored as `label_cost` (`Store.put_json`) for the scoring stage's comparison;
+  `estimate=True` labels a random sample first and extrapolates time and cost to the whole input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from finner import schemas
+from finner.config import config_from_dict, help_text
+from finner.errors import FinnerError
+from finner.ids import stable_hash
+from finner.label import PROMPT_VERSION, ChatClient, LabelConfig, label_rows
+from finner.store import Store
+
+# What the actors send back to the driver (the full rows are already in the store).
+SUMMARY_COLUMNS = ["id", "status", "error", "prompt_tokens", "completion_tokens", "latency_s", "attempts"]
+COST_KEY, ESTIMATE_KEY = "label_cost", "label_estimate"
+
+
+@dataclass(frozen=True)
+class LabelRunConfig:
+    """How the labeling job runs on Ray and what the endpoint costs."""
+
+    actors: int = field(default=2, metadata=help_text("actors calling the endpoint; endpoint concurrency = actors x --max-in-flight"))
+    actor_cpus: float = field(default=0.25, metadata=help_text("CPUs reserved per actor (they mostly wait on the network)"))
+    batch_rows: int = field(default=128, metadata=help_text("headlines per batch; each finished batch is one appended part"))
+    batches_per_actor: int = field(default=4, metadata=help_text("batches an actor works on at once (they share its window)"))
+    limit: int = field(default=0, metadata=help_text("label at most this many headlines in this run; 0 = all that are not ok yet"))
+    usd_per_hour: float = field(default=0.0, metadata=help_text("endpoint price per hour (dedicated endpoints)"))
+    usd_per_million_prompt_tokens: float = field(default=0.0, metadata=help_text("price per million prompt tokens (serverless APIs)"))
+    usd_per_million_completion_tokens: float = field(default=0.0, metadata=help_text("price per million completion tokens"))
+    estimate: bool = field(default=False, metadata=help_text("label only a random sample and extrapolate time and cost to the whole input"))
+    estimate_rows: int = field(default=200, metadata=help_text("sample size of --estimate"))
+    seed: int = field(default=0, metadata=help_text("random seed of the --estimate sample"))
+
+    def __post_init__(self) -> None:
+        if self.actors < 1 or self.batch_rows < 1 or self.batches_per_actor < 1 or self.estimate_rows < 1:
+            raise ValueError("actors, batch_rows, batches_per_actor and estimate_rows must be >= 1")
+
+
+class LabelActor:
+    """Ray Data actor: labels a batch through the actor's shared client, appends it, returns a summary."""
+
+    def __init__(self, label_config: dict[str, Any], store_root: str, run_id: str):
+        self.config = config_from_dict(LabelConfig, label_config)
+        self.store = Store(store_root)
+        self.run_id = run_id
+        self._client: ChatClient | None = None
+
+    async def __call__(self, batch: pa.Table):
+        if self._client is None:  # built on first use, inside the event loop Ray runs us in
+            self._client = ChatClient(self.config)
+        ids = batch["id"].to_pylist()
+        labels = await label_rows(ids, batch["title"].to_pylist(), self._client)
+        part = f"{self.run_id}-{stable_hash(ids)}"
+        await asyncio.to_thread(self.store.append, "llm_labels", labels, part)
+        yield labels.select(SUMMARY_COLUMNS)
+
+
+def todo_headlines(store: Store) -> tuple[pa.Table, int]:
+    """(id, title) of headlines not yet labelled `ok`, in table order, and how many were already ok."""
+    if not store.exists("headlines"):
+        raise FinnerError("the store has no headlines table: run `python -m jobs.ingest` first")
+    headlines = store.read("headlines", columns=["id", "title"])
+    done = store.ids("llm_labels", filter=pc.field("status") == schemas.LABEL_OK)
+    if not done:
+        return headlines, 0
+    keep = pc.invert(pc.is_in(headlines["id"], value_set=pa.array(sorted(done), pa.string())))
+    todo = headlines.filter(keep)
+    return todo, headlines.num_rows - todo.num_rows
+
+
+@dataclass
+class LabelSummary:
+    """What a run did and cost."""
+
+    rows: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    request_s: float = 0.0
+    elapsed_s: float = 0.0
+    already_ok: int = 0
+    last_error: str | None = None
+    estimate: dict[str, Any] | None = None  # with --estimate: the extrapolation to the whole input
+
+    def add(self, batch: pa.Table) -> None:
+        self.rows += batch.num_rows
+        self.statuses.update(batch["status"].to_pylist())
+        self.prompt_tokens += int(pc.sum(batch["prompt_tokens"]).as_py() or 0)
+        self.completion_tokens += int(pc.sum(batch["completion_tokens"]).as_py() or 0)
+        self.requests += int(pc.sum(batch["attempts"]).as_py() or 0)
+        self.request_s += float(pc.sum(batch["latency_s"]).as_py() or 0.0)
+        errors = [e for e in batch["error"].to_pylist() if e]
+        if errors:
+            self.last_error = errors[-1]
+
+    def usd(self, run: LabelRunConfig) -> float:
+        return (
+            self.elapsed_s / 3600 * run.usd_per_hour
+            + self.prompt_tokens / 1e6 * run.usd_per_million_prompt_tokens
+            + self.completion_tokens / 1e6 * run.usd_per_million_completion_tokens
+        )
+
+    def to_json(self, run: LabelRunConfig, label: LabelConfig) -> dict[str, Any]:
+        usd = self.usd(run)
+        return {
+            "rows": self.rows,
+            "statuses": {s: self.statuses.get(s, 0) for s in (schemas.LABEL_OK, schemas.LABEL_INVALID, schemas.LABEL_FAILED)},
+            "already_ok": self.already_ok,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "requests": self.requests,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "headlines_per_s": round(self.rows / self.elapsed_s, 3) if self.elapsed_s else 0.0,
+            "requests_per_s": round(self.requests / self.elapsed_s, 3) if self.elapsed_s else 0.0,
+            "mean_request_s": round(self.request_s / self.requests, 4) if self.requests else 0.0,
+            "usd": round(usd, 6),
+            "usd_per_1k_headlines": round(usd / self.rows * 1000, 6) if self.rows else 0.0,
+            "pricing": {
+                "usd_per_hour": run.usd_per_hour,
+                "usd_per_million_prompt_tokens": run.usd_per_million_prompt_tokens,
+                "usd_per_million_completion_tokens": run.usd_per_million_completion_tokens,
+            },
+            "concurrency": run.actors * label.max_in_flight,
+            "model": label.model,
+            "prompt_version": PROMPT_VERSION,
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def line(self, run: LabelRunConfig) -> str:
+        s = self.statuses
+        rate = self.rows / self.elapsed_s if self.elapsed_s else 0.0
+        return (
+            f"labeled {self.rows} headlines in {self.elapsed_s:.1f}s ({rate:.1f}/s, {self.requests / max(self.elapsed_s, 1e-9):.1f} requests/s): "
+            f"{s.get(schemas.LABEL_OK, 0)} ok, {s.get(schemas.LABEL_INVALID, 0)} invalid_output, {s.get(schemas.LABEL_FAILED, 0)} failed; "
+            f"{self.already_ok} already ok; tokens {self.prompt_tokens} prompt + {self.completion_tokens} completion; "
+            f"cost ${self.usd(run):.4f}"
+        )
+
+
+def _blocks(todo: pa.Table, rows: int) -> list[pa.Table]:
+    return [todo.slice(start, rows) for start in range(0, todo.num_rows, rows)]
+
+
+def label_table(store: Store, todo: pa.Table, label: LabelConfig, run: LabelRunConfig, progress: bool = True) -> LabelSummary:
+    """Label `todo` (id, title) on the Ray actor pool, appending each batch; returns the summary."""
+    import ray
+
+    summary = LabelSummary()
+    if todo.num_rows == 0:
+        return summary
+    store.ensure("llm_labels")
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    dataset = ray.data.from_arrow(_blocks(todo, run.batch_rows)).map_batches(
+        LabelActor,
+        fn_constructor_kwargs={"label_config": dataclasses.asdict(label), "store_root": store.root, "run_id": run_id},
+        batch_size=run.batch_rows,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(
+            size=run.actors,
+            max_tasks_in_flight_per_actor=run.batches_per_actor,
+            max_concurrent_calls_per_actor=run.batches_per_actor,
+        ),
+        num_cpus=run.actor_cpus,
+    )
+    bar = _progress(todo.num_rows, progress)
+    started = time.perf_counter()
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        summary.add(batch)
+        bar.update(batch.num_rows)
+    summary.elapsed_s = time.perf_counter() - started
+    bar.close()
+    return summary
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="headline", desc="labeling", disable=not enabled)
+
+
+def run_labeling(store: Store, label: LabelConfig, run: LabelRunConfig, progress: bool = True) -> LabelSummary:
+    """The labeling stage: resume from `llm_labels`, label what is left (or a sample), store the cost."""
+    todo, already_ok = todo_headlines(store)
+    if run.limit:
+        todo = todo.slice(0, run.limit)
+    to_label = _sample(todo, run) if run.estimate else todo
+    summary = label_table(store, to_label, label, run, progress)
+    summary.already_ok = already_ok
+    report = summary.to_json(run, label)
+    if run.estimate:
+        summary.estimate = report["estimate"] = extrapolate(summary, todo.num_rows, run)
+        store.put_json(ESTIMATE_KEY, report)
+    elif summary.rows:
+        store.put_json(COST_KEY, report)
+    if summary.rows and not (summary.statuses[schemas.LABEL_OK] or summary.statuses[schemas.LABEL_INVALID]):
+        raise FinnerError(
+            f"all {summary.rows} headlines failed (last error: {summary.last_error}); "
+            "check --endpoint, --response-format and $HF_TOKEN; re-running retries them"
+        )
+    return summary
+
+
+def _sample(todo: pa.Table, run: LabelRunConfig) -> pa.Table:
+    import random
+
+    n = min(run.estimate_rows, todo.num_rows)
+    picks = sorted(random.Random(run.seed).sample(range(todo.num_rows), n))
+    return todo.take(pa.array(picks, pa.int64()))
+
+
+def extrapolate(sample: LabelSummary, total_rows: int, run: LabelRunConfig) -> dict[str, Any]:
+    """Time and cost of labeling `total_rows` at the sample's pace, tokens and failure rate.
+
+    A small sample includes the actors' start-up, so the time is on the pessimistic side.
+    """
+    if not sample.rows:
+        return {"rows": total_rows, "elapsed_s": 0.0, "usd": 0.0}
+    scale = total_rows / sample.rows
+    projected = LabelSummary(
+        rows=total_rows,
+        prompt_tokens=round(sample.prompt_tokens * scale),
+        completion_tokens=round(sample.completion_tokens * scale),
+        requests=round(sample.requests * scale),
+        elapsed_s=sample.elapsed_s * scale,
+    )
+    return {
+        "rows": total_rows,
+        "sample_rows": sample.rows,
+        "elapsed_s": round(projected.elapsed_s, 1),
+        "elapsed_h": round(projected.elapsed_s / 3600, 3),
+        "prompt_tokens": projected.prompt_tokens,
+        "completion_tokens": projected.completion_tokens,
+        "usd": round(projected.usd(run), 2),
+        "ok_share": round(sample.statuses[schemas.LABEL_OK] / sample.rows, 4),
+    }
+
+
+def estimate_line(e: dict[str, Any]) -> str:
+    return (
+        f"estimate from {e.get('sample_rows', 0)} sampled headlines: {e['rows']} headlines would take "
+        f"{e['elapsed_s'] / 3600:.2f} h and cost ${e['usd']:.2f} ({e.get('ok_share', 0):.0%} ok in the sample)"
+    )

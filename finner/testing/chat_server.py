@@ -1,0 +1,380 @@
+"""A real chat-completions server that labels headlines with the gazetteer, and fails on demand.
+
+It speaks the OpenAI-style `POST /v1/chat/completions` (the headline is the last user message) and
+accepts the three constrained-output forms (`json_object`+`value` as TGI, `json_schema` as
+OpenAI/vLLM, `json_object`+`schema` as llama.cpp). Answers come from `finner.testing.gazetteer`,
+with `usage` token counts. Two knobs make it a test bench:
+
+* **capacity**: at most C requests are served at once (the rest queue, as on a real GPU server),
+  each taking a latency drawn from a heavy-tailed (log-normal) distribution: what the benchmark
+  saturates;
+* **faults** at configurable rates: 429 with Retry-After, 500, 503, 422 (not worth retrying), slow
+  answers, hangs (the client times out), connection resets, a response body that is not JSON, and answers that are
+  malformed JSON, truncated JSON, the wrong schema, lists of different lengths, or a company that
+  is not in the headline.
+
+`GET /stats` counts requests per headline (so tests can prove no finished row is sent again),
+per fault, per response-format kind and per auth kind (bearer or none; never the token), and the
+most requests it ever had in flight; `POST /stats/reset` clears them.
+
+    python -m finner.testing.chat_server --port 8089 [--listings CSV] [--fault-rate 0.2]
+
+From Python, `with serve_chat(ServerConfig(...)) as url:` serves in a background thread (or a
+subprocess with `in_subprocess=True`) and yields the base URL to give the label job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from finner.config import add_config_args, config_from_args, help_text
+from finner.testing.gazetteer import Gazetteer
+
+# Fault kinds, in the order the mixed fault rate is spread over them.
+TRANSPORT_FAULTS = ("rate_limited", "server_error", "unavailable", "bad_request", "reset", "hang", "broken_body")
+ANSWER_FAULTS = ("malformed_json", "truncated_json", "wrong_schema", "mismatched_lengths", "not_in_headline")
+FAULTS = (*TRANSPORT_FAULTS, "slow", *ANSWER_FAULTS)
+NOT_IN_HEADLINE = "Acme Widgets Corporation"
+READY_PREFIX = "chat server listening on "
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What the server answers with and how it misbehaves. Defaults: an instant, faultless server."""
+
+    listings: str | None = field(default=None, metadata=help_text("company listing CSV (symbol,name,source); default: the embedded gazetteer"))
+    capacity: int = field(default=0, metadata=help_text("requests served at once (the rest queue); 0 = unlimited"))
+    latency_median_s: float = field(default=0.0, metadata=help_text("median service time per request"))
+    latency_sigma: float = field(default=1.0, metadata=help_text("log-normal sigma of the service time (heavier tail when larger)"))
+    latency_cap_s: float = field(default=30.0, metadata=help_text("longest service time"))
+    fault_rate: float = field(default=0.0, metadata=help_text("share of requests that misbehave, spread evenly over --faults"))
+    faults: tuple[str, ...] = field(default=FAULTS, metadata=help_text(f"fault kinds to inject, among {', '.join(FAULTS)}"))
+    retry_after_s: float = field(default=1.0, metadata=help_text("Retry-After sent with 429"))
+    slow_s: float = field(default=2.0, metadata=help_text("extra seconds of a slow answer"))
+    hang_s: float = field(default=120.0, metadata=help_text("seconds a hanging request waits before answering"))
+    seed: int = field(default=0, metadata=help_text("random seed for latencies and faults"))
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.faults) - set(FAULTS))
+        if unknown:
+            raise ValueError(f"unknown fault kind(s) {unknown}; known: {FAULTS}")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError(f"fault_rate must be within [0, 1], got {self.fault_rate}")
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    answered: int = 0
+    by_headline: Counter = field(default_factory=Counter)
+    faults: Counter = field(default_factory=Counter)
+    formats: Counter = field(default_factory=Counter)
+    auth: Counter = field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    service_s: float = 0.0  # slot-seconds spent serving answered requests
+    first_request_at: float | None = None
+    last_answer_at: float | None = None
+    answer_times: list[float] = field(default_factory=list)  # monotonic time of each answer
+
+    def to_json(self) -> dict:
+        return {
+            "requests": self.requests,
+            "answered": self.answered,
+            "by_headline": dict(self.by_headline),
+            "faults": dict(self.faults),
+            "formats": dict(self.formats),
+            "auth": dict(self.auth),
+            "max_in_flight": self.max_in_flight,
+            "service_s": self.service_s,
+            "first_request_at": self.first_request_at,
+            "last_answer_at": self.last_answer_at,
+            "answer_times": self.answer_times,
+        }
+
+
+def format_kind(response_format: object) -> str:
+    """Which constrained-output form a request used: tgi, openai, llamacpp, json_object or none."""
+    if not isinstance(response_format, dict):
+        return "none"
+    if response_format.get("type") == "json_schema":
+        return "openai"
+    if response_format.get("type") == "json_object":
+        if "value" in response_format:
+            return "tgi"
+        if "schema" in response_format:
+            return "llamacpp"
+        return "json_object"
+    return "other"
+
+
+class ChatServer:
+    """The aiohttp application: build it, then `app` serves it."""
+
+    def __init__(self, config: ServerConfig, gazetteer: Gazetteer | None = None):
+        self.config = config
+        self.gazetteer = gazetteer or (Gazetteer.from_listings(config.listings) if config.listings else Gazetteer.embedded())
+        self.stats = Stats()
+        self._rng = random.Random(config.seed)
+        self._slots: asyncio.Semaphore | None = None
+        self.app = web.Application(client_max_size=4 * 1024 * 1024)
+        self.app.add_routes(
+            [
+                web.post("/v1/chat/completions", self.chat_completions),
+                web.post("/chat/completions", self.chat_completions),
+                web.get("/stats", self.get_stats),
+                web.post("/stats/reset", self.reset_stats),
+                web.get("/health", self.health),
+            ]
+        )
+
+    # -- handlers ------------------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "gazetteer_entries": len(self.gazetteer)})
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats.to_json())
+
+    async def reset_stats(self, request: web.Request) -> web.Response:
+        self.stats = Stats()
+        return web.json_response({"status": "reset"})
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+            headline = next(m["content"] for m in reversed(body["messages"]) if m.get("role") == "user")
+        except (json.JSONDecodeError, KeyError, TypeError, StopIteration):
+            return web.json_response({"error": "body must be JSON with messages ending in a user message"}, status=400)
+        stats = self.stats
+        stats.requests += 1
+        stats.first_request_at = stats.first_request_at or time.monotonic()
+        stats.by_headline[headline] += 1
+        stats.formats[format_kind(body.get("response_format"))] += 1
+        stats.auth["bearer" if request.headers.get("Authorization", "").startswith("Bearer ") else "none"] += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            return await self._respond(request, body, headline, stats)
+        finally:
+            stats.in_flight -= 1
+
+    async def _respond(self, request: web.Request, body: dict, headline: str, stats: Stats) -> web.StreamResponse:
+        fault = self._draw_fault()
+        if fault:
+            stats.faults[fault] += 1
+        if fault == "rate_limited":
+            return web.json_response({"error": "rate limited"}, status=429, headers={"Retry-After": f"{self.config.retry_after_s:g}"})
+        if fault in ("server_error", "unavailable"):
+            return web.json_response({"error": fault}, status=500 if fault == "server_error" else 503)
+        if fault == "bad_request":
+            return web.json_response({"error": "unprocessable request"}, status=422)
+        if fault == "reset":
+            assert request.transport is not None
+            request.transport.abort()  # the client sees the connection drop with no answer
+            raise asyncio.CancelledError
+        if fault == "hang":
+            await asyncio.sleep(self.config.hang_s)
+
+        async with self._capacity():
+            service = self._service_time() + (self.config.slow_s if fault == "slow" else 0.0)
+            if service:
+                await asyncio.sleep(service)
+            stats.service_s += service
+        now = time.monotonic()
+        stats.answered += 1
+        stats.last_answer_at = now
+        stats.answer_times.append(now)
+        if fault == "broken_body":
+            return web.Response(text='{"id": "chatcmpl-broken", "choices": [', content_type="application/json")
+        content, finish_reason = self._answer(headline, fault)
+        prompt_text = " ".join(str(m.get("content", "")) for m in body["messages"])
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{stats.requests}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model") or "gazetteer",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
+                "usage": {
+                    "prompt_tokens": approx_tokens(prompt_text),
+                    "completion_tokens": approx_tokens(content),
+                    "total_tokens": approx_tokens(prompt_text) + approx_tokens(content),
+                },
+            }
+        )
+
+    # -- behaviour -----------------------------------------------------------------------------
+
+    def _draw_fault(self) -> str | None:
+        cfg = self.config
+        if not cfg.faults or self._rng.random() >= cfg.fault_rate:
+            return None
+        return self._rng.choice(cfg.faults)
+
+    def _service_time(self) -> float:
+        cfg = self.config
+        if cfg.latency_median_s <= 0:
+            return 0.0
+        return min(cfg.latency_cap_s, cfg.latency_median_s * math.exp(self._rng.gauss(0.0, cfg.latency_sigma)))
+
+    @contextlib.asynccontextmanager
+    async def _capacity(self):
+        if self.config.capacity <= 0:
+            yield
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.config.capacity)
+        async with self._slots:
+            yield
+
+    def _answer(self, headline: str, fault: str | None) -> tuple[str, str]:
+        result, normalized = self.gazetteer.label(headline)
+        if fault == "not_in_headline":
+            result, normalized = [*result, NOT_IN_HEADLINE], [*normalized, NOT_IN_HEADLINE]
+        elif fault == "mismatched_lengths":
+            normalized = [*normalized, "Extra Company"] if len(normalized) < 2 else normalized[:-1]
+        if fault == "wrong_schema":
+            return json.dumps({"companies": result}), "stop"
+        answer = json.dumps({"result": result, "normalized_result": normalized})
+        if fault == "malformed_json":
+            return "Sure! The companies are: " + ", ".join(result or ["none"]), "stop"
+        if fault == "truncated_json":
+            return answer[: max(1, len(answer) // 2)], "length"
+        return answer, "stop"
+
+
+def approx_tokens(text: str) -> int:
+    """A tokenizer-free token count (about 4 characters a token), for usage figures."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+# -- running it ----------------------------------------------------------------------------------
+
+
+async def _start(server: ChatServer, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # the bound port when port=0
+    return runner, sockets[0].getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_chat(config: ServerConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, in_subprocess: bool = False) -> Iterator[str]:
+    """Serve the chat server while the block runs; yields its base URL (`http://127.0.0.1:PORT`).
+
+    In a background thread by default; `in_subprocess=True` runs it in its own process (its own
+    GIL: benchmarks use this so the server does not compete with the client being measured).
+    """
+    config = config or ServerConfig()
+    if in_subprocess:
+        yield from _serve_in_subprocess(config, host, port)
+        return
+    server = ChatServer(config)
+    loop = asyncio.new_event_loop()
+    started: dict = {}
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            started["runner"], started["port"] = loop.run_until_complete(_start(server, host, port))
+        except BaseException as err:  # surfaced to the caller below
+            started["error"] = err
+        ready.set()
+        if "error" not in started:
+            loop.run_forever()
+
+    thread = threading.Thread(target=run, name="chat-server", daemon=True)
+    thread.start()
+    ready.wait(30)
+    if "error" in started:
+        raise started["error"]
+    try:
+        yield f"http://{host}:{started['port']}"
+    finally:
+        asyncio.run_coroutine_threadsafe(started["runner"].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def _serve_in_subprocess(config: ServerConfig, host: str, port: int) -> Iterator[str]:
+    args = [sys.executable, "-m", "finner.testing.chat_server", "--host", host, "--port", str(port)]
+    for f in dataclasses.fields(ServerConfig):
+        value = getattr(config, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if value is None:
+            continue
+        args += [flag, *value] if isinstance(value, tuple) else [flag, str(value)]
+    if not config.faults:
+        args = [a for a in args if a != "--faults"] + ["--faults"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith(READY_PREFIX):
+            raise RuntimeError(f"chat server did not start (exit code {proc.poll()}): {line!r}")
+        yield line[len(READY_PREFIX) :].strip()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def stats(base_url: str) -> dict:
+    """The server's counters (`GET /stats`)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base_url}/stats", timeout=30) as response:
+        return json.loads(response.read())
+
+
+def reset_stats(base_url: str) -> None:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{base_url}/stats/reset", method="POST"), timeout=30).read()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m finner.testing.chat_server", description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8089, help="0 picks a free port (printed on the first line)")
+    add_config_args(p, ServerConfig)
+    args = p.parse_args(argv)
+    server = ChatServer(config_from_args(ServerConfig, args))
+
+    async def serve() -> None:
+        runner, bound = await _start(server, args.host, args.port)
+        print(f"{READY_PREFIX}http://{args.host}:{bound}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Label headlines with an LLM endpoint into the store's `llm_labels` table (resumable, costed).
+
+    python -m jobs.label --endpoint https://xyz.endpoints.huggingface.cloud        # TGI / Inference Endpoints
+    python -m jobs.label --endpoint http://127.0.0.1:8000 --response-format openai --model NAME   # vLLM
+    python -m jobs.label --endpoint http://127.0.0.1:8000 --response-format llamacpp            # llama.cpp
+    python -m jobs.label --test-endpoint          # the built-in gazetteer server (demo, no LLM)
+    python -m jobs.label --endpoint URL --estimate --usd-per-hour 8   # sample, then extrapolate time and cost
+    ray job submit -- python -m jobs.label --endpoint URL ...
+
+The endpoint token is read from $HF_TOKEN only. Re-running skips headlines already labelled ok.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+
+from finner.config import add_config_args, config_from_args
+from finner.errors import FinnerError
+from finner.label import LabelConfig
+from finner.pipeline import cli
+from finner.pipeline.label import LabelRunConfig, estimate_line, run_labeling
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("python -m jobs.label", __doc__.split("\n\n")[0])
+    add_config_args(p, LabelConfig)
+    add_config_args(p, LabelRunConfig)
+    p.add_argument("--test-endpoint", action="store_true", help="start the built-in gazetteer chat server for this run instead of --endpoint")
+    p.add_argument("--listings", default=None, help="with --test-endpoint: company listing CSV for its gazetteer (default: the embedded one)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        label = config_from_args(LabelConfig, args)
+        run = config_from_args(LabelRunConfig, args)
+        if not label.endpoint and not args.test_endpoint:
+            raise FinnerError("no endpoint: pass --endpoint URL (a chat-completions server) or --test-endpoint")
+        store = cli.store_from(args)
+        with contextlib.ExitStack() as stack:
+            if args.test_endpoint:
+                from finner.testing.chat_server import ServerConfig, serve_chat
+
+                url = stack.enter_context(serve_chat(ServerConfig(listings=args.listings)))
+                label = dataclasses.replace(label, endpoint=url, model="gazetteer", response_format="tgi")
+                print(f"labeling with the built-in gazetteer endpoint at {url} (not an LLM)")
+            cli.init_ray()
+            summary = run_labeling(store, label, run, progress=not args.quiet)
+        print(summary.line(run))
+        if summary.estimate:
+            print(estimate_line(summary.estimate))
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
