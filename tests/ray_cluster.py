@@ -2,7 +2,9 @@
 
 The head runs as `ray start --head --block` in its own process session, on free ports and its own
 `--temp-dir`, so it never collides with another Ray on the machine (nor does a plain `ray.init()`
-elsewhere join it: the address file lives in our temp dir). Teardown stops our unfinished jobs with
+elsewhere join it: the address file lives in our temp dir). Token authentication is on with a
+token of our own (`RAY_AUTH_TOKEN`), as Ray 2.60 does by default once ~/.ray/auth_token exists,
+so the tests run the same whether or not some earlier local `ray.init()` left that file behind. Teardown stops our unfinished jobs with
 `ray job stop`, then ends exactly the processes this harness started, by process-group id; it never
 runs `ray stop`, which would kill every Ray process on the machine.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -51,12 +54,13 @@ class JobRun:
 class LocalRayCluster:
     """One Ray head on this machine, driven only through the `ray` CLI and the job REST API.
 
-    `autoscaling_config` (a cluster-launcher YAML, e.g. tests/fake_cluster.yaml with the
-    `fake_multinode` provider) turns on the autoscaler; `env` adds variables to the head's
-    environment (every worker and job driver inherits them, as on a real cluster).
+    `autoscaling_config` (a cluster-launcher config such as tests/fake_cluster.yaml, whose
+    `fake_multinode` provider starts worker "nodes" as local processes) turns on the autoscaler;
+    `env` adds variables to the head's environment (every worker and job driver inherits them,
+    as on a real cluster).
     """
 
-    def __init__(self, num_cpus: int = 2, autoscaling_config: Path | None = None, env: dict[str, str] | None = None, start_timeout: float = 120):
+    def __init__(self, num_cpus: int = 2, autoscaling_config: dict | None = None, env: dict[str, str] | None = None, start_timeout: float = 120):
         self.num_cpus = num_cpus
         self.autoscaling_config = autoscaling_config
         self.extra_env = env or {}
@@ -64,6 +68,7 @@ class LocalRayCluster:
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
+        self.auth_token = secrets.token_hex(32)
         self._head: subprocess.Popen | None = None
         self._temp_dir: str | None = None
         self._submitted: list[str] = []
@@ -82,9 +87,11 @@ class LocalRayCluster:
             "--ray-client-server-port", str(free_port()),
             "--temp-dir", self._temp_dir,
         ]  # fmt: skip
+        env = {**self.env(), **self.extra_env}
         if self.autoscaling_config:
-            cmd.append(f"--autoscaling-config={self.autoscaling_config}")
-        env = {**os.environ, **self.head_env(), **self.extra_env}
+            cmd.append(f"--autoscaling-config={self._write_autoscaling_config()}")
+            # The fake provider refuses to run without RAY_FAKE_CLUSTER; 1 s autoscaler rounds keep tests short.
+            env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
         self._head_log = open(Path(self._temp_dir) / "head.log", "w")
         self._head = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=self._head_log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -94,13 +101,29 @@ class LocalRayCluster:
             raise
         return self
 
-    @staticmethod
-    def head_env() -> dict[str, str]:
-        """What a cluster node has: `python` on PATH is the interpreter with finner installed."""
+    def _write_autoscaling_config(self) -> Path:
+        """The config with the fake provider pointed at this head's GCS port (it assumes 6379 otherwise)."""
+        import ray._private.services
+
+        config = json.loads(json.dumps(self.autoscaling_config))
+        if config["provider"]["type"] == "fake_multinode":
+            config["provider"]["gcs_address"] = f"{ray._private.services.get_node_ip_address()}:{self.gcs_port}"
+        path = Path(self._temp_dir) / "autoscaling.yaml"
+        path.write_text(json.dumps(config))
+        return path
+
+    def env(self) -> dict[str, str]:
+        """The environment of the head and of our `ray` CLI calls.
+
+        As on a cluster node, `python` on PATH is the interpreter with finner installed.
+        """
         return {
+            **os.environ,
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "RAY_USAGE_STATS_ENABLED": "0",
             "PYTHONUNBUFFERED": "1",
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.auth_token,
         }
 
     def _wait_ready(self) -> None:
@@ -109,10 +132,9 @@ class LocalRayCluster:
             if self._head.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self._head.returncode}:\n{self.head_log()}")
             try:
-                with urllib.request.urlopen(f"{self.address}/api/jobs/", timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
+                self._api("/api/jobs/")
+                return
+            except (OSError, RuntimeError):
                 pass
             time.sleep(1)
         raise TimeoutError(f"Ray head not ready after {self.start_timeout}s:\n{self.head_log()}")
@@ -171,7 +193,7 @@ class LocalRayCluster:
         elif runtime_env:
             cmd += ["--runtime-env", runtime_env]
         cmd += ["--", "python", "-m", module, *args]
-        done = subprocess.run(cmd, cwd=REPO, env={**os.environ, **self.head_env()}, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(cmd, cwd=REPO, env=self.env(), capture_output=True, text=True, timeout=120)
         if done.returncode:
             raise RuntimeError(f"ray job submit failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         self._submitted.append(sid)
@@ -204,23 +226,24 @@ class LocalRayCluster:
         return self.wait(submission_id, timeout=timeout).status
 
     def _request_stop(self, submission_id: str) -> None:
-        subprocess.run([RAY, "job", "stop", "--address", self.address, "--no-wait", submission_id], capture_output=True, text=True, timeout=60)
+        subprocess.run([RAY, "job", "stop", "--address", self.address, "--no-wait", submission_id], env=self.env(), capture_output=True, text=True, timeout=60)
 
     # -- cluster state -----------------------------------------------------------------------
 
     def ray_status(self) -> str:
         """`ray status` output: nodes by type, pending launches, resource usage and demands."""
-        done = subprocess.run([RAY, "status", "--address", f"127.0.0.1:{self.gcs_port}"], env={**os.environ, **self.head_env()}, capture_output=True, text=True, timeout=60)
+        done = subprocess.run([RAY, "status", "--address", f"127.0.0.1:{self.gcs_port}"], env=self.env(), capture_output=True, text=True, timeout=60)
         return done.stdout + done.stderr
 
-    def alive_nodes(self) -> list[dict]:
-        """Alive nodes from the state API (`/api/v0/nodes`), each with its `resources_total`."""
-        reply = self._api("/api/v0/nodes?limit=100&detail=true")
-        return [n for n in reply["data"]["result"]["result"] if n["state"] == "ALIVE"]
+    def nodes(self) -> list[dict]:
+        """Every node the cluster has had, from the state API (`/api/v0/nodes`): `node_id`, `state`
+        (ALIVE or DEAD), `resources_total`, `labels`."""
+        return self._api("/api/v0/nodes?limit=100&detail=true")["data"]["result"]["result"]
 
     def _api(self, path: str) -> dict:
         try:
-            with urllib.request.urlopen(self.address + path, timeout=30) as r:
+            request = urllib.request.Request(self.address + path, headers={"Authorization": f"Bearer {self.auth_token}"})
+            with urllib.request.urlopen(request, timeout=30) as r:
                 return json.load(r)
         except urllib.error.HTTPError as err:
             raise RuntimeError(f"GET {path}: HTTP {err.code} {err.read()[:500]!r}") from None
