@@ -1,0 +1,351 @@
+"""Review round trip against a real argilla-server started on loopback by our own launcher.
+
+The sample is built from real Benzinga headlines; "LLM" spans are the companies the
+gazetteer labeler finds in them (string search over the real listings). A reviewer then
+answers through the same REST endpoint the Argilla UI uses, with its own API key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import time
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_module
+from finner import schemas
+from finner.errors import FinnerError
+from finner.ids import headline_id
+from finner.review import (
+    AGREEMENT, ARGILLA_LABEL, DISAGREEMENT, LLM_INVALID, LLM_ONLY, MODEL_QUESTION, SPAN_QUESTION,
+    Connection, ReviewConfig, connect, find_dataset, gold_spans, iter_records, pull, push, review_reason,
+    status_lines, to_argilla_spans,
+)
+from finner.review_server.launcher import LocalArgilla, LocalArgillaConfig
+from finner.source import parse_date
+from finner.store import Store
+from finner.testing.gazetteer import Gazetteer
+from finner.tokens import char_to_token_span, word_tokens
+
+LLM_MODEL = "test-llm-7b"
+COMPACT_MODEL = "gliner-finner-v1"
+UNICODE_ROWS = (35, 759, 908, 1517, 1898, 3691, 4091)  # Eberspächer, Appétit, Barron’s, €, Aaron’s, €1.1B, ESPAÑOL
+# Not in the feed: a headline with characters outside the BMP, whose UTF-16 length differs.
+ASTRAL_TITLE = "Nestlé 🚀 Beats; Société Générale 📉 Cuts Outlook"
+
+
+def _spans(title: str, strings: list[str], score: float | None = None) -> list[dict]:
+    """Char spans of `strings` found left to right in `title` (how finner.spans aligns LLM output)."""
+    spans, cursor = [], 0
+    for text in strings:
+        start = title.find(text, cursor)
+        if start < 0:
+            continue
+        spans.append({"start": start, "end": start + len(text), "text": text, "label": schemas.COMPANY,
+                      "normalized": text, "score": score})
+        cursor = start + len(text)
+    return spans
+
+
+def build_sample(headlines_path, listings_path, n: int = 300) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """(sample, llm_labels, predictions) tables from real headlines, conforming to the schemas."""
+    feed = pq.read_table(headlines_path).to_pylist()
+    stride = len(feed) // n
+    picked = sorted(set(range(0, stride * (n - len(UNICODE_ROWS) - 1), stride)) | set(UNICODE_ROWS))
+    rows = [feed[i] for i in picked] + [{"title": ASTRAL_TITLE, "date": "2021-03-04 09:30:00-05:00", "symbol": "NSRGY"}]
+    gazetteer = Gazetteer.from_listings(listings_path)
+    sample, labels, predictions = [], [], []
+    for i, row in enumerate(rows):
+        title = " ".join(row["title"].split())
+        date = parse_date(row["date"])
+        hid = headline_id(title, date.isoformat(), row["symbol"])
+        found, normalized = gazetteer.label(title)
+        if title == ASTRAL_TITLE:
+            found, normalized = ["Nestlé", "Société Générale"], ["Nestle", "Societe Generale"]
+        spans = _spans(title, found)
+        status = schemas.LABEL_INVALID if i % 41 == 7 else schemas.LABEL_OK
+        tokens = word_tokens(title)
+        sample.append({
+            "id": hid, "title": title, "date": date, "symbol": row["symbol"],
+            "split": "train" if i % 5 < 3 else ("valid" if i % 5 == 3 else "test"),
+            "cluster": normalized[0] if normalized else schemas.NO_COMPANY_CLUSTER,
+            "spans": spans if status == schemas.LABEL_OK else None,
+            "tokens": [t for t, _, _ in tokens],
+            "token_spans": [dict(zip(("start", "end"), char_to_token_span(tokens, s["start"], s["end"]))) for s in spans]
+            if status == schemas.LABEL_OK else None,
+            "llm_status": status,
+        })
+        if i % 10:  # one headline in ten has no model name recorded: the configured agent is used
+            labels.append({"id": hid, "status": status, "result": found, "normalized_result": normalized, "model": LLM_MODEL})
+        if i % 2 == 0:  # the compact model scored half; it misses the last company of every third one
+            model_spans = _spans(title, found[:-1] if (i // 2) % 3 == 0 else found, score=0.9)
+            predictions.append({"id": hid, "spans": model_spans, "companies": [s["text"] for s in model_spans],
+                                "model_version": COMPACT_MODEL})
+    return (
+        pa.Table.from_pylist(sample, schema=schemas.SAMPLE),
+        pa.Table.from_pylist(labels, schema=pa.schema([schemas.LLM_LABELS.field(c) for c in ("id", "status", "result", "normalized_result", "model")])),
+        pa.Table.from_pylist(predictions, schema=pa.schema([schemas.PREDICTIONS.field(c) for c in ("id", "spans", "companies", "model_version")])),
+    )
+
+
+def _fill(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Add the columns a test does not care about as nulls."""
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(len(table), f.type))
+    return table.select(schema.names)
+
+
+# -- fast checks of the pure parts ---------------------------------------------------------------
+
+def test_overlapping_spans_are_dropped_and_scores_kept_only_when_complete():
+    spans = [{"start": 0, "end": 9, "score": 0.8}, {"start": 0, "end": 5, "score": 0.7}, {"start": 12, "end": 16, "score": None}]
+    values, scores, dropped = to_argilla_spans(spans)
+    assert values == [{"label": ARGILLA_LABEL, "start": 0, "end": 9}, {"label": ARGILLA_LABEL, "start": 12, "end": 16}]
+    assert (scores, dropped) == (None, 1)
+    assert to_argilla_spans([{"start": 3, "end": 4, "score": 0.5}])[1] == [0.5]
+    assert to_argilla_spans(None) == ([], None, 0)
+
+
+def test_review_reason_puts_invalid_and_disagreement_first():
+    a, b = {"start": 0, "end": 3}, {"start": 5, "end": 9}
+    assert review_reason(schemas.LABEL_INVALID, None, [a]) == LLM_INVALID
+    assert review_reason(schemas.LABEL_OK, [a, b], [a]) == DISAGREEMENT
+    assert review_reason(schemas.LABEL_OK, [a], None) == LLM_ONLY
+    assert review_reason(schemas.LABEL_OK, [b, a], [a, b]) == AGREEMENT
+
+
+def test_gold_spans_slice_code_points():
+    title = ASTRAL_TITLE
+    start = title.index("Société")
+    assert gold_spans(title, [{"label": ARGILLA_LABEL, "start": start, "end": start + 16}])[0]["text"] == "Société Générale"
+
+
+def test_hf_token_is_sent_only_to_spaces():
+    assert Connection("https://me-argilla.hf.space", "k", "hf_x").headers() == {"Authorization": "Bearer hf_x"}
+    assert Connection("http://127.0.0.1:6900", "k", "hf_x").headers() == {}
+
+
+def test_unreachable_server_is_one_line_error(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    done = run_module("jobs.review", "--store", str(tmp_path), "status",
+                      env={"ARGILLA_API_URL": f"http://127.0.0.1:{port}", "ARGILLA_API_KEY": "k"}, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach Argilla at http://127.0.0.1:{port}"), done.stderr
+
+
+def test_missing_api_key_is_one_line_error(tmp_path):
+    done = run_module("jobs.review", "--store", str(tmp_path), "pull", env={"ARGILLA_API_KEY": ""}, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip() == (
+        "error: ARGILLA_API_KEY is not set; export the API key of your Argilla user (`python -m jobs.review serve` prints one)")
+
+
+def test_missing_server_environment_is_named(tmp_path):
+    with pytest.raises(FinnerError, match="argilla-server environment not found: /nonexistent/python"):
+        LocalArgilla(LocalArgillaConfig(home=str(tmp_path), python="/nonexistent/python")).start()
+
+
+# -- the round trip against a real server ---------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def argilla(tmp_path_factory):
+    server = LocalArgilla(LocalArgillaConfig(home=str(tmp_path_factory.mktemp("argilla")), port=0))
+    with server:
+        procs = list(server._procs)
+        yield server
+    assert all(p.poll() is not None for p in procs), "the launcher left a process running"
+
+
+@pytest.fixture(scope="session")
+def client(argilla):
+    return connect(Connection(argilla.url, argilla.api_key))
+
+
+@pytest.fixture(scope="session")
+def tables(real_headlines_path, company_listings_path):
+    return build_sample(real_headlines_path, company_listings_path)
+
+
+@pytest.fixture(scope="session")
+def review_store(tmp_path_factory, tables) -> Store:
+    store = Store(str(tmp_path_factory.mktemp("review-store")))
+    sample, labels, predictions = tables
+    store.write("sample", sample)
+    store.write("llm_labels", _fill(labels, schemas.LLM_LABELS))
+    store.write("predictions", _fill(predictions, schemas.PREDICTIONS))
+    return store
+
+
+CFG = ReviewConfig(workspace="finner-review", dataset_name="headlines-{split}", llm_model="fallback-llm")
+
+
+def _reviewer(client, argilla, name: str) -> httpx.Client:
+    """A reviewer: an annotator of the workspace who logs in like the UI does (password -> token)."""
+    import argilla as rg
+
+    user = rg.User(username=name, password="reviewer-pass", role="annotator", client=client).create()
+    user.add_to_workspace(client.workspaces(CFG.workspace))
+    login = httpx.post(f"{argilla.url}/api/v1/token", data={"username": name, "password": "reviewer-pass"}, timeout=30)
+    assert login.status_code == 201, login.text
+    return httpx.Client(base_url=argilla.url, headers={"Authorization": f"Bearer {login.json()['access_token']}"}, timeout=30)
+
+
+def _answer(reviewer: httpx.Client, record_id: str, status: str, spans: list[tuple[int, int]] | None) -> None:
+    body = {"status": status}
+    if spans is not None:
+        body["values"] = {SPAN_QUESTION: {"value": [{"label": ARGILLA_LABEL, "start": s, "end": e} for s, e in spans]}}
+    response = reviewer.post(f"/api/v1/records/{record_id}/responses", json=body)
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.slow
+def test_push_review_pull_round_trip(argilla, client, review_store, tables):
+    sample = {row["id"]: row for row in tables[0].to_pylist()}
+    summary = push(review_store, client, CFG)
+    assert dict(summary.pushed) == {s: sum(r["split"] == s for r in sample.values()) for s in schemas.SPLITS}
+    assert summary.model_suggestions == len(tables[2])
+    assert summary.reasons[LLM_INVALID] == sum(r["llm_status"] != schemas.LABEL_OK for r in sample.values())
+    assert summary.reasons[DISAGREEMENT] > 0 and summary.reasons[AGREEMENT] > 0
+
+    # What the server holds: suggestions with the right agent, disagreement first, metadata for filters.
+    train = find_dataset(client, CFG, "train")
+    records = list(iter_records(client, train))
+    assert len(records) == summary.pushed["train"]
+    questions = {str(q.id): q.name for q in train.settings.questions}
+    priorities = [r["metadata"]["priority"] for r in records]
+    assert priorities == sorted(priorities) and priorities[0] == 0
+    labels = {row["id"]: row["model"] for row in tables[1].to_pylist()}
+    for record in records:
+        row = sample[record["external_id"]]
+        assert record["fields"]["text"] == row["title"]
+        assert record["metadata"]["split"] == "train" and record["metadata"]["headline_id"] == row["id"]
+        suggestions = {questions[s["question_id"]]: s for s in record["suggestions"]}
+        if row["llm_status"] == schemas.LABEL_OK:
+            llm = suggestions[SPAN_QUESTION]
+            assert llm["agent"] == labels.get(row["id"], "fallback-llm")
+            assert [(v["start"], v["end"]) for v in llm["value"]] == [(s["start"], s["end"]) for s in row["spans"]]
+        else:
+            assert SPAN_QUESTION not in suggestions and record["metadata"]["review_reason"] == LLM_INVALID
+        if MODEL_QUESTION in suggestions:
+            assert suggestions[MODEL_QUESTION]["agent"] == COMPACT_MODEL
+
+    # The SQL search engine answers the UI's filters (metadata, response status) and progress.
+    import argilla as rg
+
+    first = list(train.records(query=rg.Query(filter=rg.Filter(("metadata.priority", "==", 0)))))
+    assert len(first) == priorities.count(0)
+    assert train.progress()["total"] == len(records)
+
+    # A reviewer works through the records: accept, correct, "no company", discard, draft, leave.
+    reviewer = _reviewer(client, argilla, "reviewer1")
+    expected = {}
+    ids = sorted(sample)
+    by_id = {r["external_id"]: r for s in schemas.SPLITS for r in iter_records(client, find_dataset(client, CFG, s))}
+    for n, hid in enumerate(ids):
+        row, record_id = sample[hid], by_id[hid]["id"]
+        spans = [(s["start"], s["end"]) for s in row["spans"] or []]
+        title = row["title"]
+        kind = n % 6
+        if title == ASTRAL_TITLE or any(ord(c) > 127 for c in title):
+            kind = 1  # every unicode headline gets a hand-drawn correction
+        if kind == 0:  # accept the suggestion as is
+            expected[hid] = (schemas.GOLD_SUBMITTED, spans)
+        elif kind == 1:  # correct: draw the first capitalised word and any suggestion after it
+            first_word = next((m for m in word_tokens(title) if m[0][:1].isupper()), None)
+            drawn = [(first_word[1], first_word[2])] if first_word else []
+            drawn += [s for s in spans if not drawn or s[0] >= drawn[-1][1]]
+            if title == ASTRAL_TITLE:
+                drawn = [(0, 6), (title.index("Société"), title.index("Société") + len("Société Générale"))]
+            expected[hid] = (schemas.GOLD_SUBMITTED, drawn)
+        elif kind == 2:  # "no company": submitted with no spans
+            expected[hid] = (schemas.GOLD_SUBMITTED, [])
+        elif kind == 3:
+            expected[hid] = (schemas.GOLD_DISCARDED, None)
+        elif kind == 4:  # a draft is not an answer yet
+            _answer(reviewer, record_id, "draft", spans)
+            continue
+        else:
+            continue
+        status, drawn = expected[hid]
+        _answer(reviewer, record_id, status, drawn)
+    t_answered = dt.datetime.now(dt.timezone.utc)
+
+    pulled = pull(review_store, client, CFG)
+    gold = review_store.read("gold")
+    assert gold.schema == schemas.GOLD
+    rows = gold.to_pylist()
+    assert [r["id"] for r in rows] == sorted(expected, key=lambda h: (sample[h]["split"], h))
+    for r in rows:
+        status, drawn = expected[r["id"]]
+        title = sample[r["id"]]["title"]
+        assert (r["status"], r["split"], r["title"], r["annotator"]) == (status, sample[r["id"]]["split"], title, "reviewer1")
+        if drawn is None:
+            assert r["spans"] is None
+        else:
+            assert [(s["start"], s["end"], s["text"], s["label"]) for s in r["spans"]] == [
+                (s, e, title[s:e], schemas.COMPANY) for s, e in drawn]
+        assert t_answered - dt.timedelta(minutes=10) <= r["submitted_at"] <= t_answered + dt.timedelta(seconds=1)
+    astral = next(r for r in rows if r["title"] == ASTRAL_TITLE)
+    assert [s["text"] for s in astral["spans"]] == ["Nestlé", "Société Générale"]
+    pending = len(sample) - len(expected)
+    assert sum(len(r.pending) for r in pulled.reviews.values()) == pending
+    assert f"{sum(len(r.pending) for s, r in pulled.reviews.items() if s == 'train')} pending" in pulled.line()
+
+    # Pulling again gives the same table.
+    pull(review_store, client, CFG)
+    assert review_store.read("gold").equals(gold)
+
+    # Status: counts per split and the LLM scored against gold so far.
+    lines = status_lines(client, CFG)
+    assert len(lines) == 3
+    for split, line in zip(schemas.SPLITS, lines):
+        n_sub = sum(1 for h, (s, _) in expected.items() if s == schemas.GOLD_SUBMITTED and sample[h]["split"] == split)
+        assert line.startswith(f"{split}: {summary.pushed[split]} records, ") and f"{n_sub} submitted" in line
+        assert "LLM vs gold so far: P=" in line
+
+    # Re-push after review: same records, suggestions updated in place, answers kept.
+    again = push(review_store, client, CFG)
+    assert again.pushed == summary.pushed
+    assert len(list(iter_records(client, train))) == summary.pushed["train"]
+    pull(review_store, client, CFG)
+    assert review_store.read("gold").equals(gold)
+
+    # The pipeline's own entry point does the same with the environment's connection settings.
+    env = {"ARGILLA_API_URL": argilla.url, "ARGILLA_API_KEY": argilla.api_key}
+    done = run_module("jobs.review", "--store", review_store.root, "pull", "--workspace", CFG.workspace,
+                      "--dataset-name", CFG.dataset_name, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("gold: train: ")
+    assert review_store.read("gold").equals(gold)
+
+
+@pytest.mark.slow
+def test_wrong_api_key_is_one_line_error(argilla, tmp_path):
+    done = run_module("jobs.review", "--store", str(tmp_path), "status",
+                      env={"ARGILLA_API_URL": argilla.url, "ARGILLA_API_KEY": "not-the-key"}, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: Argilla at {argilla.url} rejected the API key (check ARGILLA_API_KEY)"
+
+
+@pytest.mark.slow
+def test_server_restart_keeps_the_data(tmp_path):
+    """The launcher reuses an existing home: the database and key survive a restart."""
+    home = tmp_path / "argilla"
+    cfg = LocalArgillaConfig(home=str(home), port=0, api_key="restart.key")
+    with LocalArgilla(cfg) as first:
+        import argilla as rg
+
+        c = connect(Connection(first.url, first.api_key))
+        rg.Workspace(name="kept", client=c).create()
+    started = time.monotonic()
+    with LocalArgilla(cfg) as second:
+        c = connect(Connection(second.url, second.api_key))
+        assert c.workspaces("kept") is not None
+    assert time.monotonic() - started < 300
