@@ -152,3 +152,4 @@ LABEL_OK, LABEL_INVALID, LABEL_FAILED = "ok", "invalid_output", "failed"  # llm_
 SPLITS = ("train", "valid", "test")  # sample.split
 GOLD_SUBMITTED, GOLD_DISCARDED = "submitted", "discarded"  # gold.status
 NO_COMPANY_CLUSTER = "<none>"  # sample.cluster of headlines without a company
+UNLABELED_CLUSTER = "<no valid label>"  # sample.cluster of headlines whose LLM label is invalid or failed
