@@ -146,14 +146,17 @@ class LocalRayCluster:
         """Stop our unfinished jobs, then end the head's process group (SIGTERM, then SIGKILL)."""
         if self._head is None:
             return
-        stuck_drivers = []
+        stuck_drivers: list[int] = []
         if self._head.poll() is None:
             for sid in self._submitted:
+                pid = None
                 try:
-                    if self.status(sid) not in TERMINAL:
-                        self.stop_job(sid)
+                    if self.status(sid) in TERMINAL:
+                        continue
+                    pid = self.driver_pid(sid)
+                    self.stop_job(sid)
                 except (OSError, RuntimeError, TimeoutError):
-                    stuck_drivers += self._driver_pid(sid)
+                    stuck_drivers += [pid] if pid else []
         group = self._head.pid  # start_new_session: the group id is the head's pid
         _signal_group(group, signal.SIGTERM)
         try:
@@ -163,7 +166,10 @@ class LocalRayCluster:
         _signal_group(group, signal.SIGKILL)
         self._head.wait()
         for pid in stuck_drivers:  # a job driver runs in its own session (Ray's job supervisor)
-            _signal_group(pid, signal.SIGKILL)
+            try:
+                _signal_group(os.getpgid(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self._head_log.close()
         self._head = None
         shutil.rmtree(self._temp_dir, ignore_errors=True)
@@ -210,6 +216,18 @@ class LocalRayCluster:
             time.sleep(1)
         return JobRun(submission_id, status, self.logs(submission_id))
 
+    def wait_for_log(self, submission_id: str, text: str, timeout: float = 300) -> str:
+        """Poll the job's log until it contains `text` (e.g. a stage's progress line), then return the log.
+
+        For kill-and-resume tests: wait for proof of partial progress, then `stop_job`.
+        """
+        deadline = time.monotonic() + timeout
+        while text not in (logs := self.logs(submission_id)):
+            if (status := self.status(submission_id)) in TERMINAL or time.monotonic() > deadline:
+                raise AssertionError(f"job {submission_id} ({status}) never logged {text!r}; log:\n{logs[-5000:]}")
+            time.sleep(0.5)
+        return logs
+
     def run(self, module: str, *args: str, timeout: float = 300, **submit_kwargs) -> JobRun:
         """Submit and wait for a terminal status."""
         return self.wait(self.submit(module, *args, **submit_kwargs), timeout=timeout)
@@ -248,12 +266,10 @@ class LocalRayCluster:
         except urllib.error.HTTPError as err:
             raise RuntimeError(f"GET {path}: HTTP {err.code} {err.read()[:500]!r}") from None
 
-    def _driver_pid(self, submission_id: str) -> list[int]:
-        try:
-            info = self._api(f"/api/jobs/{submission_id}").get("driver_info") or {}
-        except (OSError, RuntimeError):
-            return []
-        return [int(info["pid"])] if info.get("pid") else []
+    def driver_pid(self, submission_id: str) -> int | None:
+        """The pid of the job's driver (set once the entrypoint has connected to Ray)."""
+        info = self._api(f"/api/jobs/{submission_id}").get("driver_info") or {}
+        return int(info["pid"]) if info.get("pid") else None
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

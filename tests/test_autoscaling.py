@@ -17,10 +17,8 @@ import yaml
 
 from finner.source import SourceConfig, ingest
 from finner.store import Store
-from tests.conftest import REPO
+from tests.conftest import REPO, run_module
 from tests.ray_cluster import LocalRayCluster
-
-pytestmark = pytest.mark.slow
 
 HEADLINES = 2000
 
@@ -38,6 +36,7 @@ def poll(condition, timeout: float, what: str):
     return value
 
 
+@pytest.mark.slow
 def test_gpu_worker_added_for_gpu_actors_and_removed_when_idle(real_headlines_path, tmp_path):
     store = Store(str(tmp_path / "store"))
     ingest(SourceConfig(path=str(real_headlines_path), limit=HEADLINES), store, progress=False)
@@ -64,3 +63,10 @@ def test_gpu_worker_added_for_gpu_actors_and_removed_when_idle(real_headlines_pa
         poll(lambda: not gpu_nodes(cluster, "ALIVE"), 120, "the autoscaler to remove the idle GPU node")
         assert gpu_node in [n["node_id"] for n in gpu_nodes(cluster, "DEAD")]
         assert "gpu_worker" not in cluster.ray_status().split("Pending:")[0]
+
+
+def test_gpu_check_help_and_missing_table_error(tmp_path):
+    assert "--gpus-per-actor" in run_module("finner.pipeline.gpu_check", "--help").stdout
+    done = run_module("finner.pipeline.gpu_check", "--store", str(tmp_path / "empty"))
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: no headlines table in ") and "jobs.ingest" in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psutil
 import pyarrow.compute as pc
 import pytest
 
@@ -47,3 +48,12 @@ def test_failing_job_reports_failed_with_one_error_line(ray_cluster, tmp_path):
     run = ray_cluster.run("jobs.ingest", "--store", str(tmp_path / "s"), "--path", str(tmp_path / "missing.parquet"), runtime_env="runtime_env/curate.yaml")
     assert run.status == "FAILED"
     assert "error: " in run.logs and "missing.parquet" in run.logs
+
+
+def test_stop_job_ends_the_driver_process(ray_cluster, tmp_path):
+    # A driver that never finishes by itself: a static file server on loopback, found by its directory.
+    job = ray_cluster.submit("http.server", "0", "--bind", "127.0.0.1", "--directory", str(tmp_path))
+    ray_cluster.wait_for_log(job, "Serving HTTP on 127.0.0.1", timeout=120)
+    (driver,) = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in (p.info["cmdline"] or [])]
+    assert ray_cluster.stop_job(job) == "STOPPED"
+    driver.wait(timeout=30)  # raises psutil.TimeoutExpired if the driver survived the stop

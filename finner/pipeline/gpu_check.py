@@ -76,6 +76,7 @@ def gpu_check(cfg: GpuCheckConfig, store: Store) -> list[ActorReport]:
 
     if not store.exists("headlines"):
         raise FinnerError(f"no headlines table in {store.root}: run `python -m jobs.ingest --store {store.root}` first")
+    cli.init_ray()
     ds = ray.data.read_parquet(store.files("headlines"), filesystem=store.filesystem, columns=["title"])
     out = ds.map_batches(
         TitleLengths,
@@ -102,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def body() -> None:
-        cli.init_ray()
         reports = gpu_check(config_from_args(GpuCheckConfig, args), cli.store_from(args))
         for report in reports:
             print(report.line())
