@@ -40,8 +40,11 @@ from finner.errors import FinnerError
 from finner.evaluate import exact_prf, name_key
 from finner.ids import stable_hash
 from finner.models.base import Span
+from finner.store import Store
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# The training job records its best GLiNER checkpoint as `{"path": ...}` under this key of the store.
+CHECKPOINT_KEY = "gliner_best_checkpoint"
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
 
 
@@ -98,6 +101,12 @@ def model_version(config: ScoreConfig) -> str:
         "quantized": config.runtime == "onnx-int8",
     }
     return f"gliner-{stable_hash(key, length=12)}"
+
+
+def best_checkpoint(store: Store) -> str | None:
+    """The best fine-tuned GLiNER checkpoint the training job recorded in the store, if any."""
+    record = store.get_json(CHECKPOINT_KEY)
+    return record.get("path") if record else None
 
 
 def pick_device(config: ScoreConfig) -> str:

@@ -1,0 +1,118 @@
+"""What scoring a feed costs: the measured GLiNER throughput priced per instance-hour, beside the
+LLM labeling cost the labeling stage measured (`label_cost` in the store).
+
+$ per million headlines = $/hour / (headlines/s per actor x 3600) x 1e6, one actor per instance
+(a GPU instance runs one GPU actor; a CPU instance one CPU actor). Throughput is only known for the
+device it was measured on (`score_throughput`, written by the scoring job); the other device's
+price is shown without a figure rather than with a guess. The case study's prices are the defaults:
+$0.50/h for a small GPU instance, $0.10/h for a CPU one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from finner.config import help_text
+from finner.store import Store
+
+THROUGHPUT_KEY = "score_throughput"  # written by finner.pipeline.score
+LABEL_COST_KEY = "label_cost"  # written by finner.pipeline.label
+PLOT_PARTS = ("reports", "score_cost.png")
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    gpu_usd_per_hour: float = field(default=0.50, metadata=help_text("price of one GPU instance-hour (case study: $0.50)"))
+    cpu_usd_per_hour: float = field(default=0.10, metadata=help_text("price of one CPU instance-hour (case study: $0.10)"))
+
+
+@dataclass(frozen=True)
+class CostRow:
+    setting: str
+    headlines_per_s: float | None
+    usd_per_hour: float | None
+    usd_per_million: float | None
+    note: str = ""
+
+
+def usd_per_million(usd_per_hour: float, headlines_per_s: float) -> float:
+    return usd_per_hour / (headlines_per_s * 3600) * 1e6
+
+
+@dataclass
+class CostReport:
+    rows: list[CostRow]
+    notes: list[str]
+    plot: str | None = None
+
+    def text(self) -> str:
+        lines = [f"{'setting':<44} {'headlines/s':>12} {'$/hour':>8} {'$/1M headlines':>15}"]
+        for r in self.rows:
+            hps = f"{r.headlines_per_s:,.1f}" if r.headlines_per_s is not None else "-"
+            hour = f"{r.usd_per_hour:.2f}" if r.usd_per_hour is not None else "-"
+            million = f"{r.usd_per_million:,.2f}" if r.usd_per_million is not None else "-"
+            lines.append(f"{r.setting:<44} {hps:>12} {hour:>8} {million:>15}" + (f"  {r.note}" if r.note else ""))
+        lines += self.notes
+        if self.plot:
+            lines.append(f"chart: {self.plot}")
+        return "\n".join(lines)
+
+
+def cost_rows(throughput: dict[str, Any] | None, label_cost: dict[str, Any] | None, config: CostConfig) -> tuple[list[CostRow], list[str]]:
+    """The table rows from the stored throughput and labeling summaries (either may be missing)."""
+    rows: list[CostRow] = []
+    notes: list[str] = []
+    measured = (throughput or {}).get("device")
+    hps = (throughput or {}).get("per_actor_headlines_per_s") or 0.0
+    for device, price in (("cuda", config.gpu_usd_per_hour), ("cpu", config.cpu_usd_per_hour)):
+        name = f"GLiNER, 1 {'GPU' if device == 'cuda' else 'CPU'} actor"
+        if measured == device and hps > 0:
+            runtime = throughput.get("runtime", "torch")
+            rows.append(CostRow(f"{name} ({runtime})", hps, price, usd_per_million(price, hps), "measured"))
+        else:
+            rows.append(CostRow(name, None, price, None, "not measured on this device"))
+    if throughput is None:
+        notes.append("no scoring throughput in the store yet: run `python -m jobs.score` first")
+    if label_cost and label_cost.get("rows"):
+        per_k = label_cost.get("usd_per_1k_headlines")
+        rows.append(
+            CostRow(
+                f"LLM labeling ({label_cost.get('model', '?')})",
+                label_cost.get("headlines_per_s"),
+                (label_cost.get("pricing") or {}).get("usd_per_hour") or None,
+                per_k * 1000 if per_k else None,
+                "measured by the labeling stage" + ("" if per_k else " (no price given: pass --usd-per-hour to jobs.label)"),
+            )
+        )
+    else:
+        notes.append("no LLM labeling cost in the store (`label_cost`): run `python -m jobs.label` to compare")
+    return rows, notes
+
+
+def plot_costs(rows: list[CostRow], path: str) -> str | None:
+    """Bar chart of $ per million headlines (log scale); None when no row has a figure."""
+    priced = [r for r in rows if r.usd_per_million]
+    if not priced:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.7 * len(priced) + 1.5))
+    ax.barh([r.setting for r in priced], [r.usd_per_million for r in priced], color=["#4c72b0" if "GLiNER" in r.setting else "#c44e52" for r in priced])
+    ax.set_xscale("log")
+    ax.set_xlabel("$ per million headlines (log scale)")
+    for i, r in enumerate(priced):
+        ax.text(r.usd_per_million, i, f" ${r.usd_per_million:,.2f}", va="center")
+    ax.set_title("Cost of finding companies in headlines")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def cost_report(store: Store, config: CostConfig = CostConfig()) -> CostReport:
+    rows, notes = cost_rows(store.get_json(THROUGHPUT_KEY), store.get_json(LABEL_COST_KEY), config)
+    return CostReport(rows, notes, plot_costs(rows, store.artifact(*PLOT_PARTS)))

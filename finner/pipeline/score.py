@@ -1,0 +1,207 @@
+"""Ray Data wiring of the scoring stage: `headlines` -> GLiNER actor pool -> `predictions`.
+
+* **Read**: `ray.data.read_parquet` over the committed `headlines` parts (id, title only); the ids
+  already scored by the same `model_version` are dropped right after the read, so a re-run only
+  scores what is left (resumable, idempotent).
+* **Actors**: `map_batches` with `ScoreActor`, a callable class holding one loaded model, in an
+  autoscaling actor pool (`concurrency=(min_actors, max_actors)`). With GPUs each actor takes
+  `num_gpus=1` (fp16/bf16 autocast); otherwise CPU actors with `threads` intra-op threads each.
+* **Writes**: every finished batch is appended by the actor to `predictions` as one atomic part
+  named after its ids, so a killed job loses only the batches in flight and a Ray retry of a batch
+  overwrites its own part instead of duplicating rows.
+* **Throughput**: actors report rows and busy seconds per batch; the summary (headlines/s per
+  actor and for the job) is stored as `score_throughput` for the cost report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from finner.config import config_from_dict, help_text
+from finner.cost import THROUGHPUT_KEY
+from finner.errors import FinnerError
+from finner.ids import stable_hash
+from finner.score import ScoreConfig, Scorer, check_runtime, model_version, name_map_from_spans, prediction_rows
+from finner.store import Store
+
+
+@dataclass(frozen=True)
+class ScoreRunConfig:
+    """How the scoring job runs on Ray."""
+
+    min_actors: int = field(default=1, metadata=help_text("actors kept alive; the pool grows to --max-actors while work queues"))
+    max_actors: int = field(default=1, metadata=help_text("most actors (GPU nodes the autoscaler may add, or CPU workers)"))
+    actor_cpus: float = field(default=1.0, metadata=help_text("CPUs reserved per actor (CPU actors compute with --threads threads)"))
+    gpus: Literal["auto", "yes", "no"] = field(
+        default="auto", metadata=help_text("one GPU per actor: auto = when the cluster has GPUs now; yes = wait for the autoscaler to add GPU nodes")
+    )
+    batch_rows: int = field(default=512, metadata=help_text("headlines per actor call; each finished batch is one appended part"))
+    limit: int = field(default=0, metadata=help_text("score at most this many headlines in this run; 0 = all not yet scored"))
+    agreement_rows: int = field(default=200, metadata=help_text("with --runtime onnx/onnx-int8: headlines used to compare it with the torch path first"))
+    agreement_tolerance: float = field(default=0.02, metadata=help_text("refuse the faster runtime when its span F1 against torch is below 1 - this"))
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_actors <= self.max_actors:
+            raise ValueError("ScoreRunConfig needs 1 <= min_actors <= max_actors")
+        if self.batch_rows < 1 or self.actor_cpus <= 0:
+            raise ValueError("ScoreRunConfig.batch_rows and actor_cpus must be positive")
+
+
+@dataclass
+class ScoreSummary:
+    """What a run scored and how fast."""
+
+    model_version: str
+    rows: int = 0
+    already_scored: int = 0
+    elapsed_s: float = 0.0
+    busy_s: dict[str, float] = field(default_factory=dict)  # actor -> seconds spent predicting
+    actor_rows: dict[str, int] = field(default_factory=dict)
+    device: str = "cpu"
+    runtime: str = "torch"
+    agreement_f1: float | None = None
+
+    def add(self, batch: pa.Table) -> None:
+        for actor, rows, busy, device in zip(*(batch[c].to_pylist() for c in ("actor", "rows", "busy_s", "device"))):
+            self.rows += rows
+            self.actor_rows[actor] = self.actor_rows.get(actor, 0) + rows
+            self.busy_s[actor] = self.busy_s.get(actor, 0.0) + busy
+            self.device = device
+
+    @property
+    def per_actor_hps(self) -> float:
+        """Headlines per second of one actor while it predicts (rows / busy seconds, over actors)."""
+        busy = sum(self.busy_s.values())
+        return self.rows / busy if busy else 0.0
+
+    @property
+    def job_hps(self) -> float:
+        return self.rows / self.elapsed_s if self.elapsed_s else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_version": self.model_version,
+            "rows": self.rows,
+            "already_scored": self.already_scored,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "actors": len(self.busy_s),
+            "per_actor_headlines_per_s": round(self.per_actor_hps, 3),
+            "job_headlines_per_s": round(self.job_hps, 3),
+            "device": self.device,
+            "runtime": self.runtime,
+            "agreement_f1": self.agreement_f1,
+        }
+
+    def line(self) -> str:
+        return (
+            f"scored {self.rows} headlines with {self.model_version} in {self.elapsed_s:.1f}s "
+            f"({self.job_hps:.1f}/s; {self.per_actor_hps:.1f}/s per {self.device} actor, {len(self.busy_s)} actor(s)); "
+            f"{self.already_scored} already scored"
+        )
+
+
+class ScoreActor:
+    """Ray Data actor: one model per actor; predicts a batch, appends it, returns its timing."""
+
+    def __init__(self, score_config: dict[str, Any], store_root: str, version: str, names: dict[str, str]):
+        config = config_from_dict(ScoreConfig, {**score_config, "labels": tuple(score_config["labels"])})
+        self.scorer = Scorer(config)
+        self.store = Store(store_root)
+        self.version = version
+        self.names = names
+        self.actor = f"{os.uname().nodename}-{os.getpid()}"
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.perf_counter()
+        ids = batch["id"].to_pylist()
+        rows = prediction_rows(ids, self.scorer.predict(batch["title"].to_pylist()), self.version, self.names)
+        busy = time.perf_counter() - started
+        self.store.append("predictions", rows, part=stable_hash([self.version, ids]))
+        return pa.table({"actor": [self.actor], "rows": [len(ids)], "busy_s": [busy], "device": [self.scorer.device]})
+
+
+def _drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
+    batch = batch.select(["id", "title"])
+    if len(done) == 0:
+        return batch
+    return batch.filter(pc.invert(pc.is_in(batch["id"], value_set=done)))
+
+
+def scored_ids(store: Store, version: str) -> pa.Array:
+    """Ids already in `predictions` for this model version (the done-set)."""
+    return pa.array(sorted(store.ids("predictions", filter=pc.field("model_version") == version)), pa.string())
+
+
+def name_map(store: Store) -> dict[str, str]:
+    """Name -> cluster representative from the curation stage's `spans` table, when it exists."""
+    return name_map_from_spans(store.read("spans", columns=["spans"])) if store.exists("spans") else {}
+
+
+def _use_gpus(run: ScoreRunConfig) -> bool:
+    import ray
+
+    if run.gpus == "auto":
+        return ray.cluster_resources().get("GPU", 0) > 0
+    return run.gpus == "yes"
+
+
+def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress: bool = True) -> ScoreSummary:
+    """The scoring stage: skip what this model version already scored, score the rest, store throughput."""
+    import ray
+
+    if not store.exists("headlines"):
+        raise FinnerError("the store has no headlines table: run `python -m jobs.ingest` first")
+    version = model_version(config)
+    done = scored_ids(store, version)
+    headline_ids = store.read("headlines", columns=["id"])["id"]
+    todo = int(pc.sum(pc.invert(pc.is_in(headline_ids, value_set=done))).as_py() or 0) if len(done) else len(headline_ids)
+    summary = ScoreSummary(model_version=version, already_scored=len(headline_ids) - todo, runtime=config.runtime)
+    if run.limit:
+        todo = min(todo, run.limit)
+    if todo == 0:
+        return summary
+    gpus = _use_gpus(run)
+    if config.runtime != "torch":
+        sample = store.read("headlines", columns=["title"]).slice(0, run.agreement_rows)["title"].to_pylist()
+        summary.agreement_f1 = check_runtime(config, sample, run.agreement_tolerance)
+    store.ensure("predictions")
+    dataset = ray.data.read_parquet(store.files("headlines"), filesystem=store.filesystem, columns=["id", "title"])
+    dataset = dataset.map_batches(_drop_done, fn_kwargs={"done": done}, batch_format="pyarrow", batch_size=None)
+    if run.limit:
+        dataset = dataset.limit(run.limit)
+    dataset = dataset.map_batches(
+        ScoreActor,
+        fn_constructor_kwargs={
+            "score_config": dataclasses.asdict(config),
+            "store_root": store.root,
+            "version": version,
+            "names": name_map(store),
+        },
+        batch_size=run.batch_rows,
+        batch_format="pyarrow",
+        concurrency=(run.min_actors, run.max_actors),
+        num_cpus=run.actor_cpus,
+        num_gpus=1 if gpus else 0,
+    )
+    bar = _progress(todo, progress)
+    started = time.perf_counter()
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        summary.add(batch)
+        bar.update(int(pc.sum(batch["rows"]).as_py()))
+    summary.elapsed_s = time.perf_counter() - started
+    bar.close()
+    store.put_json(THROUGHPUT_KEY, summary.to_json())
+    return summary
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="headline", desc="scoring", disable=not enabled, mininterval=5)

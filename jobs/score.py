@@ -1,0 +1,66 @@
+"""Score every headline with the fine-tuned GLiNER into `predictions`, then check it against the
+tickers and report the cost (resumable: re-running skips headlines this model version scored).
+
+    python -m jobs.score                                   # the best fine-tuned checkpoint in the store
+    python -m jobs.score --model PATH                      # any GLiNER checkpoint directory
+    python -m jobs.score --model EmergentMethods/gliner_medium_news-v2.1   # a hub id (network)
+    python -m jobs.score --runtime onnx-int8 --max-actors 4                # CPU workers, int8 ONNX
+    python -m jobs.score --gpus yes --min-actors 1 --max-actors 8          # GPU nodes added by the autoscaler
+    python -m jobs.score --listings my_symbols.csv         # your own symbol,name list for the ticker check
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from finner.config import add_config_args, config_from_args
+from finner.cost import CostConfig, cost_report
+from finner.errors import FinnerError
+from finner.pipeline import cli
+from finner.pipeline.score import ScoreRunConfig, run_scoring
+from finner.score import ScoreConfig
+from finner.ticker_check import TickerCheckConfig, ticker_check
+
+
+def default_model(store) -> str:
+    """The best fine-tuned GLiNER checkpoint the training job recorded in the store."""
+    from finner.score import best_checkpoint
+
+    path = best_checkpoint(store)
+    if path is None:
+        raise FinnerError("no fine-tuned GLiNER checkpoint in the store: run `python -m jobs.train` first, or pass --model PATH_OR_HUB_ID")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("python -m jobs.score", __doc__.split("\n\n")[0])
+    add_config_args(p, ScoreConfig)
+    add_config_args(p, ScoreRunConfig)
+    add_config_args(p, TickerCheckConfig)
+    add_config_args(p, CostConfig)
+    p.add_argument("--no-report", action="store_true", help="score only: skip the ticker check and the cost report")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        store = cli.store_from(args)
+        config = config_from_args(ScoreConfig, args)
+        if not config.model:
+            config = dataclasses.replace(config, model=default_model(store))
+        cli.init_ray()
+        summary = run_scoring(store, config, config_from_args(ScoreRunConfig, args), progress=not args.quiet)
+        print(summary.line())
+        if summary.agreement_f1 is not None:
+            print(f"--runtime {config.runtime}: span F1 {summary.agreement_f1:.4f} against the torch path on a sample of the feed")
+        if args.no_report:
+            return
+        check = ticker_check(store, summary.model_version, config_from_args(TickerCheckConfig, args))
+        print(check.text())
+        print(cost_report(store, config_from_args(CostConfig, args)).text())
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
