@@ -1,9 +1,11 @@
 """Group company names that are spellings of one company, at feed scale, in bounded memory.
 
 Two names are *similar* when rapidfuzz's Levenshtein-based `ratio` (normalized Indel
-similarity, 0-100) of their processed forms is at least the threshold (85, as in the case study);
-clusters are the connected components of that relation (transitive), each named by its most
-frequent member.
+similarity, 0-100) of their processed forms is at least the threshold (85, as in the case study).
+The default processing keeps only a name's distinctive words (`company_key`): on full legal
+names, ratio 85 merges "Sony Corporation" with "FedEx Corporation" through the shared suffix.
+Clusters are the connected components of the similarity relation (transitive), each named by
+its most frequent member.
 
 The case study runs `cdist` of all names against all names: an N x N score matrix in memory.
 Here names with the same processed form are one node, and the pairs are scored in row chunks
@@ -47,11 +49,19 @@ class ClusterConfig:
     scorer: Literal["ratio", "token_sort_ratio"] = field(
         default="ratio", metadata=help_text("rapidfuzz scorer: ratio (Levenshtein-based), or the same on sorted words")
     )
-    processor: Literal["default", "none"] = field(
-        default="default", metadata=help_text("default: lower-case and drop punctuation before comparing (rapidfuzz default_process)")
+    processor: Literal["company", "default", "none"] = field(
+        default="company",
+        metadata=help_text(
+            "company: lower-case, drop punctuation, legal forms (Inc, Corp...) and generic words (Pharmaceuticals...); "
+            "default: rapidfuzz default_process only; none: compare as written"
+        ),
     )
     method: Literal["length_window", "all_pairs"] = field(
         default="length_window", metadata=help_text("length_window: score only pairs whose lengths allow the threshold; all_pairs: the reference")
+    )
+    min_fuzzy_length: int = field(
+        default=5,
+        metadata=help_text("processed names shorter than this link only when equal: at ratio 85, Visa/Vista and Snap/SAP would merge"),
     )
     chunk_rows: int = field(default=1024, metadata=help_text("rows per cdist call: memory is at most chunk_rows x names bytes"))
     workers: int = field(default=-1, metadata=help_text("rapidfuzz threads (-1: all cores)"))
@@ -84,9 +94,33 @@ class Clustering:
         return out
 
 
+# Words that say what kind of company it is, not which: "Sony Corporation" and "FedEx Corporation"
+# score 80+ on the raw names, "Arena Pharmaceuticals" and "Acadia Pharmaceuticals" 88.
+LEGAL_FORMS = frozenset(
+    "inc incorporated corp corporation co company companies ltd limited llc lp llp plc sa ag nv se ab asa spa bv "
+    "gmbh holdings holding group the".split()
+)
+DESCRIPTORS = frozenset(
+    "pharmaceuticals pharmaceutical pharma biopharma biotechnology biotech therapeutics biosciences bioscience biotherapeutics "
+    "technologies technology "
+    "financial international industries capital energy resources gold mining semiconductor semiconductors systems "
+    "solutions software networks communications entertainment enterprises partners brands class common stock shares "
+    "ordinary adr ads acquisition".split()
+)
+
+
+def company_key(name: str) -> str:
+    """The distinctive words of a company name, lower-case, punctuation dropped:
+    `Apple Inc.` -> `apple`, `ACADIA Pharmaceuticals, Inc.` -> `acadia`. A name made only of such
+    words (`Technology Inc`) keeps them all."""
+    words = utils.default_process(name).split()
+    distinctive = [w for w in words if w not in LEGAL_FORMS and w not in DESCRIPTORS]
+    return " ".join(distinctive or words)
+
+
 def comparison_key(name: str, config: ClusterConfig) -> str:
-    """The form a name is compared in; `ratio` on it equals the configured scorer on the raw names."""
-    key = utils.default_process(name) if config.processor == "default" else name
+    """The form a name is compared in; `ratio` on it equals the configured scorer on the processed names."""
+    key = {"company": company_key, "default": utils.default_process, "none": str}[config.processor](name)
     if config.scorer == "token_sort_ratio":  # rapidfuzz's token_sort_ratio is ratio on sorted words
         key = " ".join(sorted(key.split()))
     return key
@@ -102,6 +136,8 @@ def cluster_names(counts: Mapping[str, int], config: ClusterConfig = ClusterConf
     keys_of_names = [comparison_key(n, config) for n in names]
     keys = sorted(set(keys_of_names))
     key_index = {k: i for i, k in enumerate(keys)}
+    if not keys:
+        return Clustering(representative={}, n_keys=0, pairs_scored=0, edges=0)
     left, right, scored = similar_pairs(keys, config)
     graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(len(keys), len(keys)))
     _, component = connected_components(graph, directed=False)
@@ -144,7 +180,7 @@ def similar_pairs(keys: Sequence[str], config: ClusterConfig) -> tuple[np.ndarra
         )
         scored += scores.size
         rows, cols = np.nonzero(scores)
-        keep = cols > rows  # upper triangle: each pair once, no self-pairs
+        keep = (cols > rows) & (lengths[rows + start] >= config.min_fuzzy_length)  # upper triangle; rows are the shorter
         left.append(order[rows[keep] + start])
         right.append(order[cols[keep] + start])
     if not left:

@@ -1,0 +1,176 @@
+"""Curation: `headlines` + `llm_labels` -> `spans` (every labelled headline) and `sample` (for review).
+
+Runs the three steps of the case study's "Dataset sampling and splitting" in order: spans of the
+LLM's strings (`finner.spans`), clusters of the normalized company names (`finner.cluster`), the
+stratified sample and its date splits (`finner.sample`). Pure over the store's tables and seeded,
+so a re-run on the same inputs writes the same two tables (each replaced atomically).
+
+Only `ok` labels carry companies. `invalid_output` / `failed` labels get no spans row; they may be
+sampled in their own stratum (see `finner.sample`) with null spans, so review starts them from
+scratch. Headlines with no label row yet are not curated and are counted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from finner import schemas
+from finner.cluster import ClusterConfig, Clustering, cluster_names
+from finner.errors import FinnerError
+from finner.label import latest_labels
+from finner.sample import SampleConfig, SampleSummary, draw, stratum_of
+from finner.spans import company_names, find_spans
+from finner.store import Store
+from finner.tokens import word_tokens
+
+
+@dataclass
+class CurateSummary:
+    headlines: int = 0
+    labels: Counter = field(default_factory=Counter)  # llm status -> headlines
+    not_labeled: int = 0  # headlines with no label row yet
+    orphan_labels: int = 0  # label rows whose headline is not in `headlines`
+    with_companies: int = 0
+    without_companies: int = 0
+    spans: int = 0
+    not_found: int = 0  # LLM strings with no occurrence in their headline
+    headlines_with_not_found: int = 0
+    misaligned_spans: int = 0  # spans that cut a word token
+    names: int = 0
+    clusters: int = 0
+    pairs_scored: int = 0
+    sample: SampleSummary = field(default_factory=SampleSummary)
+
+    def lines(self) -> list[str]:
+        labels = ", ".join(f"{status} {n}" for status, n in sorted(self.labels.items()))
+        out = [
+            f"headlines: {self.headlines}; labels: {labels}; not labeled yet: {self.not_labeled}"
+            + (f"; labels with no headline (ignored): {self.orphan_labels}" if self.orphan_labels else ""),
+            f"ok labels: {self.with_companies} with companies, {self.without_companies} without; "
+            f"{self.spans} spans ({self.misaligned_spans} cut a word token)",
+            f"strings not found in their headline: {self.not_found} (in {self.headlines_with_not_found} headlines)",
+            f"company names: {self.names} distinct -> {self.clusters} clusters ({self.pairs_scored:,} pairs scored)",
+        ]
+        return out + self.sample.lines()
+
+    def as_dict(self) -> dict:
+        """Plain JSON-ready values (`asdict` would turn each Counter into a count of its items)."""
+        out = {k: dict(v) if isinstance(v, Counter) else v for k, v in vars(self).items() if k != "sample"}
+        out["sample"] = {k: dict(v) for k, v in vars(self.sample).items()}
+        return out
+
+
+def curate(store: Store, cluster_config: ClusterConfig = ClusterConfig(), sample_config: SampleConfig = SampleConfig(), progress: bool = True) -> CurateSummary:
+    """Write the `spans` and `sample` tables from `headlines` and `llm_labels`; return the counts."""
+    if not store.exists("headlines"):
+        raise FinnerError(f"no `headlines` table in {store.root}: run the ingest stage first")
+    if not store.exists("llm_labels"):
+        raise FinnerError(f"no `llm_labels` table in {store.root}: run the labeling stage first")
+    headlines = store.read("headlines", columns=["id", "title", "date", "symbol"])
+    labels = latest_labels(store).select(["id", "status", "result", "normalized_result"])
+    rows = _labelled(headlines, labels)
+    summary = CurateSummary(headlines=headlines.num_rows, labels=Counter(rows["status"].to_pylist()))
+    summary.not_labeled = headlines.num_rows - rows.num_rows
+    summary.orphan_labels = labels.num_rows - rows.num_rows
+
+    ok = rows.filter(pc.equal(rows["status"], schemas.LABEL_OK))
+    spans_rows, mentions = _spans_rows(ok, summary, progress)
+    clustering = cluster_names(mentions, cluster_config)
+    summary.names, summary.clusters, summary.pairs_scored = len(mentions), clustering.n_clusters, clustering.pairs_scored
+    for row in spans_rows:
+        row["clusters"] = sorted({clustering.representative[n] for n in row.pop("names")})
+    store.write("spans", pa.Table.from_pylist(spans_rows, schema=schemas.SPANS_TABLE))
+
+    sample_rows = _sample_rows(rows, spans_rows, clustering, sample_config, summary.sample)
+    store.write("sample", pa.Table.from_pylist(sample_rows, schema=schemas.SAMPLE))
+    store.put_json("curate", {"summary": summary.as_dict(), "cluster": asdict(cluster_config), "sample": asdict(sample_config)})
+    return summary
+
+
+def _labelled(headlines: pa.Table, labels: pa.Table) -> pa.Table:
+    """Headlines that have a label, with its status and strings, sorted by id (an inner join;
+    Arrow's join cannot carry list columns, so it is done by index)."""
+    headlines = headlines.filter(pc.is_in(headlines["id"], labels["id"])).sort_by("id")
+    labels = labels.filter(pc.is_in(labels["id"], headlines["id"])).sort_by("id")  # one row per id
+    for name in ("status", "result", "normalized_result"):
+        headlines = headlines.append_column(name, labels[name])
+    return headlines
+
+
+def _spans_rows(ok: pa.Table, summary: CurateSummary, progress: bool) -> tuple[list[dict], Counter]:
+    """One `spans` row per ok-labelled headline (plus its company names), and name -> headlines."""
+    out, mentions = [], Counter()
+    columns = [ok[c].to_pylist() for c in ("id", "title", "date", "symbol", "result", "normalized_result")]
+    for headline_id, title, date, symbol, result, normalized in tqdm(zip(*columns), total=ok.num_rows, desc="spans", disable=not progress):
+        found = find_spans(title, result, normalized)
+        names = company_names(result, normalized)
+        mentions.update(names)
+        summary.with_companies += bool(names)
+        summary.without_companies += not names
+        summary.spans += len(found.spans)
+        summary.not_found += len(found.not_found)
+        summary.headlines_with_not_found += bool(found.not_found)
+        summary.misaligned_spans += found.misaligned
+        out.append(
+            {
+                "id": headline_id,
+                "title": title,
+                "date": date,
+                "symbol": symbol,
+                "spans": found.spans,
+                "tokens": found.tokens,
+                "token_spans": found.token_spans,
+                "not_found": found.not_found,
+                "names": names,
+            }
+        )
+    return out, mentions
+
+
+def _sample_rows(rows: pa.Table, spans_rows: list[dict], clustering: Clustering, config: SampleConfig, summary: SampleSummary) -> list[dict]:
+    """The sampled headlines as `sample` rows, sorted by id; fills the sample part of the summary."""
+    by_id = {r["id"]: r for r in spans_rows}
+    eligible: dict[str, str] = {}  # id -> split
+    clusters_of: dict[str, list[str] | None] = {}
+    cluster_sizes: Counter = Counter()
+    for headline_id, date, status in zip(*(rows[c].to_pylist() for c in ("id", "date", "status"))):
+        if status != schemas.LABEL_OK and not config.sample_unlabeled:
+            continue
+        split = config.split_of(date.year)
+        if split is None:
+            summary.out_of_range[date.year] += 1
+            continue
+        eligible[headline_id] = split
+        summary.eligible[split] += 1
+        clusters = by_id[headline_id]["clusters"] if status == schemas.LABEL_OK else None
+        clusters_of[headline_id] = clusters
+        cluster_sizes.update(clusters or [])
+    strata = {i: stratum_of(clusters_of[i], cluster_sizes) for i in eligible}
+    chosen = draw(strata, config)
+    info = {r["id"]: r for r in rows.filter(pc.is_in(rows["id"], pa.array(sorted(chosen), pa.string()))).to_pylist()}
+    out = []
+    for headline_id in sorted(chosen):
+        row, stratum, split = info[headline_id], chosen[headline_id], eligible[headline_id]
+        summary.sampled[split] += 1
+        summary.strata[stratum if stratum in (schemas.NO_COMPANY_CLUSTER, schemas.UNLABELED_CLUSTER) else "company clusters"] += 1
+        curated = by_id.get(headline_id)
+        out.append(
+            {
+                "id": headline_id,
+                "title": row["title"],
+                "date": row["date"],
+                "symbol": row["symbol"],
+                "split": split,
+                "cluster": stratum,
+                "spans": curated["spans"] if curated else None,
+                "tokens": curated["tokens"] if curated else [t for t, _, _ in word_tokens(row["title"])],
+                "token_spans": curated["token_spans"] if curated else None,
+                "llm_status": row["status"],
+            }
+        )
+    return out

@@ -1,0 +1,42 @@
+"""Curate the labelled feed: company spans, company clusters, and the stratified, date-split sample.
+
+    python -m jobs.curate                                  # defaults: 5% per stratum, threshold 85
+    python -m jobs.curate --fraction 0.1 --seed 1 --threshold 90
+    python -m jobs.curate --train-years 2010 2015 --valid-years 2016 2017 --test-years 2018 2020
+
+Reads `headlines` and `llm_labels`, replaces `spans` and `sample`; re-running on the same inputs
+writes the same tables.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from finner.cluster import ClusterConfig
+from finner.config import add_config_args, config_from_args
+from finner.curate import curate
+from finner.errors import FinnerError
+from finner.pipeline import cli
+from finner.sample import SampleConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("python -m jobs.curate", __doc__.split("\n\n")[0])
+    add_config_args(p, ClusterConfig)
+    add_config_args(p, SampleConfig)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        try:
+            cluster_config, sample_config = config_from_args(ClusterConfig, args), config_from_args(SampleConfig, args)
+        except ValueError as err:
+            raise FinnerError(str(err)) from err
+        summary = curate(cli.store_from(args), cluster_config, sample_config, progress=not args.quiet)
+        print("\n".join(summary.lines()))
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
