@@ -1,0 +1,169 @@
+"""jobs.curate end to end on the real Benzinga headlines, labelled by the gazetteer labeler (the
+stand-in for the LLM), plus the case study's own example headlines with the case study's labels."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from finner import schemas
+from finner.source import SourceConfig, ingest
+from finner.store import Store
+from finner.testing.gazetteer import Gazetteer
+from jobs import curate as curate_job
+from tests.conftest import run_module
+
+# (title, date, symbol) -> the labels the case study shows for them
+CASE_STUDY = {
+    ("Dun & Bradstreet Acquires Avention For $150M", "2016-01-05 09:00:00-05:00", "DNB"): (["Dun & Bradstreet", "Avention"], ["Dun & Bradstreet", "Avention"]),
+    ("Black Diamond Stock Falling After Tweet", "2018-03-02 10:00:00-05:00", "BDE"): (["Black Diamond"], ["Black Diamond"]),
+    ("Fast Money Picks For April 27", "2019-04-26 18:00:00-04:00", "GOOG"): ([], []),
+}
+LABELED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def label_rows(headlines: pa.Table, gazetteer: Gazetteer) -> pa.Table:
+    """llm_labels as the labeling stage writes them: mostly ok, every 97th invalid, every 89th failed,
+    and a failed-then-ok retry for one headline (the ok row must win)."""
+    case_titles = {t: labels for (t, _, _), labels in CASE_STUDY.items()}
+    rows = []
+    for n, (hid, title) in enumerate(zip(headlines["id"].to_pylist(), headlines["title"].to_pylist())):
+        result, normalized = case_titles.get(title) or gazetteer.label(title)
+        status = schemas.LABEL_OK
+        if title not in case_titles and n % 97 == 5:
+            status, result, normalized = schemas.LABEL_INVALID, ["not in the title"], []
+        elif title not in case_titles and n % 89 == 7:
+            status, result, normalized = schemas.LABEL_FAILED, None, None
+        if n == 11:  # an earlier failed attempt of an ok row
+            rows.append({"id": hid, "status": schemas.LABEL_FAILED, "labeled_at": LABELED_AT - dt.timedelta(days=1)})
+        rows.append({"id": hid, "status": status, "result": result, "normalized_result": normalized, "labeled_at": LABELED_AT})
+    columns = {f.name: pa.array([r.get(f.name) for r in rows], f.type) for f in schemas.LLM_LABELS}
+    return pa.Table.from_pydict(columns, schema=schemas.LLM_LABELS)
+
+
+@pytest.fixture(scope="module")
+def labelled_store(tmp_path_factory, real_headlines_path, company_listings_path) -> Store:
+    tmp = tmp_path_factory.mktemp("curate")
+    real = pq.read_table(real_headlines_path, columns=["title", "date", "symbol", "publisher"])
+    extra = pa.table(
+        {
+            "title": [t for t, _, _ in CASE_STUDY],
+            "date": [d for _, d, _ in CASE_STUDY],
+            "symbol": [s for _, _, s in CASE_STUDY],
+            "publisher": pa.nulls(len(CASE_STUDY), pa.string()),
+        }
+    )
+    feed = tmp / "feed.parquet"
+    pq.write_table(pa.concat_tables([real, extra.cast(real.schema)]), feed)
+    store = Store(str(tmp / "store"))
+    ingest(SourceConfig(path=str(feed)), store, progress=False)
+    store.write("llm_labels", label_rows(store.read("headlines"), Gazetteer.from_listings(company_listings_path)))
+    return store
+
+
+@pytest.fixture(scope="module")
+def curated(labelled_store) -> tuple[Store, str]:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert curate_job.main(["--store", labelled_store.root, "--quiet"]) == 0
+    return labelled_store, out.getvalue()
+
+
+def spans_by_title(store: Store) -> dict[str, dict]:
+    return {r["title"]: r for r in store.read("spans").to_pylist()}
+
+
+def test_case_study_headlines(curated):
+    store, _ = curated
+    rows = spans_by_title(store)
+    dnb = rows["Dun & Bradstreet Acquires Avention For $150M"]
+    assert [(s["text"], s["start"], s["end"]) for s in dnb["spans"]] == [("Dun & Bradstreet", 0, 16), ("Avention", 26, 34)]
+    assert len(dnb["clusters"]) == 2
+    assert rows["Black Diamond Stock Falling After Tweet"]["spans"][0]["text"] == "Black Diamond"
+    fast = rows["Fast Money Picks For April 27"]
+    assert fast["spans"] == [] and fast["clusters"] == [] and fast["not_found"] == []
+
+
+def test_indices_never_become_companies(curated):
+    store, _ = curated
+    dow = [r for r in store.read("spans").to_pylist() if "Dow Jones" in r["title"]]
+    assert dow  # the real feed has such headlines
+    for row in dow:
+        assert not any("Dow" in s["text"] for s in row["spans"]), row["title"]
+        assert not any("Dow Jones" in c for c in row["clusters"])
+
+
+def test_spans_table_is_consistent_with_titles_and_tokens(curated):
+    store, _ = curated
+    table = store.read("spans")
+    ok = store.read("llm_labels", filter=pc.field("status") == schemas.LABEL_OK)
+    assert table.num_rows == len(set(ok["id"].to_pylist()))  # one row per ok-labelled headline
+    with_spans = 0
+    for row in table.to_pylist():
+        for span, token_span in zip(row["spans"], row["token_spans"], strict=True):
+            assert row["title"][span["start"] : span["end"]] == span["text"]
+            assert span["label"] == schemas.COMPANY and span["normalized"]
+            assert 0 <= token_span["start"] <= token_span["end"] < len(row["tokens"])
+        with_spans += bool(row["spans"])
+    assert with_spans > 3000  # the gazetteer finds companies in thousands of real headlines
+
+
+def test_clusters_map_spellings_to_one_representative(curated):
+    store, _ = curated
+    clusters = Counter(c for r in store.read("spans").to_pylist() for c in r["clusters"])
+    # NVIDIA is the feed's most covered symbol: all its spellings end up in one cluster
+    nvidia = [c for c in clusters if re.match(r"(?i)nvidia", c)]
+    assert len(nvidia) == 1 and clusters[nvidia[0]] > 500
+
+
+def test_sample_splits_and_summary(curated):
+    store, printed = curated
+    sample = store.read("sample").to_pylist()
+    assert sample
+    for row in sample:
+        year = row["date"].year
+        assert row["split"] == ("train" if 2010 <= year <= 2016 else "valid" if year <= 2018 else "test")
+        assert year != 2009
+        if row["llm_status"] == schemas.LABEL_OK:
+            assert row["spans"] is not None and row["cluster"] != schemas.UNLABELED_CLUSTER
+            assert (row["cluster"] == schemas.NO_COMPANY_CLUSTER) == (row["spans"] == [])
+        else:
+            assert row["spans"] is None and row["cluster"] == schemas.UNLABELED_CLUSTER
+    splits = Counter(r["split"] for r in sample)
+    assert re.search(rf"sample: {len(sample)} headlines: train {splits['train']}, valid {splits['valid']}, test {splits['test']}", printed)
+    assert "outside every split range: 1023 headlines (2009: 1023)" in printed
+    assert re.search(r"company names: \d+ distinct -> \d+ clusters", printed)
+    assert re.search(r"strings not found in their headline: \d+", printed)
+    eligible = sum(int(n) for n in re.search(r"eligible \(label \+ date in a split range\): train (\d+), valid (\d+), test (\d+)", printed).groups())
+    assert 0.04 < len(sample) / eligible < 0.06  # 5% of every stratum
+    strata = Counter(r["cluster"] for r in sample)
+    assert strata[schemas.NO_COMPANY_CLUSTER] > 100 and strata[schemas.UNLABELED_CLUSTER] > 0
+
+
+def test_rerun_writes_the_same_tables(curated):
+    store, _ = curated
+    before = {t: store.read(t).to_pylist() for t in ("spans", "sample")}
+    assert curate_job.main(["--store", store.root, "--quiet"]) == 0
+    assert {t: store.read(t).to_pylist() for t in ("spans", "sample")} == before
+    assert curate_job.main(["--store", store.root, "--quiet", "--seed", "1"]) == 0
+    assert store.read("sample").to_pylist() != before["sample"]  # the seed does matter
+
+
+def test_missing_labels_and_bad_flags_fail_in_one_line(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    ingest(SourceConfig(), store, progress=False)  # the embedded feed, no labels
+    done = run_module("jobs.curate", "--store", store.root, "--quiet")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: no `llm_labels` table in {store.root}: run the labeling stage first"]
+    bad = run_module("jobs.curate", "--store", store.root, "--valid-years", "2016", "2018")
+    assert bad.returncode == 2 and "error: SampleConfig: split year ranges overlap" in bad.stderr
+    assert run_module("jobs.curate", "--help").returncode == 0
