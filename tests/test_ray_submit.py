@@ -44,6 +44,19 @@ def test_store_location_forwarded_from_the_submitting_shell(ray_cluster, real_he
     assert Store(str(store_root)).read("headlines").num_rows > 250
 
 
+def test_gpu_check_reports_where_its_actors_ran(ray_cluster, real_headlines_path, tmp_path):
+    store = Store(str(tmp_path / "store"))
+    ingest(SourceConfig(path=str(real_headlines_path), limit=500), store, progress=False)
+    chars = pc.sum(pc.utf8_length(store.read("headlines")["title"])).as_py()
+    run = ray_cluster.run("finner.pipeline.gpu_check", "--store", store.root, "--gpus-per-actor", "0", runtime_env="runtime_env/score.yaml")
+    assert run.status == "SUCCEEDED", run.logs
+    (head,) = [n["node_id"] for n in ray_cluster.nodes() if n["state"] == "ALIVE"]
+    assert f"gpu_check: node {head} gpu_ids [] device cpu: 500 headlines, {chars} chars" in run.logs
+
+    strict = ray_cluster.run("finner.pipeline.gpu_check", "--store", store.root, "--gpus-per-actor", "0", "--require-cuda", runtime_env="runtime_env/score.yaml")
+    assert strict.status == "FAILED" and f"error: no CUDA device in the actors on node(s) {head}" in strict.logs
+
+
 def test_failing_job_reports_failed_with_one_error_line(ray_cluster, tmp_path):
     run = ray_cluster.run("jobs.ingest", "--store", str(tmp_path / "s"), "--path", str(tmp_path / "missing.parquet"), runtime_env="runtime_env/curate.yaml")
     assert run.status == "FAILED"

@@ -93,7 +93,7 @@ def gpu_check(cfg: GpuCheckConfig, store: Store) -> list[ActorReport]:
         report.rows += row["rows"]
         report.chars += row["chars"]
     if cfg.require_cuda and (cpu_only := [r for r in reports.values() if r.device == "cpu"]):
-        raise FinnerError(f"actors on node(s) {', '.join(r.node_id for r in cpu_only)} got GPU resources but no CUDA device")
+        raise FinnerError(f"no CUDA device in the actors on node(s) {', '.join(r.node_id for r in cpu_only)} (each asked for {cfg.gpus_per_actor:g} GPU)")
     return sorted(reports.values(), key=lambda r: r.node_id)
 
 
