@@ -7,16 +7,21 @@ answers through the same REST endpoint the Argilla UI uses, with its own API key
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import signal
 import socket
-import time
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_module
+from conftest import REPO, run_module
 from finner import schemas
 from finner.errors import FinnerError
 from finner.ids import headline_id
@@ -334,18 +339,39 @@ def test_wrong_api_key_is_one_line_error(argilla, tmp_path):
     assert done.stderr.strip() == f"error: Argilla at {argilla.url} rejected the API key (check ARGILLA_API_KEY)"
 
 
+def _processes_in(folder) -> list[int]:
+    """Pids of processes whose working directory is `folder` (the launcher starts them there)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")) == Path(folder).resolve():
+                pids.append(int(proc.name))
+    return pids
+
+
 @pytest.mark.slow
-def test_server_restart_keeps_the_data(tmp_path):
-    """The launcher reuses an existing home: the database and key survive a restart."""
+def test_serve_prints_connection_stops_on_sigterm_and_keeps_data(tmp_path):
+    """`python -m jobs.review serve` as a user runs it; a restart on the same home keeps the data."""
     home = tmp_path / "argilla"
-    cfg = LocalArgillaConfig(home=str(home), port=0, api_key="restart.key")
-    with LocalArgilla(cfg) as first:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve = subprocess.Popen([sys.executable, "-m", "jobs.review", "serve", "--home", str(home), "--port", str(port),
+                              "--api-key", "serve.key"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = [serve.stdout.readline() for _ in range(4)]
+        assert banner[0].startswith(f"Argilla is running at http://127.0.0.1:{port}"), (banner, serve.stderr.read() if serve.poll() is not None else "")
+        assert banner[2].strip() == f"export ARGILLA_API_URL=http://127.0.0.1:{port} ARGILLA_API_KEY=serve.key"
         import argilla as rg
 
-        c = connect(Connection(first.url, first.api_key))
-        rg.Workspace(name="kept", client=c).create()
-    started = time.monotonic()
-    with LocalArgilla(cfg) as second:
-        c = connect(Connection(second.url, second.api_key))
-        assert c.workspaces("kept") is not None
-    assert time.monotonic() - started < 300
+        rg.Workspace(name="kept", client=connect(Connection(f"http://127.0.0.1:{port}", "serve.key"))).create()
+        assert len(_processes_in(home)) == 2  # redis-server and the argilla server
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0
+    assert _processes_in(home) == []
+    with LocalArgilla(LocalArgillaConfig(home=str(home), port=0, api_key="serve.key")) as again:
+        assert connect(Connection(again.url, again.api_key)).workspaces("kept") is not None
+    with pytest.raises(FinnerError, match="rejects the API key"):
+        LocalArgilla(LocalArgillaConfig(home=str(home), port=0, api_key="another.key")).start()
+    assert _processes_in(home) == []

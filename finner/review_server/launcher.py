@@ -2,8 +2,8 @@
 
 For teams that want to review a few thousand headlines without Docker or Elasticsearch.
 argilla-server pins old dependencies (click<8.2...), so it lives in its own environment;
-this module only starts processes in it: `redis-server`, the server's own CLI
-(`database migrate`, `database users create_default`) and `serve.py`, which registers the
+this module only starts processes in it: `redis-server` and `serve.py`, which migrates the
+SQLite database and creates the owner user with the server's own CLI functions, registers the
 SQL search engine (`sql_search.py`) and serves `argilla_server._app:app` with uvicorn.
 
     with LocalArgilla(LocalArgillaConfig(home="finner-data/argilla")) as argilla:
@@ -95,9 +95,6 @@ class LocalArgilla:
                                   "--appendonly", "no", "--dir", str(self.home), "--maxmemory", "256mb"])
             self._wait_port(redis_port, "redis")
             env = self._server_env(redis_port)
-            self._cli(python, env, ["database", "migrate"])
-            self._cli(python, env, ["database", "users", "create_default", "--api-key", self.config.api_key,
-                                    "--password", self.config.password, "--quiet"])
             self._spawn("server", [python, str(SERVER_DIR / "serve.py"), "--host", "127.0.0.1", "--port", str(self.port)], env)
             self._wait_healthy()
         except BaseException:
@@ -151,6 +148,8 @@ class LocalArgilla:
             ARGILLA_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
             ARGILLA_SEARCH_ENGINE="sql",
             HF_HUB_DISABLE_TELEMETRY="1",
+            FINNER_ARGILLA_API_KEY=self.config.api_key,  # the owner user, created with the database
+            FINNER_ARGILLA_PASSWORD=self.config.password,
             PYTHONUNBUFFERED="1",
         )
         return env
@@ -164,12 +163,6 @@ class LocalArgilla:
         log = self._log(name)
         # cwd=home: argilla_server shadows stdlib `logging` if started from inside its own package.
         self._procs.append(subprocess.Popen(argv, cwd=self.home, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-
-    def _cli(self, python: str, env: dict[str, str], args: list[str]) -> None:
-        done = subprocess.run([python, "-m", "argilla_server", *args], cwd=self.home, env=env, capture_output=True, text=True)
-        if done.returncode:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise FinnerError(f"argilla-server `{' '.join(args[:3])}` failed (exit {done.returncode}): {tail[0]}")
 
     def _wait_port(self, port: int, name: str, timeout_s: float = 20.0) -> None:
         deadline = time.monotonic() + timeout_s
