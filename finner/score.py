@@ -43,6 +43,7 @@ from finner.models.base import Span
 from finner.store import Store
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+CONFIG_FILE = "gliner_config.json"  # architecture (max_width, words splitter...) changes spans too
 # The training job records its best GLiNER checkpoint as `{"path": ...}` under this key of the store.
 CHECKPOINT_KEY = "gliner_best_checkpoint"
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
@@ -76,12 +77,12 @@ class ScoreConfig:
 
 
 def weights_digest(model: str) -> str:
-    """Content hash of a local checkpoint's weights (a hub id stands for itself)."""
+    """Content hash of a local checkpoint's weights and config (a hub id stands for itself)."""
     path = Path(model)
     if not path.is_dir():
         return model
-    files = [path / name for name in WEIGHT_FILES if (path / name).is_file()]
-    if not files:
+    files = [path / name for name in (CONFIG_FILE, *WEIGHT_FILES) if (path / name).is_file()]
+    if not any(file.name in WEIGHT_FILES for file in files):
         raise FinnerError(f"{model}: no GLiNER weights ({' or '.join(WEIGHT_FILES)}) in this directory")
     digest = hashlib.blake2b(digest_size=8)
     for file in files:
@@ -350,6 +351,7 @@ def untrained_checkpoint(directory: str, encoder: str | None = None) -> str:
         import torch
 
         torch.manual_seed(0)
-        model = GLiNER.from_config(GLiNERConfig(model_name=encoder or offline_encoder_dir()))
+        # max_width 8: the span width finner's GLiNER adapter fine-tunes with
+        model = GLiNER.from_config(GLiNERConfig(model_name=encoder or offline_encoder_dir(), max_width=8))
         model.save_pretrained(str(path))
     return str(path)

@@ -176,6 +176,9 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
     dataset = dataset.map_batches(_drop_done, fn_kwargs={"done": done}, batch_format="pyarrow", batch_size=None)
     if run.limit:
         dataset = dataset.limit(run.limit)
+    # One block per actor call: idle actors can take work, and each call's summary reaches the
+    # driver (progress) as soon as its batch is written, instead of when a whole file is done.
+    dataset = dataset.repartition(target_num_rows_per_block=run.batch_rows)
     dataset = dataset.map_batches(
         ScoreActor,
         fn_constructor_kwargs={

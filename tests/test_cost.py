@@ -1,0 +1,38 @@
+"""The cost report: measured throughput priced per instance-hour, beside the LLM labeling cost."""
+
+from __future__ import annotations
+
+import pytest
+
+from finner.cost import CostConfig, cost_report, cost_rows, usd_per_million
+
+THROUGHPUT = {"device": "cpu", "per_actor_headlines_per_s": 20.0, "runtime": "torch", "rows": 1000}
+LABEL_COST = {"rows": 500, "headlines_per_s": 2.5, "usd_per_1k_headlines": 0.08, "model": "llama-70b", "pricing": {"usd_per_hour": 8.0}}
+
+
+def test_usd_per_million():
+    # 20 headlines/s = 72,000 per hour; $0.10 per hour -> $1.39 per million
+    assert usd_per_million(0.10, 20.0) == pytest.approx(0.10 / 72_000 * 1e6)
+
+
+def test_rows_price_only_what_was_measured():
+    rows, notes = cost_rows(THROUGHPUT, LABEL_COST, CostConfig(gpu_usd_per_hour=0.5, cpu_usd_per_hour=0.2))
+    gpu, cpu, llm = rows
+    assert gpu.usd_per_million is None and gpu.note == "not measured on this device"
+    assert cpu.usd_per_million == pytest.approx(0.2 / 72_000 * 1e6) and cpu.headlines_per_s == 20.0
+    assert llm.usd_per_million == pytest.approx(80.0) and llm.usd_per_hour == 8.0
+    assert notes == []
+
+
+def test_report_says_what_is_missing(store):
+    empty = cost_report(store)
+    assert "no scoring throughput" in empty.text() and "no LLM labeling cost" in empty.text()
+    assert empty.plot is None
+
+    store.put_json("score_throughput", THROUGHPUT)
+    store.put_json("label_cost", LABEL_COST)
+    report = cost_report(store)
+    text = report.text()
+    assert "GLiNER, 1 CPU actor (torch)" in text and "LLM labeling (llama-70b)" in text
+    with open(report.plot, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

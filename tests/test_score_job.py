@@ -1,0 +1,92 @@
+"""The scoring job as a user runs it: real local Ray, real headlines, killed with SIGKILL midway and
+re-run: every headline ends up scored exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pyarrow.compute as pc
+import pytest
+
+from finner.score import ScoreConfig, model_version, untrained_checkpoint
+from finner.store import Store
+from finner.testing.feeds import write_scaled_feed
+from tests.conftest import REPO, run_module
+
+ROWS, BATCH = 96, 16
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    return untrained_checkpoint(str(tmp_path_factory.mktemp("gliner")))
+
+
+def score_args(store: Store, checkpoint: str) -> list[str]:
+    return ["--store", store.root, "--model", checkpoint, "--batch-rows", str(BATCH), "--threads", "2", "--no-report"]
+
+
+def parts(store: Store) -> int:
+    return len(store.files("predictions"))
+
+
+def wait_gone(pgid: int, timeout: float = 60) -> None:
+    """Until no process of the killed job's group is left (no late writer can race the re-run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"processes of group {pgid} still alive {timeout}s after SIGKILL")
+
+
+@pytest.mark.slow
+def test_killed_job_resumes_without_rescoring(store, checkpoint, real_headlines_path, tmp_path):
+    feed = write_scaled_feed(real_headlines_path, ROWS, tmp_path / "feed.parquet")
+    assert run_module("jobs.ingest", "--store", store.root, "--path", str(feed), "--quiet").returncode == 0
+    ids = store.read("headlines", columns=["id"])["id"].to_pylist()
+    version = model_version(ScoreConfig(model=checkpoint))
+
+    job = subprocess.Popen(
+        [sys.executable, "-m", "jobs.score", *score_args(store, checkpoint)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 400
+    while parts(store) < 2 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.poll() is None, "the job finished before it could be killed: raise ROWS"
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    wait_gone(job.pid)
+    scored_before = store.ids("predictions")
+    assert 0 < len(scored_before) < len(ids), "the kill should land midway"
+
+    rerun = run_module("jobs.score", *score_args(store, checkpoint), "--quiet")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{len(scored_before)} already scored" in rerun.stdout
+    assert f"scored {len(ids) - len(scored_before)} headlines" in rerun.stdout
+
+    predictions = store.read("predictions", filter=pc.field("model_version") == version)
+    counts = Counter(predictions["id"].to_pylist())
+    assert set(counts) == set(ids), "every headline is scored"
+    assert max(counts.values()) == 1, f"scored twice: {[i for i, n in counts.items() if n > 1][:5]}"
+    throughput = store.get_json("score_throughput")
+    assert throughput["rows"] == len(ids) - len(scored_before) and throughput["per_actor_headlines_per_s"] > 0
+
+    again = run_module("jobs.score", *score_args(store, checkpoint), "--quiet")
+    assert again.returncode == 0 and f"scored 0 headlines" in again.stdout and f"{len(ids)} already scored" in again.stdout
+    assert store.read("predictions").num_rows == len(ids)
+
+
+def test_job_errors_are_one_line(store, checkpoint, tmp_path):
+    no_headlines = run_module("jobs.score", "--store", store.root, "--model", checkpoint)
+    assert no_headlines.returncode == 2
+    assert no_headlines.stderr.strip().splitlines()[-1].startswith("error: the store has no headlines table")
+    no_model = run_module("jobs.score", "--store", store.root)
+    assert no_model.returncode == 2 and "no fine-tuned GLiNER checkpoint" in no_model.stderr
