@@ -12,6 +12,7 @@ scratch. Headlines with no label row yet are not curated and are counted.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -20,7 +21,7 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from finner import schemas
-from finner.cluster import ClusterConfig, Clustering, cluster_names
+from finner.cluster import ClusterConfig, cluster_names
 from finner.errors import FinnerError
 from finner.label import latest_labels
 from finner.sample import SampleConfig, SampleSummary, draw, stratum_of
@@ -65,8 +66,18 @@ class CurateSummary:
         return out
 
 
-def curate(store: Store, cluster_config: ClusterConfig = ClusterConfig(), sample_config: SampleConfig = SampleConfig(), progress: bool = True) -> CurateSummary:
-    """Write the `spans` and `sample` tables from `headlines` and `llm_labels`; return the counts."""
+def curate(
+    store: Store,
+    cluster_config: ClusterConfig = ClusterConfig(),
+    sample_config: SampleConfig = SampleConfig(),
+    progress: bool = True,
+    batch_rows: int = 50_000,
+) -> CurateSummary:
+    """Write the `spans` and `sample` tables from `headlines` and `llm_labels`; return the counts.
+
+    Memory stays small at feed scale: only ids, dates and company names are held for the whole
+    feed; spans rows are computed and written one batch at a time, after the clusters are known.
+    """
     if not store.exists("headlines"):
         raise FinnerError(f"no `headlines` table in {store.root}: run the ingest stage first")
     if not store.exists("llm_labels"):
@@ -77,17 +88,25 @@ def curate(store: Store, cluster_config: ClusterConfig = ClusterConfig(), sample
     summary = CurateSummary(headlines=headlines.num_rows, labels=Counter(rows["status"].to_pylist()))
     summary.not_labeled = headlines.num_rows - rows.num_rows
     summary.orphan_labels = labels.num_rows - rows.num_rows
+    del headlines, labels
 
     ok = rows.filter(pc.equal(rows["status"], schemas.LABEL_OK))
-    spans_rows, mentions = _spans_rows(ok, summary, progress)
+    names_of = {
+        i: company_names(r, n) for i, r, n in zip(*(ok[c].to_pylist() for c in ("id", "result", "normalized_result")))
+    }
+    mentions = Counter(name for names in names_of.values() for name in names)
+    summary.with_companies = sum(bool(n) for n in names_of.values())
+    summary.without_companies = len(names_of) - summary.with_companies
     clustering = cluster_names(mentions, cluster_config)
     summary.names, summary.clusters, summary.pairs_scored = len(mentions), clustering.n_clusters, clustering.pairs_scored
-    for row in spans_rows:
-        row["clusters"] = sorted({clustering.representative[n] for n in row.pop("names")})
-    store.write("spans", pa.Table.from_pylist(spans_rows, schema=schemas.SPANS_TABLE))
+    clusters_of = {i: sorted({clustering.representative[n] for n in names}) for i, names in names_of.items()}
+    del names_of
 
-    sample_rows = _sample_rows(rows, spans_rows, clustering, sample_config, summary.sample)
-    store.write("sample", pa.Table.from_pylist(sample_rows, schema=schemas.SAMPLE))
+    batches = (_spans_batch(b, clusters_of, summary) for b in ok.to_batches(max_chunksize=batch_rows))
+    store.write("spans", tqdm(batches, total=math.ceil(ok.num_rows / batch_rows), desc="spans", unit="batch", disable=not progress))
+
+    chosen = _draw(rows, clusters_of, sample_config, summary.sample)
+    store.write("sample", _sample_table(rows, chosen, clusters_of, summary.sample))
     store.put_json("curate", {"summary": summary.as_dict(), "cluster": asdict(cluster_config), "sample": asdict(sample_config)})
     return summary
 
@@ -102,41 +121,34 @@ def _labelled(headlines: pa.Table, labels: pa.Table) -> pa.Table:
     return headlines
 
 
-def _spans_rows(ok: pa.Table, summary: CurateSummary, progress: bool) -> tuple[list[dict], Counter]:
-    """One `spans` row per ok-labelled headline (plus its company names), and name -> headlines."""
-    out, mentions = [], Counter()
-    columns = [ok[c].to_pylist() for c in ("id", "title", "date", "symbol", "result", "normalized_result")]
-    for headline_id, title, date, symbol, result, normalized in tqdm(zip(*columns), total=ok.num_rows, desc="spans", disable=not progress):
-        found = find_spans(title, result, normalized)
-        names = company_names(result, normalized)
-        mentions.update(names)
-        summary.with_companies += bool(names)
-        summary.without_companies += not names
+def _spans_batch(batch: pa.RecordBatch, clusters_of: dict[str, list[str]], summary: CurateSummary) -> pa.Table:
+    """`spans` rows of one batch of ok-labelled headlines."""
+    out = []
+    for row in batch.to_pylist():
+        found = find_spans(row["title"], row["result"], row["normalized_result"])
         summary.spans += len(found.spans)
         summary.not_found += len(found.not_found)
         summary.headlines_with_not_found += bool(found.not_found)
         summary.misaligned_spans += found.misaligned
         out.append(
             {
-                "id": headline_id,
-                "title": title,
-                "date": date,
-                "symbol": symbol,
+                "id": row["id"],
+                "title": row["title"],
+                "date": row["date"],
+                "symbol": row["symbol"],
                 "spans": found.spans,
                 "tokens": found.tokens,
                 "token_spans": found.token_spans,
                 "not_found": found.not_found,
-                "names": names,
+                "clusters": clusters_of[row["id"]],
             }
         )
-    return out, mentions
+    return pa.Table.from_pylist(out, schema=schemas.SPANS_TABLE)
 
 
-def _sample_rows(rows: pa.Table, spans_rows: list[dict], clustering: Clustering, config: SampleConfig, summary: SampleSummary) -> list[dict]:
-    """The sampled headlines as `sample` rows, sorted by id; fills the sample part of the summary."""
-    by_id = {r["id"]: r for r in spans_rows}
+def _draw(rows: pa.Table, clusters_of: dict[str, list[str]], config: SampleConfig, summary: SampleSummary) -> dict[str, tuple[str, str]]:
+    """Sampled headline id -> (split, stratum); counts what was eligible and what was out of range."""
     eligible: dict[str, str] = {}  # id -> split
-    clusters_of: dict[str, list[str] | None] = {}
     cluster_sizes: Counter = Counter()
     for headline_id, date, status in zip(*(rows[c].to_pylist() for c in ("id", "date", "status"))):
         if status != schemas.LABEL_OK and not config.sample_unlabeled:
@@ -147,30 +159,36 @@ def _sample_rows(rows: pa.Table, spans_rows: list[dict], clustering: Clustering,
             continue
         eligible[headline_id] = split
         summary.eligible[split] += 1
-        clusters = by_id[headline_id]["clusters"] if status == schemas.LABEL_OK else None
-        clusters_of[headline_id] = clusters
-        cluster_sizes.update(clusters or [])
-    strata = {i: stratum_of(clusters_of[i], cluster_sizes) for i in eligible}
-    chosen = draw(strata, config)
-    info = {r["id"]: r for r in rows.filter(pc.is_in(rows["id"], pa.array(sorted(chosen), pa.string()))).to_pylist()}
+        cluster_sizes.update(clusters_of.get(headline_id, ()))
+    strata = {i: stratum_of(clusters_of.get(i), cluster_sizes) for i in eligible}
+    return {i: (eligible[i], stratum) for i, stratum in draw(strata, config).items()}
+
+
+def _sample_table(rows: pa.Table, chosen: dict[str, tuple[str, str]], clusters_of: dict[str, list[str]], summary: SampleSummary) -> pa.Table:
+    """The `sample` rows, sorted by id: spans and tokens for ok labels, null spans otherwise."""
+    picked = rows.filter(pc.is_in(rows["id"], pa.array(sorted(chosen), pa.string())))  # still sorted by id
     out = []
-    for headline_id in sorted(chosen):
-        row, stratum, split = info[headline_id], chosen[headline_id], eligible[headline_id]
+    for row in picked.to_pylist():
+        split, stratum = chosen[row["id"]]
         summary.sampled[split] += 1
         summary.strata[stratum if stratum in (schemas.NO_COMPANY_CLUSTER, schemas.UNLABELED_CLUSTER) else "company clusters"] += 1
-        curated = by_id.get(headline_id)
+        if row["status"] == schemas.LABEL_OK:
+            found = find_spans(row["title"], row["result"], row["normalized_result"])
+            spans, tokens, token_spans = found.spans, found.tokens, found.token_spans
+        else:
+            spans, tokens, token_spans = None, [t for t, _, _ in word_tokens(row["title"])], None
         out.append(
             {
-                "id": headline_id,
+                "id": row["id"],
                 "title": row["title"],
                 "date": row["date"],
                 "symbol": row["symbol"],
                 "split": split,
                 "cluster": stratum,
-                "spans": curated["spans"] if curated else None,
-                "tokens": curated["tokens"] if curated else [t for t, _, _ in word_tokens(row["title"])],
-                "token_spans": curated["token_spans"] if curated else None,
+                "spans": spans,
+                "tokens": tokens,
+                "token_spans": token_spans,
                 "llm_status": row["status"],
             }
         )
-    return out
+    return pa.Table.from_pylist(out, schema=schemas.SAMPLE)
