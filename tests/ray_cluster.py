@@ -258,6 +258,10 @@ class LocalRayCluster:
         (ALIVE or DEAD), `resources_total`, `labels`."""
         return self._api("/api/v0/nodes?limit=100&detail=true")["data"]["result"]["result"]
 
+    def actors(self) -> list[dict]:
+        """Every actor the cluster has had, from the state API: `class_name`, `state`, `node_id`."""
+        return self._api("/api/v0/actors?limit=1000&detail=true")["data"]["result"]["result"]
+
     def _api(self, path: str) -> dict:
         try:
             request = urllib.request.Request(self.address + path, headers={"Authorization": f"Bearer {self.auth_token}"})

@@ -8,6 +8,7 @@ import pytest
 
 from finner.source import SourceConfig, ingest
 from finner.store import Store
+from tests.conftest import run_module
 from tests.ray_cluster import ray_cluster  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -70,3 +71,10 @@ def test_stop_job_ends_the_driver_process(ray_cluster, tmp_path):
     (driver,) = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in (p.info["cmdline"] or [])]
     assert ray_cluster.stop_job(job) == "STOPPED"
     driver.wait(timeout=30)  # raises psutil.TimeoutExpired if the driver survived the stop
+
+
+def test_gpu_check_help_and_missing_table_error(tmp_path):
+    assert "--gpus-per-actor" in run_module("finner.pipeline.gpu_check", "--help").stdout
+    done = run_module("finner.pipeline.gpu_check", "--store", str(tmp_path / "empty"))
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: no headlines table in ") and "jobs.ingest" in done.stderr
