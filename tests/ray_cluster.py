@@ -2,11 +2,12 @@
 
 The head runs as `ray start --head --block` in its own process session, on free ports and its own
 `--temp-dir`, so it never collides with another Ray on the machine (nor does a plain `ray.init()`
-elsewhere join it: the address file lives in our temp dir). Token authentication is on with a
-token of our own (`RAY_AUTH_TOKEN`), as Ray 2.60 does by default once ~/.ray/auth_token exists,
-so the tests run the same whether or not some earlier local `ray.init()` left that file behind. Teardown stops our unfinished jobs with
-`ray job stop`, then ends exactly the processes this harness started, by process-group id; it never
-runs `ray stop`, which would kill every Ray process on the machine.
+elsewhere join it: the address file lives in our temp dir). Token authentication is on, with a
+token of our own (`RAY_AUTH_TOKEN`): Ray 2.60 turns it on anyway once ~/.ray/auth_token exists,
+so the tests behave the same whether or not an earlier local `ray.init()` left that file behind.
+Teardown stops our unfinished jobs with `ray job stop`, then ends exactly the processes this
+harness started, by process-group id; it never runs `ray stop`, which would kill every Ray
+process on the machine.
 
     with LocalRayCluster() as cluster:
         run = cluster.run("jobs.ingest", "--store", store, "--path", feed, runtime_env="runtime_env/curate.yaml")
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
