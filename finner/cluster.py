@@ -3,7 +3,8 @@
 Two names are *similar* when rapidfuzz's Levenshtein-based `ratio` (normalized Indel
 similarity, 0-100) of their processed forms is at least the threshold (85, as in the case study).
 The default processing keeps only a name's distinctive words (`company_key`): on full legal
-names, ratio 85 merges "Sony Corporation" with "FedEx Corporation" through the shared suffix.
+names, ratio 85 chains "Sony Corporation", "FedEx Corporation"... into one cluster through their
+shared suffix; and names shorter than `min_fuzzy_length` only join on equality (Visa/Vista).
 Clusters are the connected components of the similarity relation (transitive), each named by
 its most frequent member.
 
@@ -95,8 +96,9 @@ class Clustering:
         return out
 
 
-# Words that say what kind of company it is, not which: "Sony Corporation" and "FedEx Corporation"
-# score 80+ on the raw names, "Arena Pharmaceuticals" and "Acadia Pharmaceuticals" 88.
+# Words that say what kind of company it is, not which. On full names "Arena Pharmaceuticals Inc"
+# and "Acadia Pharmaceuticals Inc" score 86, and chains of such near neighbours put Sony, FedEx,
+# Dover... into one "X Corporation" cluster (measured on gazetteer labels of the real headlines).
 LEGAL_FORMS = frozenset(
     "inc incorporated corp corporation co company companies ltd limited llc lp llp plc sa ag nv se ab asa spa bv "
     "gmbh holdings holding group the".split()
@@ -163,7 +165,8 @@ def max_partner_length(lengths: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def similar_pairs(keys: Sequence[str], config: ClusterConfig) -> tuple[np.ndarray, np.ndarray, int]:
-    """Index pairs (i < j in `keys`) scoring >= threshold, and how many scores were computed."""
+    """Each pair of indices into `keys` scoring >= threshold (once, shorter key first), and how
+    many scores were computed."""
     n = len(keys)
     order = np.array(sorted(range(n), key=lambda i: (len(keys[i]), i)), dtype=np.int64)
     sorted_keys = [keys[i] for i in order]
