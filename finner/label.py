@@ -179,24 +179,56 @@ class RateLimiter:
             await asyncio.sleep(start - now)
 
 
-def _verbatim_format_client(base: type) -> type:
-    """An `AsyncInferenceClient` that sends `response_format` exactly as given.
+def _pooled_client_class() -> type:
+    """`AsyncInferenceClient` with two fixes for bulk labeling (huggingface_hub 0.36 behaviour):
 
-    huggingface_hub (0.36) rewrites an OpenAI `json_schema` response_format into TGI's form for URL
-    endpoints; vLLM and other OpenAI-compatible servers need it verbatim.
+    * it opens a new aiohttp session, so a new TCP (and TLS) connection, for every request; this
+      one keeps one session with a connection pool for the client's life, which halves the CPU
+      per request on loopback and saves a TLS handshake per headline on a real endpoint;
+    * it rewrites an OpenAI `json_schema` response_format into TGI's form for URL endpoints;
+      vLLM and other OpenAI-compatible servers need it verbatim, so this one sends it as given.
     """
+    import aiohttp
+    from huggingface_hub import AsyncInferenceClient
 
-    class VerbatimFormatClient(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, response_format: dict[str, Any], **kwargs: Any):
+    class PooledClient(AsyncInferenceClient):
+        def __init__(self, *args: Any, response_format: dict[str, Any], max_connections: int, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self._response_format = response_format
+            self._max_connections = max_connections
+            self._shared: aiohttp.ClientSession | None = None
+            self._close_shared: Any = None
+
+        def _get_client_session(self, headers: dict | None = None) -> aiohttp.ClientSession:
+            if self._shared is None or self._shared.closed:
+                # Request headers (auth, content type) are the same for every chat call of a client.
+                session = aiohttp.ClientSession(
+                    headers={**self.headers, **(headers or {})},
+                    cookies=self.cookies,
+                    timeout=aiohttp.ClientTimeout(self.timeout),
+                    trust_env=self.trust_env,
+                    connector=aiohttp.TCPConnector(limit=self._max_connections),
+                )
+                self._close_shared = session.close
+
+                async def keep_open() -> None:  # the base class closes the session after each request
+                    return None
+
+                session.close = keep_open  # type: ignore[method-assign]
+                self._shared = session
+            return self._shared
 
         async def _inner_post(self, request_parameters: Any, *, stream: bool = False) -> Any:
             if request_parameters.json is not None and "response_format" in request_parameters.json:
                 request_parameters.json["response_format"] = self._response_format
             return await super()._inner_post(request_parameters, stream=stream)
 
-    return VerbatimFormatClient
+        async def close(self) -> None:
+            if self._close_shared is not None:
+                await self._close_shared()
+            self._shared = self._close_shared = None
+
+    return PooledClient
 
 
 class ChatClient:
@@ -207,18 +239,16 @@ class ChatClient:
     """
 
     def __init__(self, config: LabelConfig):
-        from huggingface_hub import AsyncInferenceClient
-
         if not config.endpoint:
             raise ValueError("LabelConfig.endpoint is empty: give the chat-completions server's base URL")
         self.config = config
         self._format = response_format(config.response_format)
-        client_class = _verbatim_format_client(AsyncInferenceClient)
-        self._client = client_class(
+        self._client = _pooled_client_class()(
             base_url=config.endpoint.rstrip("/"),
             token=os.environ.get(TOKEN_ENV) or None,
             timeout=config.timeout_s,
             response_format=self._format,
+            max_connections=config.max_in_flight,
         )
         self._window = asyncio.Semaphore(config.max_in_flight)
         self._rate = RateLimiter(config.requests_per_second)

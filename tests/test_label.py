@@ -24,6 +24,7 @@ from finner.label import (
     system_prompt,
 )
 from finner.testing.chat_server import ServerConfig, serve_chat, stats
+from tests.conftest import run_module
 
 TITLES = [
     "Dun & Bradstreet Acquires Avention For $150M",
@@ -164,6 +165,7 @@ def test_sliding_window_bounds_requests_in_flight():
         elapsed = time.perf_counter() - started
         seen = stats(url)
     assert seen["max_in_flight"] == 4
+    assert seen["connections"] <= 4  # one pooled session per client, not a connection per request
     assert 0.45 <= elapsed < 2.0  # 20 requests of 0.1 s through 4 slots: 5 rounds
     assert set(table["status"].to_pylist()) == {schemas.LABEL_OK}
 
@@ -209,3 +211,9 @@ def test_pick_latest_prefers_ok_then_latest():
     assert sorted(latest) == ["a", "b", "c"]
     assert latest["a"]["status"] == schemas.LABEL_OK and latest["a"]["result"] == ["X"]
     assert latest["b"]["raw"] == "late" and latest["c"]["status"] == schemas.LABEL_OK
+
+
+def test_job_without_an_endpoint_says_what_to_do(tmp_path):
+    done = run_module("jobs.label", "--store", str(tmp_path / "store"))
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: no endpoint")
+    assert run_module("jobs.label", "--help").returncode == 0

@@ -20,7 +20,7 @@ import pytest
 from finner import schemas
 from finner.label import LabelConfig, latest_labels
 from finner.pipeline import cli
-from finner.pipeline.label import COST_KEY, LabelRunConfig, run_labeling
+from finner.pipeline.label import COST_KEY, ESTIMATE_KEY, LabelRunConfig, run_labeling
 from finner.source import SourceConfig, ingest
 from finner.store import Store
 from finner.testing.chat_server import ServerConfig, reset_stats, serve_chat, stats
@@ -153,3 +153,23 @@ def _settled_request_count(url: str) -> int:
             return now
         count = now
     raise AssertionError("requests kept arriving after the job was killed")
+
+
+def test_estimate_labels_a_sample_and_extrapolates(tmp_path, real_headlines_path, ray_local):
+    store = headlines_store(tmp_path / "store", real_headlines_path, 3000)
+    total = store.read("headlines", columns=["id"]).num_rows
+    server = ServerConfig(latency_median_s=0.05, latency_sigma=0.0)
+    run = LabelRunConfig(actors=1, estimate=True, estimate_rows=60, usd_per_hour=10.0, usd_per_million_prompt_tokens=1.0)
+    with serve_chat(server) as url:
+        summary = run_labeling(store, LabelConfig(endpoint=url, max_in_flight=8), run, progress=False)
+        assert stats(url)["requests"] == 60
+    assert summary.rows == 60 and len(store.read("llm_labels")) == 60  # the sample's labels are kept
+    estimate = store.get_json(ESTIMATE_KEY)["estimate"]
+    assert estimate["rows"] == total and estimate["sample_rows"] == 60
+    # Little's law: 3000 headlines x ~0.05 s each / 8 in flight, give or take the loopback overhead.
+    assert total * 0.05 / 8 <= estimate["elapsed_s"] < total * 0.2 / 8
+    per_row_tokens = summary.prompt_tokens / 60
+    assert estimate["prompt_tokens"] == pytest.approx(per_row_tokens * total, rel=0.01)
+    expected_usd = estimate["elapsed_s"] / 3600 * 10.0 + estimate["prompt_tokens"] / 1e6
+    assert estimate["usd"] == pytest.approx(expected_usd, abs=0.01)
+    assert store.get_json(COST_KEY) is None  # an estimate is not a run's cost

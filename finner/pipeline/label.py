@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import time
@@ -68,15 +69,22 @@ class LabelActor:
         self.store = Store(store_root)
         self.run_id = run_id
         self._client: ChatClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, batch: pa.Table):
         if self._client is None:  # built on first use, inside the event loop Ray runs us in
-            self._client = ChatClient(self.config)
+            self._client, self._loop = ChatClient(self.config), asyncio.get_running_loop()
         ids = batch["id"].to_pylist()
         labels = await label_rows(ids, batch["title"].to_pylist(), self._client)
         part = f"{self.run_id}-{stable_hash(ids)}"
         await asyncio.to_thread(self.store.append, "llm_labels", labels, part)
         yield labels.select(SUMMARY_COLUMNS)
+
+    def __del__(self) -> None:
+        """Ray Data deletes the UDF when the pool shuts down: close the client's connections."""
+        if self._client is not None and self._loop is not None and self._loop.is_running():
+            with contextlib.suppress(Exception):  # best effort: the process is exiting anyway
+                asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=5)
 
 
 def todo_headlines(store: Store) -> tuple[pa.Table, int]:
@@ -213,7 +221,7 @@ def run_labeling(store: Store, label: LabelConfig, run: LabelRunConfig, progress
     summary.already_ok = already_ok
     report = summary.to_json(run, label)
     if run.estimate:
-        summary.estimate = report["estimate"] = extrapolate(summary, todo.num_rows, run)
+        summary.estimate = report["estimate"] = extrapolate(summary, todo.num_rows, run, run.actors * label.max_in_flight)
         store.put_json(ESTIMATE_KEY, report)
     elif summary.rows:
         store.put_json(COST_KEY, report)
@@ -233,24 +241,29 @@ def _sample(todo: pa.Table, run: LabelRunConfig) -> pa.Table:
     return todo.take(pa.array(picks, pa.int64()))
 
 
-def extrapolate(sample: LabelSummary, total_rows: int, run: LabelRunConfig) -> dict[str, Any]:
-    """Time and cost of labeling `total_rows` at the sample's pace, tokens and failure rate.
+def extrapolate(sample: LabelSummary, total_rows: int, run: LabelRunConfig, concurrency: int) -> dict[str, Any]:
+    """Time and cost of labeling `total_rows` at the sample's per-headline latency, tokens and outcomes.
 
-    A small sample includes the actors' start-up, so the time is on the pessimistic side.
+    Time follows Little's law: with `concurrency` requests always in flight, headlines/s is
+    concurrency / seconds per headline (requests, retries included). The sample's own wall time
+    is not used: on a small sample it is mostly actor start-up.
     """
     if not sample.rows:
         return {"rows": total_rows, "elapsed_s": 0.0, "usd": 0.0}
     scale = total_rows / sample.rows
+    seconds_per_row = sample.request_s / sample.rows
     projected = LabelSummary(
         rows=total_rows,
         prompt_tokens=round(sample.prompt_tokens * scale),
         completion_tokens=round(sample.completion_tokens * scale),
         requests=round(sample.requests * scale),
-        elapsed_s=sample.elapsed_s * scale,
+        elapsed_s=total_rows * seconds_per_row / concurrency,
     )
     return {
         "rows": total_rows,
         "sample_rows": sample.rows,
+        "seconds_per_headline": round(seconds_per_row, 4),
+        "concurrency": concurrency,
         "elapsed_s": round(projected.elapsed_s, 1),
         "elapsed_h": round(projected.elapsed_s / 3600, 3),
         "prompt_tokens": projected.prompt_tokens,
@@ -263,5 +276,10 @@ def extrapolate(sample: LabelSummary, total_rows: int, run: LabelRunConfig) -> d
 def estimate_line(e: dict[str, Any]) -> str:
     return (
         f"estimate from {e.get('sample_rows', 0)} sampled headlines: {e['rows']} headlines would take "
-        f"{e['elapsed_s'] / 3600:.2f} h and cost ${e['usd']:.2f} ({e.get('ok_share', 0):.0%} ok in the sample)"
+        f"{_duration(e['elapsed_s'])} at {e.get('concurrency', 0)} requests in flight and cost ${e['usd']:.2f} "
+        f"({e.get('ok_share', 0):.0%} ok in the sample)"
     )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"

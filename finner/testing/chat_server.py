@@ -15,7 +15,7 @@ with `usage` token counts. Two knobs make it a test bench:
 
 `GET /stats` counts requests per headline (so tests can prove no finished row is sent again),
 per fault, per response-format kind and per auth kind (bearer or none; never the token), and the
-most requests it ever had in flight; `POST /stats/reset` clears them.
+most requests it ever had in flight and the client connections it saw; `POST /stats/reset` clears them.
 
     python -m finner.testing.chat_server --port 8089 [--listings CSV] [--fault-rate 0.2]
 
@@ -85,6 +85,7 @@ class Stats:
     faults: Counter = field(default_factory=Counter)
     formats: Counter = field(default_factory=Counter)
     auth: Counter = field(default_factory=Counter)
+    peers: set = field(default_factory=set)  # (host, port) of client connections: reuse shows as few
     in_flight: int = 0
     max_in_flight: int = 0
     service_s: float = 0.0  # slot-seconds spent serving answered requests
@@ -101,6 +102,7 @@ class Stats:
             "formats": dict(self.formats),
             "auth": dict(self.auth),
             "max_in_flight": self.max_in_flight,
+            "connections": len(self.peers),
             "service_s": self.service_s,
             "first_request_at": self.first_request_at,
             "last_answer_at": self.last_answer_at,
@@ -167,6 +169,7 @@ class ChatServer:
         stats.by_headline[headline] += 1
         stats.formats[format_kind(body.get("response_format"))] += 1
         stats.auth["bearer" if request.headers.get("Authorization", "").startswith("Bearer ") else "none"] += 1
+        stats.peers.add(request.transport.get_extra_info("peername") if request.transport else None)
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
