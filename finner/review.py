@@ -22,6 +22,7 @@ for a private Hugging Face Space (sent only to *.hf.space hosts).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections import Counter
@@ -118,6 +119,20 @@ def connect(conn: Connection, retries: int = 1, timeout: int = 60):
         raise FinnerError(f"Argilla at {conn.api_url} did not answer as an Argilla server: {err}".splitlines()[0]) from err
 
 
+@contextlib.contextmanager
+def server_errors(conn: Connection) -> Iterator[None]:
+    """Turn an SDK/HTTP failure in the middle of push/pull/status into one line naming the server."""
+    import httpx
+    from argilla._exceptions import ArgillaError
+
+    try:
+        yield
+    except httpx.TransportError as err:
+        raise FinnerError(f"lost the connection to Argilla at {conn.api_url} ({type(err).__name__}: {err}); re-run the same command") from err
+    except (ArgillaError, httpx.HTTPStatusError) as err:
+        raise FinnerError(f"Argilla at {conn.api_url} refused the request: {str(err).strip().splitlines()[0]}") from err
+
+
 # -- dataset settings ---------------------------------------------------------------------------
 
 def build_settings(with_model_question: bool):
@@ -196,6 +211,14 @@ def to_argilla_spans(spans: list[dict] | None) -> tuple[list[dict], list[float] 
     scores = [s.get("score") for s in kept]
     values = [{"label": ARGILLA_LABEL, "start": int(s["start"]), "end": int(s["end"])} for s in kept]
     return values, ([float(x) for x in scores] if kept and None not in scores else None), len(spans or []) - len(kept)
+
+
+def check_spans(headline_id: str, title: str, spans: list[dict] | None, table: str) -> None:
+    """Offsets must lie inside the title: Argilla would reject the whole batch, far from the cause."""
+    for span in spans or []:
+        if not 0 <= span["start"] < span["end"] <= len(title):
+            raise FinnerError(f"table {table!r}, row id={headline_id}, column 'spans': [{span['start']}, {span['end']}) "
+                              f"is not inside the {len(title)}-character title")
 
 
 def review_reason(llm_status: str | None, llm_spans: list[dict] | None, model_spans: list[dict] | None) -> str:
@@ -284,9 +307,14 @@ def push(store: Store, client, cfg: ReviewConfig) -> PushSummary:
         raise FinnerError(f"table 'sample', column 'split': unknown value(s) {unknown}; expected {list(schemas.SPLITS)}")
     llm_models = _llm_models(store)
     predictions = _predictions(store) if cfg.model_suggestions else {}
+    rows_all = sample.to_pylist()
+    for row in rows_all:
+        check_spans(row["id"], row["title"], row["spans"], "sample")
+        if row["id"] in predictions:
+            check_spans(row["id"], row["title"], predictions[row["id"]]["spans"], "predictions")
     summary = PushSummary()
     for split in cfg.splits:
-        rows = [r for r in sample.to_pylist() if r["split"] == split]
+        rows = [r for r in rows_all if r["split"] == split]
         if not rows:
             continue
         dataset = ensure_dataset(client, cfg, split, with_model_question=bool(predictions))
@@ -360,11 +388,12 @@ class SplitReview:
 def read_split(client, dataset, split: str, usernames: dict[str, str]) -> SplitReview:
     """The final answer per record: the latest submitted response, else the latest discard."""
     review = SplitReview()
+    llm_question = next(str(q.id) for q in dataset.settings.questions if q.name == SPAN_QUESTION)
     for record in iter_records(client, dataset):
         review.total += 1
         headline_id, title = record["external_id"], record["fields"][TEXT_FIELD]
         for suggestion in record.get("suggestions") or []:
-            if suggestion["question_id"] and suggestion.get("value") is not None and _question_name(dataset, suggestion["question_id"]) == SPAN_QUESTION:
+            if suggestion["question_id"] == llm_question:
                 review.llm[headline_id] = gold_spans(title, suggestion["value"])
         final = [r for r in record.get("responses") or [] if r["status"] in (schemas.GOLD_SUBMITTED, schemas.GOLD_DISCARDED)]
         if not final:
@@ -384,10 +413,6 @@ def read_split(client, dataset, split: str, usernames: dict[str, str]) -> SplitR
             "submitted_at": _utc(best["updated_at"]),
         })
     return review
-
-
-def _question_name(dataset, question_id: str) -> str | None:
-    return next((q.name for q in dataset.settings.questions if str(q.id) == str(question_id)), None)
 
 
 def _usernames(client) -> dict[str, str]:

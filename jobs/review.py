@@ -17,7 +17,7 @@ import sys
 from finner.config import add_config_args, config_from_args
 from finner.errors import FinnerError
 from finner.pipeline import cli
-from finner.review import Connection, ReviewConfig, connect, pull, push, status_lines
+from finner.review import Connection, ReviewConfig, connect, pull, push, server_errors, status_lines
 from finner.review_server.launcher import DEFAULT_USERNAME, LocalArgilla, LocalArgillaConfig
 
 
@@ -38,13 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(config_from_args(LocalArgillaConfig, args))
         cfg = config_from_args(ReviewConfig, args)
-        client = connect(Connection.from_env())
-        if args.command == "push":
-            print(push(cli.store_from(args), client, cfg).line())
-        elif args.command == "pull":
-            print(pull(cli.store_from(args), client, cfg).line())
-        else:
-            print("\n".join(status_lines(client, cfg)))
+        conn = Connection.from_env()
+        client = connect(conn)
+        with server_errors(conn):
+            if args.command == "push":
+                print(push(cli.store_from(args), client, cfg).line())
+            elif args.command == "pull":
+                print(pull(cli.store_from(args), client, cfg).line())
+            else:
+                print("\n".join(status_lines(client, cfg)))
         return 0
 
     return cli.run(body)

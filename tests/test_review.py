@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections import Counter
 import os
 import signal
 import socket
@@ -128,6 +129,15 @@ def test_gold_spans_slice_code_points():
     title = ASTRAL_TITLE
     start = title.index("Société")
     assert gold_spans(title, [{"label": ARGILLA_LABEL, "start": start, "end": start + 16}])[0]["text"] == "Société Générale"
+
+
+def test_span_outside_title_is_named_before_anything_is_sent(store, real_headlines_path, company_listings_path):
+    sample = build_sample(real_headlines_path, company_listings_path, n=20)[0].to_pylist()
+    row = next(r for r in sample if r["spans"])
+    row["spans"][0]["end"] = len(row["title"]) + 3
+    store.write("sample", pa.Table.from_pylist(sample, schema=schemas.SAMPLE))
+    with pytest.raises(FinnerError, match=f"table 'sample', row id={row['id']}, column 'spans': "):
+        push(store, None, ReviewConfig())  # fails before it needs a server
 
 
 def test_hf_token_is_sent_only_to_spaces():
@@ -281,6 +291,18 @@ def test_push_review_pull_round_trip(argilla, client, review_store, tables):
         status, drawn = expected[hid]
         _answer(reviewer, record_id, status, drawn)
     t_answered = dt.datetime.now(dt.timezone.utc)
+
+    # The UI's searches run on the SQL engine: pending-for-everyone, full text, metadata facets.
+    # (with_responses=False: the SDK 2.8 cannot parse a discarded response without values.)
+    pending_train = [h for h in ids if h not in expected and sample[h]["split"] == "train"]
+    drafts_train = [h for n, h in enumerate(ids) if h in pending_train and n % 6 == 4]
+    assert len(list(train.records(query=rg.Query(filter=rg.Filter(("response.status", "==", "pending")))))) == len(pending_train) - len(drafts_train)
+    tesla = {r.id for r in train.records(query=rg.Query(query="tesla"), with_responses=False)}
+    assert tesla == {h for h in pending_train + [h for h in expected if sample[h]["split"] == "train"]
+                     if "tesla" in {w.casefold() for w, _, _ in word_tokens(sample[h]["title"])}} and tesla
+    reason = next(m for m in train.settings.metadata if m.name == "review_reason")
+    facets = client.http_client.get(f"/api/v1/metadata-properties/{reason.id}/metrics").json()
+    assert {v["term"]: v["count"] for v in facets["values"]} == dict(Counter(r["metadata"]["review_reason"] for r in records))
 
     pulled = pull(review_store, client, CFG)
     gold = review_store.read("gold")
