@@ -300,6 +300,14 @@ def test_push_review_pull_round_trip(argilla, client, review_store, tables):
     tesla = {r.id for r in train.records(query=rg.Query(query="tesla"), with_responses=False)}
     assert tesla == {h for h in pending_train + [h for h in expected if sample[h]["split"] == "train"]
                      if "tesla" in {w.casefold() for w, _, _ in word_tokens(sample[h]["title"])}} and tesla
+    ui_search = reviewer.post(f"/api/v1/me/datasets/{train.id}/records/search", params={"limit": 5}, json={
+        "filters": {"and": [{"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["pending"]}]},
+        "sort": [{"scope": {"entity": "metadata", "metadata_property": "priority"}, "order": "desc"}],
+    })
+    assert ui_search.status_code == 200, ui_search.text
+    hits = [item["record"] for item in ui_search.json()["items"]]
+    assert ui_search.json()["total"] == len(pending_train) - len(drafts_train) and len(hits) == 5  # a draft is not pending
+    assert [h["metadata"]["priority"] for h in hits] == [2] * 5 and all(h["external_id"] in pending_train for h in hits)
     reason = next(m for m in train.settings.metadata if m.name == "review_reason")
     facets = client.http_client.get(f"/api/v1/metadata-properties/{reason.id}/metrics").json()
     assert {v["term"]: v["count"] for v in facets["values"]} == dict(Counter(r["metadata"]["review_reason"] for r in records))
