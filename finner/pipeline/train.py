@@ -1,0 +1,205 @@
+"""Fine-tuning on Ray Train: a `TorchTrainer` running `finner.train.train_worker` on N workers.
+
+Why this shape (ray 2.60, Train v2): both libraries fine-tune through a `transformers.Trainer`
+subclass, and the HF Trainer runs data-parallel on the torch process group every Ray Train worker
+joins, so each worker runs the library's own Trainer unchanged. `prepare_trainer` only swaps in
+loaders for Ray Data iterables (our few thousand labelled rows travel in the loop config instead),
+and `RayTrainReportCallback` reports HF's own step checkpoints (optimizer state included) with
+metrics from the log history, so checkpoints and metrics come from our per-epoch callback instead
+(`finner.train.epoch_validation`), the custom `TrainerCallback` Ray's documentation points to.
+Ray keeps the checkpoint with the best `valid_f1` (`CheckpointConfig(num_to_keep=1)`); it is
+copied to the store as `models/<name>`, and the run is summarised under `_meta/train-<name>.json`.
+
+A re-run with the same model, data version and hyper-parameters finds its summary and does
+nothing (`--force` retrains); a failed run leaves the previous model in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow.fs as pafs
+
+from finner.config import fingerprint, help_text
+from finner.errors import FinnerError
+from finner.models.registry import GLINER, ModelSpec
+from finner.store import Store
+from finner.train import (
+    SCORE_METRIC,
+    TRAIN_SPLIT,
+    VALID_SPLIT,
+    LabelSource,
+    TrainConfig,
+    examples,
+    labelled,
+    train_worker,
+)
+
+MODELS_DIR = "models"  # store.artifact(MODELS_DIR, name): fine-tuned checkpoints
+RAY_RUNS_DIR = "ray_train"  # Ray Train's storage_path under the store, emptied after each run
+# The best fine-tuned GLiNER checkpoint, as `{"path": ...}` (read by finner.score.best_checkpoint).
+GLINER_CHECKPOINT_KEY = "gliner_best_checkpoint"
+
+
+@dataclass(frozen=True)
+class TrainJobConfig:
+    """Where the training rows come from and how the run is spread over Ray."""
+
+    labels: LabelSource = field(default="llm", metadata=help_text("training labels: llm (the sample's LLM spans) or gold (reviewed spans)"))
+    num_workers: int = field(default=1, metadata=help_text("Ray Train workers (data-parallel replicas)"))
+    gpu: Literal["auto", "yes", "no"] = field(default="auto", metadata=help_text("one GPU per worker: auto = when the Ray cluster has GPUs"))
+    name: str = field(default="", metadata=help_text("model name in the store (models/<name>); default: <kind>-<labels>"))
+    max_train_rows: int = field(default=0, metadata=help_text("train on the first N training rows only; 0 = all"))
+    force: bool = field(default=False, metadata=help_text("retrain even if the same run already finished"))
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1 or self.max_train_rows < 0:
+            raise FinnerError("--num-workers must be at least 1 and --max-train-rows at least 0")
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    name: str
+    path: str
+    train_rows: int
+    valid_rows: int
+    best: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    fingerprint: str
+    reused: bool = False
+
+    def line(self) -> str:
+        start = self.epochs[0][SCORE_METRIC] if self.epochs else float("nan")
+        verb = "already trained" if self.reused else f"trained on {self.train_rows} rows"
+        return (
+            f"{self.name}: {verb}; validation F1 {start:.3f} before training, best {self.best[SCORE_METRIC]:.3f} "
+            f"at epoch {self.best['epoch']} ({self.valid_rows} validation rows) -> {self.path}"
+        )
+
+
+def model_name(spec: ModelSpec, job: TrainJobConfig) -> str:
+    return job.name or f"{spec.kind}-{job.labels}"
+
+
+def summary_key(name: str) -> str:
+    return f"train-{name}"
+
+
+def history_key(name: str) -> str:
+    """Per-epoch validation metrics, written by the run as it goes."""
+    return f"train-{name}-epochs"
+
+
+def model_path(store: Store, name: str) -> str:
+    """Where `jobs.train` puts the best checkpoint of model `name` (path or URI)."""
+    return store.artifact(MODELS_DIR, name)
+
+
+def trained_model_path(store: Store, name: str) -> str | None:
+    """The checkpoint of a finished `jobs.train` run of `name`, or None."""
+    summary = store.get_json(summary_key(name))
+    return summary["path"] if summary else None
+
+
+def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
+
+
+def _exists(uri: str) -> bool:
+    fs, path = _fs(uri)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def _publish(checkpoint: Any, destination: str) -> None:
+    """Copy a Ray checkpoint to `destination`, replacing what was there only once the copy is whole."""
+    fs, path = _fs(destination)
+    staging = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    pafs.copy_files(checkpoint.path, staging, source_filesystem=checkpoint.filesystem, destination_filesystem=fs)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
+    fs.move(staging, path)
+
+
+def _use_gpu(job: TrainJobConfig) -> bool:
+    import ray
+
+    if job.gpu != "auto":
+        return job.gpu == "yes"
+    return ray.cluster_resources().get("GPU", 0) >= 1
+
+
+def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, store: Store) -> TrainSummary:
+    """Fine-tune `spec` on the store's labelled train split with Ray Train, keep the best epoch by
+    validation F1, and publish it to the store. Call `finner.pipeline.cli.init_ray()` first."""
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    name = model_name(spec, job)
+    train, valid = labelled(store, job.labels, TRAIN_SPLIT), labelled(store, job.labels, VALID_SPLIT)
+    if job.max_train_rows:
+        train = train.slice(0, job.max_train_rows)
+    train_rows, valid_rows = examples(train), examples(valid)
+    if not train_rows or not valid_rows:
+        raise FinnerError(f"{job.labels} labels: {len(train_rows)} train and {len(valid_rows)} valid rows; both splits need rows")
+    data_version = store.version("sample") if job.labels == "llm" else [store.version("sample"), store.version("gold")]
+    run_fingerprint = fingerprint(
+        {"spec": spec.source(), "threshold": spec.threshold, "train": dataclasses.asdict(config), "labels": job.labels, "data": data_version, "rows": job.max_train_rows},
+        ("spec", "threshold", "train", "labels", "data", "rows"),
+    )
+    previous = store.get_json(summary_key(name))
+    if previous and previous["fingerprint"] == run_fingerprint and not job.force and _exists(previous["path"]):
+        return TrainSummary(**{**previous, "reused": True})
+
+    use_gpu = _use_gpu(job)
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={
+            "spec": dataclasses.asdict(spec),
+            "train": dataclasses.asdict(config),
+            "train_rows": train_rows,
+            "valid_rows": valid_rows,
+            "store": store.root,
+            "history_key": history_key(name),
+        },
+        scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu),
+        run_config=RunConfig(
+            name=f"{name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}",
+            storage_path=store.artifact(RAY_RUNS_DIR, "runs"),
+            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=SCORE_METRIC, checkpoint_score_order="max"),
+        ),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as err:  # Ray wraps worker errors (ours included) in its own types
+        raise FinnerError(f"training {name} failed: {_root_message(err)}") from err
+    if not result.best_checkpoints:
+        raise FinnerError(f"training {name} reported no checkpoint")
+    checkpoint, best = result.best_checkpoints[0]
+    destination = model_path(store, name)
+    _publish(checkpoint, destination)
+    fs, run_dir = _fs(result.path)
+    fs.delete_dir(run_dir)  # Ray's copy of the checkpoint; the store's models/<name> is the one kept
+    epochs = store.get_json(history_key(name))["epochs"]
+    summary = TrainSummary(name, destination, len(train_rows), len(valid_rows), _plain(best), epochs, run_fingerprint)
+    record = dataclasses.asdict(summary) | {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "gpu": use_gpu, "workers": job.num_workers}
+    record.pop("reused")
+    store.put_json(summary_key(name), record)
+    if spec.kind == GLINER:
+        store.put_json(GLINER_CHECKPOINT_KEY, {"path": destination, "name": name})
+    return summary
+
+
+def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics we reported (Ray adds bookkeeping keys of its own)."""
+    return {k: v for k, v in metrics.items() if not k.startswith("_") and k not in ("timestamp", "checkpoint_dir_name")}
+
+
+def _root_message(err: BaseException) -> str:
+    """The innermost error's message: a worker's FinnerError reads as itself, not as Ray's wrapper."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}".splitlines()[0] if not isinstance(err, FinnerError) else str(err)

@@ -1,0 +1,293 @@
+"""Fine-tuning: the training rows, the per-epoch validation, and the function each worker runs.
+
+Both adapters fine-tune through a `transformers.Trainer` subclass (gliner's, span_marker's), so
+one loop serves both: `fine_tune` builds the adapter's Trainer, scores entity F1 on the validation
+split (`finner.evaluate.exact_prf` on character spans) before training and after every epoch,
+and hands each score with a model-only checkpoint to a `report` function. Under Ray Train that
+is `ray.train.report` (`train_worker`; Ray keeps the best checkpoint by `valid_f1`), in one
+process it is `KeepBest` (`fit_locally`, what `NerModel.fit` runs).
+
+With several workers the Trainer runs data-parallel on the process group Ray Train set up; each
+worker scores its share of the validation rows and the counts are summed across workers, so
+every worker reports the same F1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from finner import schemas
+from finner.config import config_from_dict, help_text
+from finner.errors import FinnerError
+from finner.evaluate import PRF, exact_prf, review_gold
+from finner.models.base import Span
+from finner.store import Store
+
+if TYPE_CHECKING:
+    import transformers
+
+LLM_LABELS, GOLD_LABELS = "llm", "gold"  # where training labels come from
+LabelSource = Literal["llm", "gold"]
+TRAIN_SPLIT, VALID_SPLIT = "train", "valid"
+SCORE_METRIC = "valid_f1"  # what the best checkpoint is chosen by
+
+Example = tuple[str, str, list[Span]]  # (row id, title, company spans)
+Report = Callable[[dict[str, Any], "str | None"], None]  # (metrics, checkpoint dir or None)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fine-tuning hyper-parameters. Defaults are the case study's (20 epochs, lr 5e-6, batch 4,
+    focal loss alpha 0.75 gamma 2); a fresh head on a bare encoder wants a larger head rate."""
+
+    epochs: int = field(default=20, metadata=help_text("passes over the training rows"))
+    learning_rate: float = field(default=5e-6, metadata=help_text("learning rate (gliner: of the encoder)"))
+    head_learning_rate: float | None = field(
+        default=None, metadata=help_text("gliner: learning rate of everything but the encoder; default: --learning-rate")
+    )
+    batch_size: int = field(default=4, metadata=help_text("training headlines per step and worker"))
+    focal_loss_alpha: float = field(default=0.75, metadata=help_text("gliner focal loss alpha (weight of positive spans)"))
+    focal_loss_gamma: float = field(default=2.0, metadata=help_text("gliner focal loss gamma (focus on hard spans)"))
+    weight_decay: float = field(default=0.01, metadata=help_text("AdamW weight decay"))
+    warmup_ratio: float = field(default=0.1, metadata=help_text("share of steps with a linear learning-rate warm-up"))
+    seed: int = field(default=0, metadata=help_text("seed of head initialisation and data order"))
+    valid_batch_size: int = field(default=32, metadata=help_text("headlines per prediction batch in validation"))
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.valid_batch_size < 1:
+            raise FinnerError("--epochs, --batch-size and --valid-batch-size must be at least 1")
+        if self.learning_rate <= 0 or (self.head_learning_rate is not None and self.head_learning_rate <= 0):
+            raise FinnerError("learning rates must be positive")
+
+
+def hf_arguments() -> dict[str, Any]:
+    """`TrainingArguments` both adapters share: no HF checkpoints or evaluation (validation and
+    checkpoints are ours, per epoch), no experiment trackers, data loading in the worker."""
+    return {
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "report_to": "none",
+        "logging_strategy": "epoch",
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,
+        "ddp_find_unused_parameters": False,
+    }
+
+
+class FineTunable(Protocol):
+    """What `fine_tune` needs of an adapter (GlinerModel and SpanMarkerModelAdapter have it)."""
+
+    kind: str
+
+    def predict(self, titles: list[str]) -> list[list[Span]]: ...
+
+    def save(self, path: str) -> None: ...
+
+    def trainer(self, train: Sequence[Example], config: TrainConfig, work_dir: str) -> "transformers.Trainer": ...
+
+
+# -- training rows ------------------------------------------------------------------------------
+
+
+def examples(table: pa.Table) -> list[Example]:
+    """(id, title, spans) of a table with `title` and `spans` (and ideally `id`) columns."""
+    missing = {"title", "spans"} - set(table.column_names)
+    if missing:
+        raise FinnerError(f"training table lacks column(s) {sorted(missing)}; it needs title and spans")
+    titles, spans = table.column("title").to_pylist(), table.column("spans").to_pylist()
+    ids = table.column("id").to_pylist() if "id" in table.column_names else [str(i) for i in range(len(titles))]
+    out = []
+    for row, title, row_spans in zip(ids, titles, spans):
+        if not title:
+            raise FinnerError(f"training row {row!r}: empty title")
+        for s in row_spans or []:
+            if not 0 <= s["start"] < s["end"] <= len(title):
+                raise FinnerError(f"training row {row!r}: span {s['start']}:{s['end']} is outside its title ({len(title)} characters)")
+        out.append((row, title, list(row_spans or [])))
+    return out
+
+
+def llm_labelled(store: Store, split: str) -> pa.Table:
+    """(id, title, spans) of the sample's `split` rows the LLM labelled successfully (a failed
+    label is not a 'no company' label, so those rows are left out)."""
+    if not store.exists("sample"):
+        raise FinnerError("no `sample` table in the store: run the curation stage (jobs.curate) first")
+    sample = store.read("sample", columns=["id", "title", "spans", "split", "llm_status"])
+    keep = pc.and_(pc.equal(sample.column("split"), split), pc.equal(sample.column("llm_status"), schemas.LABEL_OK))
+    return sample.filter(keep).select(["id", "title", "spans"])
+
+
+def gold_labelled(store: Store, split: str) -> pa.Table:
+    """(id, title, spans) of the reviewed (`submitted`) gold rows of `split`."""
+    if not store.exists("gold"):
+        raise FinnerError("no `gold` table in the store: review the sample first (jobs.review), or train with --labels llm")
+    gold = review_gold(store)
+    return gold.filter(pc.equal(gold.column("split"), split)).select(["id", "title", "spans"])
+
+
+def labelled(store: Store, labels: LabelSource, split: str) -> pa.Table:
+    if labels == LLM_LABELS:
+        return llm_labelled(store, split)
+    if labels == GOLD_LABELS:
+        return gold_labelled(store, split)
+    raise FinnerError(f"unknown label source {labels!r}; expected {LLM_LABELS} or {GOLD_LABELS}")
+
+
+# -- validation every epoch -----------------------------------------------------------------------
+
+
+def _world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def validate(model: FineTunable, valid: Sequence[Example], device: Any = None) -> PRF:
+    """Exact-match entity P/R/F1 on `valid`; under data parallelism each worker predicts its
+    share and the counts are summed, so every worker returns the same numbers."""
+    import torch
+    import torch.distributed as dist
+
+    rank, world = _world()
+    mine = list(valid[rank::world])
+    predicted = model.predict([title for _, title, _ in mine]) if mine else []
+    prf = exact_prf([spans for _, _, spans in mine], predicted)
+    if world == 1:
+        return prf
+    counts = torch.tensor([prf.tp, prf.fp, prf.fn], dtype=torch.long, device=device)
+    dist.all_reduce(counts)
+    return PRF(*(int(c) for c in counts.tolist()))
+
+
+def _transformers_callback_base() -> type:
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+def epoch_validation(model: FineTunable, valid: Sequence[Example], report: Report) -> Any:
+    """A TrainerCallback: validation F1 before training (epoch 0) and after every epoch, reported
+    with a checkpoint of the model (written by rank 0 only)."""
+
+    class EpochValidation(_transformers_callback_base()):
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+
+        def _validate(self, args: Any, state: Any, epoch: int) -> None:
+            prf = validate(model, valid, device=args.device)
+            metrics = {
+                "epoch": epoch,
+                SCORE_METRIC: prf.f1,
+                "valid_precision": prf.precision,
+                "valid_recall": prf.recall,
+                "valid_tp": prf.tp,
+                "valid_fp": prf.fp,
+                "valid_fn": prf.fn,
+                "seconds": round(time.monotonic() - self.started, 1),
+            }
+            if _world()[0] == 0:
+                with tempfile.TemporaryDirectory(prefix="finner-ckpt-") as checkpoint:
+                    model.save(checkpoint)
+                    report(metrics, checkpoint)
+            else:
+                report(metrics, None)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._validate(args, state, 0)
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            self._validate(args, state, round(state.epoch))
+
+    return EpochValidation()
+
+
+def fine_tune(model: FineTunable, train: Sequence[Example], valid: Sequence[Example], config: TrainConfig, work_dir: str, report: Report) -> None:
+    """Train `model` in place for `config.epochs`, reporting validation metrics every epoch."""
+    if not train:
+        raise FinnerError("no training rows")
+    if not valid:
+        raise FinnerError("no validation rows: the best checkpoint is chosen by validation F1")
+    trainer = model.trainer(train, config, work_dir)
+    trainer.add_callback(epoch_validation(model, valid, report))
+    trainer.train()
+
+
+# -- one process: NerModel.fit ----------------------------------------------------------------------
+
+
+class KeepBest:
+    """A `Report` for one process: keeps the best-F1 checkpoint in `output_dir/best` and every
+    epoch's metrics in `output_dir/history.json` (the first of equal scores wins)."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.best_dir = os.path.join(output_dir, "best")
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self._history_path = os.path.join(output_dir, "history.json")
+
+    def __call__(self, metrics: dict[str, Any], checkpoint: str | None) -> None:
+        import json
+
+        self.history.append(metrics)
+        if checkpoint and (self.best is None or metrics[SCORE_METRIC] > self.best[SCORE_METRIC]):
+            shutil.rmtree(self.best_dir, ignore_errors=True)
+            shutil.copytree(checkpoint, self.best_dir)
+            self.best = metrics
+        with open(self._history_path, "w") as f:
+            json.dump(self.history, f, indent=2)
+
+
+def fit_locally(model: FineTunable, train: pa.Table, valid: pa.Table, output_dir: str, **options: Any) -> str:
+    """Fine-tune in this process (options are `TrainConfig` fields) and return the best checkpoint's path."""
+    config = config_from_dict(TrainConfig, options)
+    os.makedirs(output_dir, exist_ok=True)
+    keep = KeepBest(output_dir)
+    with tempfile.TemporaryDirectory(prefix="finner-train-") as work_dir:
+        fine_tune(model, examples(train), examples(valid), config, work_dir, keep)
+    return keep.best_dir
+
+
+# -- Ray Train: the function every worker runs --------------------------------------------------------
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train's `train_loop_per_worker`: build the model, fine-tune it data-parallel, and report
+    each epoch's validation metrics with rank 0's checkpoint. Rank 0 also writes the per-epoch
+    curve to the store (`history_key`) as it grows, so a running job can be watched.
+
+    `loop_config`: `spec` and `train` (ModelSpec / TrainConfig fields), `train_rows`/`valid_rows`
+    (Examples), `store` (root) and `history_key`.
+    """
+    import ray.train
+    import torch
+
+    from finner.models.registry import ModelSpec, build_model
+
+    spec = config_from_dict(ModelSpec, loop_config["spec"])
+    config = config_from_dict(TrainConfig, loop_config["train"])
+    store = Store(loop_config["store"])
+    torch.manual_seed(config.seed)  # every worker builds the same fresh head
+    model = build_model(spec)
+    rank = ray.train.get_context().get_world_rank()
+    history: list[dict[str, Any]] = []
+
+    def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
+        if rank == 0:
+            history.append(metrics)
+            store.put_json(loop_config["history_key"], {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "epochs": history})
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint) if checkpoint else None)
+
+    with tempfile.TemporaryDirectory(prefix="finner-train-") as work_dir:
+        fine_tune(model, loop_config["train_rows"], loop_config["valid_rows"], config, work_dir, report)

@@ -1,0 +1,46 @@
+"""Fine-tune GLiNER or SpanMarker on Ray Train; keep the epoch with the best validation F1 in the store.
+
+    python -m jobs.train                                     # GLiNER from the hub, on the sample's LLM labels
+    python -m jobs.train --kind spanmarker --labels gold     # SpanMarker on the reviewed gold labels
+    python -m jobs.train --offline --num-workers 2           # no network: on the packaged MiniLM encoder
+    python -m jobs.train --encoder /models/my-encoder        # no network: on any local encoder directory
+
+Reads the `sample` table's train/valid splits (and the `gold` table with `--labels gold`). Writes
+the best checkpoint to `<store>/models/<name>` (default name `<kind>-<labels>`), per-epoch
+validation metrics to `_meta/train-<name>-epochs.json` as training goes, and a run summary to
+`_meta/train-<name>.json`. One GPU per worker when the cluster has GPUs, else CPU workers.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from finner.config import add_config_args, config_from_args
+from finner.models.registry import ModelSpec
+from finner.pipeline import cli
+from finner.train import TrainConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    from finner.pipeline.train import TrainJobConfig, train_on_ray
+
+    p = cli.parser("python -m jobs.train", __doc__.split("\n\n")[0])
+    add_config_args(p, ModelSpec)
+    add_config_args(p, TrainJobConfig)
+    add_config_args(p, TrainConfig)
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        spec, job, config = (config_from_args(cls, args) for cls in (ModelSpec, TrainJobConfig, TrainConfig))
+        store = cli.store_from(args)
+        cli.init_ray()
+        summary = train_on_ray(spec, config, job, store)
+        for epoch in summary.epochs:
+            print(f"  epoch {epoch['epoch']:>3}  valid F1 {epoch['valid_f1']:.3f}  (P {epoch['valid_precision']:.3f}  R {epoch['valid_recall']:.3f})")
+        print(summary.line())
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
