@@ -396,6 +396,8 @@ def test_serve_prints_connection_stops_on_sigterm_and_keeps_data(tmp_path):
 
         rg.Workspace(name="kept", client=connect(Connection(f"http://127.0.0.1:{port}", "serve.key"))).create()
         assert len(_processes_in(home)) == 2  # redis-server and the argilla server
+        ui = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True, timeout=30)
+        assert ui.status_code == 200 and "<html" in ui.text.lower()  # the stock web UI is served too
     finally:
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=60) == 0
