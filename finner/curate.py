@@ -23,6 +23,7 @@ from tqdm import tqdm
 from finner import schemas
 from finner.cluster import ClusterConfig, cluster_names
 from finner.errors import FinnerError
+from finner.evaluate import save_figure
 from finner.label import latest_labels
 from finner.sample import SampleConfig, SampleSummary, draw, stratum_of
 from finner.spans import company_names, find_spans
@@ -46,6 +47,7 @@ class CurateSummary:
     clusters: int = 0
     pairs_scored: int = 0
     sample: SampleSummary = field(default_factory=SampleSummary)
+    plot: str | None = None  # where the per-year chart of the sample was written
 
     def lines(self) -> list[str]:
         labels = ", ".join(f"{status} {n}" for status, n in sorted(self.labels.items()))
@@ -57,7 +59,7 @@ class CurateSummary:
             f"strings not found in their headline: {self.not_found} (in {self.headlines_with_not_found} headlines)",
             f"company names: {self.names} distinct -> {self.clusters} clusters ({self.pairs_scored:,} pairs scored)",
         ]
-        return out + self.sample.lines()
+        return out + self.sample.lines() + ([f"plot: {self.plot}"] if self.plot else [])
 
     def as_dict(self) -> dict:
         """Plain JSON-ready values (`asdict` would turn each Counter into a count of its items)."""
@@ -107,8 +109,35 @@ def curate(
 
     chosen = _draw(rows, clusters_of, sample_config, summary.sample)
     store.write("sample", _sample_table(rows, chosen, clusters_of, summary.sample))
+    summary.plot = plot_sample(summary.sample, sample_config, store)
     store.put_json("curate", {"summary": summary.as_dict(), "cluster": asdict(cluster_config), "sample": asdict(sample_config)})
     return summary
+
+
+def plot_sample(summary: SampleSummary, config: SampleConfig, store: Store) -> str:
+    """Headlines per year, eligible and sampled, coloured by split (grey: outside every split); returns where."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    years = sorted(set(summary.eligible_years) | set(summary.out_of_range))
+    colours = dict(zip(schemas.SPLITS, ("#4c72b0", "#dd8452", "#55a868")))
+    colour = [colours.get(config.split_of(y), "#bbbbbb") for y in years]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
+    top.bar(years, [summary.eligible_years[y] + summary.out_of_range[y] for y in years], color=colour)
+    top.set_ylabel("labelled headlines")
+    bars = bottom.bar(years, [summary.sampled_years[y] for y in years], color=colour)
+    bottom.bar_label(bars, fontsize=7)
+    bottom.set_ylabel(f"sampled ({config.fraction:.0%} per stratum)")
+    bottom.set_xticks(years, [str(y) for y in years], rotation=45)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in [*colours.values(), "#bbbbbb"]]
+    labels = [f"{s} {summary.sampled[s]}" for s in schemas.SPLITS] + ["not sampled"]
+    top.legend(handles, labels, fontsize=8)
+    top.set_title("Curated sample by year and split")
+    location = save_figure(figure, store, "plots", "curate_sample.png")
+    plt.close(figure)
+    return location
 
 
 def _labelled(headlines: pa.Table, labels: pa.Table) -> pa.Table:
@@ -159,6 +188,7 @@ def _draw(rows: pa.Table, clusters_of: dict[str, list[str]], config: SampleConfi
             continue
         eligible[headline_id] = split
         summary.eligible[split] += 1
+        summary.eligible_years[date.year] += 1
         cluster_sizes.update(clusters_of.get(headline_id, ()))
     strata = {i: stratum_of(clusters_of.get(i), cluster_sizes) for i in eligible}
     return {i: (eligible[i], stratum) for i, stratum in draw(strata, config).items()}
@@ -171,6 +201,7 @@ def _sample_table(rows: pa.Table, chosen: dict[str, tuple[str, str]], clusters_o
     for row in picked.to_pylist():
         split, stratum = chosen[row["id"]]
         summary.sampled[split] += 1
+        summary.sampled_years[row["date"].year] += 1
         summary.strata[stratum if stratum in (schemas.NO_COMPANY_CLUSTER, schemas.UNLABELED_CLUSTER) else "company clusters"] += 1
         if row["status"] == schemas.LABEL_OK:
             found = find_spans(row["title"], row["result"], row["normalized_result"])

@@ -96,6 +96,8 @@ class SampleSummary:
     sampled: Counter = field(default_factory=Counter)  # split -> sampled headlines
     strata: Counter = field(default_factory=Counter)  # kind of stratum -> sampled headlines
     out_of_range: Counter = field(default_factory=Counter)  # year -> headlines no split covers
+    eligible_years: Counter = field(default_factory=Counter)  # year -> eligible headlines
+    sampled_years: Counter = field(default_factory=Counter)  # year -> sampled headlines
 
     def lines(self) -> list[str]:
         total = sum(self.sampled.values())

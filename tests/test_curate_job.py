@@ -147,6 +147,10 @@ def test_sample_splits_and_summary(curated):
     assert 0.04 < len(sample) / eligible < 0.06  # 5% of every stratum
     strata = Counter(r["cluster"] for r in sample)
     assert strata[schemas.NO_COMPANY_CLUSTER] > 100 and strata[schemas.UNLABELED_CLUSTER] > 0
+    plot = re.search(r"plot: (\S+)", printed).group(1)
+    with open(plot, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert store.get_json("curate")["summary"]["sample"]["sampled"] == dict(splits)
 
 
 def test_rerun_writes_the_same_tables(curated):
