@@ -37,6 +37,14 @@ def test_cluster_yaml_passes_ray_validation(cluster):
     prepared(cluster)
 
 
+def test_fake_cluster_for_the_autoscaling_test_is_valid_and_mirrors_the_gpu_type():
+    fake = yaml.safe_load((REPO / "tests" / "fake_cluster.yaml").read_text())
+    validate_config(fake)  # the autoscaler validates the raw file (no provider defaults to merge)
+    gpu = fake["available_node_types"]["gpu_worker"]
+    assert gpu["resources"] == {"CPU": 1, "GPU": 1} and gpu["min_workers"] == 0
+    assert sum(t["resources"]["CPU"] for t in fake["available_node_types"].values()) <= 2  # a 2-core machine
+
+
 def test_ray_validation_is_strict_about_keys(cluster):
     typo = copy.deepcopy(cluster)
     typo["available_node_types"]["gpu_worker"]["min_worker"] = 0
