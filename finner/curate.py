@@ -145,6 +145,9 @@ def _labelled(headlines: pa.Table, labels: pa.Table) -> pa.Table:
     Arrow's join cannot carry list columns, so it is done by index)."""
     headlines = headlines.filter(pc.is_in(headlines["id"], labels["id"])).sort_by("id")
     labels = labels.filter(pc.is_in(labels["id"], headlines["id"])).sort_by("id")  # one row per id
+    if headlines.num_rows != labels.num_rows:
+        repeated = [i for i, n in Counter(headlines["id"].to_pylist()).items() if n > 1][:3]
+        raise FinnerError(f"table 'headlines', column 'id': ids appear more than once (e.g. {repeated}); re-run the ingest stage")
     for name in ("status", "result", "normalized_result"):
         headlines = headlines.append_column(name, labels[name])
     return headlines

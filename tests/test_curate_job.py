@@ -171,3 +171,16 @@ def test_missing_labels_and_bad_flags_fail_in_one_line(tmp_path):
     bad = run_module("jobs.curate", "--store", store.root, "--valid-years", "2016", "2018")
     assert bad.returncode == 2 and "error: SampleConfig: split year ranges overlap" in bad.stderr
     assert run_module("jobs.curate", "--help").returncode == 0
+
+
+def test_duplicate_headline_ids_are_named(tmp_path):
+    from finner.curate import curate
+    from finner.errors import FinnerError
+
+    store = Store(str(tmp_path / "s"))
+    ingest(SourceConfig(), store, progress=False)
+    headlines = store.read("headlines").slice(0, 5)
+    store.write("headlines", pa.concat_tables([headlines, headlines.slice(2, 1)]))
+    store.write("llm_labels", label_rows(headlines, Gazetteer.embedded()))
+    with pytest.raises(FinnerError, match=f"ids appear more than once.*{headlines['id'][2].as_py()}"):
+        curate(store, progress=False)

@@ -129,7 +129,7 @@ WORD = st.text(alphabet=st.sampled_from(list("abcdefgxyzé")), min_size=1, max_s
 NAME = st.text(alphabet=st.sampled_from(list("ABCDEFGHQZ&'.É")), min_size=1, max_size=7).filter(lambda n: n[0].isalnum() and n[-1].isalnum())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)  # the same examples in CI every run
 @given(title=st.text(alphabet=ALPHABET, max_size=40), cuts=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 8)), max_size=4))
 def test_spans_round_trip_offsets_and_tokens(title, cuts):
     result = [title[a : a + n] for a, n in cuts]
@@ -151,7 +151,7 @@ def test_spans_round_trip_offsets_and_tokens(title, cuts):
             assert places and any(s["start"] < e and b < s["end"] for b, e in places for s in found.spans)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)  # the same examples in CI every run
 @given(words=st.lists(WORD, min_size=1, max_size=8), names=st.lists(NAME, min_size=1, max_size=3, unique=True), data=st.data())
 def test_placed_names_come_back_at_their_offsets(words, names, data):
     slots = [data.draw(st.integers(0, len(words))) for _ in names]
