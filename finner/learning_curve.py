@@ -1,0 +1,195 @@
+"""The learning curve of the case study's last figure: test F1 against training-set size, when a
+compact model is fine-tuned on (a) the LLM's labels and (b) gold labels.
+
+Both curves train on the same headlines (train-split rows that have both an LLM label and a gold
+label), shuffled once with a seed; the subset of size n is the first n of that order, so every
+larger subset contains the smaller ones. Only the labels differ. Model selection uses the
+validation split labelled the same way as the training rows (the LLM curve never sees gold
+before the test), and every point is scored on the gold test split with `finner.evaluate`.
+
+Training runs in-process through the adapters' `NerModel.fit` (no Ray needed: each point is one
+small fine-tuning). Finished points are kept in the store (`_meta/learning_curve-<model>.json`,
+keyed by a fingerprint of everything that changes the numbers), so a re-run resumes after the
+last finished point, and their rows go to the `metrics` table (stage `learning_curve`, setting
+`lc-<labels>-<n>`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from finner.config import help_text
+from finner.errors import FinnerError
+from finner.evaluate import EXACT, GOLD_AUTO, MATCHES, PRF, Gold, GoldSource, Result, evaluate, load_gold, save_figure, write_metrics
+from finner.ids import stable_hash
+from finner.models.registry import ModelSpec, build_model, load_checkpoint
+from finner.store import Store
+from finner.train import GOLD_LABELS, LLM_LABELS, TrainConfig, llm_labelled
+
+STAGE = "learning_curve"
+
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """Which points to draw; the model is a `ModelSpec`, the fine-tuning a `TrainConfig`."""
+
+    sizes: tuple[int, ...] = field(default=(100, 250, 500, 1000), metadata=help_text("training-set sizes (sizes above the rows available are skipped)"))
+    include_all: bool = field(default=True, metadata=help_text("add a point trained on every available row"))
+    labels: tuple[str, ...] = field(default=(LLM_LABELS, GOLD_LABELS), metadata=help_text("training-label sources to draw curves for: llm, gold"))
+    shuffle_seed: int = field(default=0, metadata=help_text("seed of the shuffle that orders the training headlines (subsets are prefixes)"))
+    gold: GoldSource = field(default=GOLD_AUTO, metadata=help_text("gold: review (the gold table), embedded (the demo feed's truth), auto"))
+    split: str = field(default="test", metadata=help_text("split every point is scored on"))
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.labels) - {LLM_LABELS, GOLD_LABELS})
+        if unknown or not self.labels:
+            raise FinnerError(f"--labels: unknown source(s) {unknown}; expected some of {LLM_LABELS}, {GOLD_LABELS}")
+        if any(n <= 0 for n in self.sizes):
+            raise FinnerError(f"--sizes must be positive, got {list(self.sizes)}")
+
+
+def curve_fingerprint(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, gold: Gold) -> str:
+    """Everything that changes a point's numbers (not which points are drawn)."""
+    return stable_hash(
+        {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(train), "seed": cfg.shuffle_seed, "split": cfg.split, "gold": gold.source},
+        length=12,
+    )
+
+
+def setting(labels: str, size: int) -> str:
+    """metrics.setting of a point: `lc-llm-250`."""
+    return f"lc-{labels}-{size}"
+
+
+def point_of(name: str) -> tuple[str, int]:
+    """(labels, size) of a `setting` name."""
+    _, labels, size = name.split("-")
+    return labels, int(size)
+
+
+@dataclass(frozen=True)
+class TrainingSets:
+    """The shared pool of training headlines and, per label source, its train and valid tables."""
+
+    pool: list[str]  # ids, in subset order
+    train: dict[str, pa.Table]  # labels -> (id, title, spans) of the train split
+    valid: dict[str, pa.Table]
+
+    def subset(self, labels: str, size: int) -> pa.Table:
+        wanted = pa.array(self.pool[:size], pa.string())
+        return self.train[labels].filter(pc.is_in(self.train[labels].column("id"), wanted))
+
+
+def training_sets(store: Store, gold: Gold, cfg: CurveConfig) -> TrainingSets:
+    """The headlines of the train split that have both labels, in a seeded order, and each label
+    source's train and valid rows."""
+    train = {LLM_LABELS: llm_labelled(store, "train"), GOLD_LABELS: gold.split("train").select(["id", "title", "spans"])}
+    both = set(train[LLM_LABELS].column("id").to_pylist()) & set(train[GOLD_LABELS].column("id").to_pylist())
+    if not both:
+        raise FinnerError("no train-split headline has both an LLM label and a gold label: nothing to draw the curve from")
+    pool = sorted(both)
+    random.Random(cfg.shuffle_seed).shuffle(pool)
+    valid = {LLM_LABELS: llm_labelled(store, "valid"), GOLD_LABELS: gold.split("valid").select(["id", "title", "spans"])}
+    for labels in cfg.labels:
+        if not valid[labels].num_rows:
+            raise FinnerError(f"no valid-split rows with {labels} labels: the best checkpoint is chosen on them")
+    return TrainingSets(pool, train, valid)
+
+
+def curve_sizes(cfg: CurveConfig, available: int) -> list[int]:
+    sizes = sorted({n for n in cfg.sizes if n <= available} | ({available} if cfg.include_all else set()))
+    if not sizes:
+        raise FinnerError(f"every size in --sizes exceeds the {available} training rows available; add smaller sizes or --include-all")
+    return sizes
+
+
+def run_curve(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, store: Store, progress: bool = True) -> list[Result]:
+    """Fine-tune one fresh model per (labels, size), score each on the gold `cfg.split`, keep the
+    numbers in the store as each finishes, and return every point's Result (resumed or new)."""
+    import torch
+    from tqdm import tqdm
+
+    gold = load_gold(store, cfg.gold)
+    sets = training_sets(store, gold, cfg)
+    test = gold.split(cfg.split)
+    if not test.num_rows:
+        raise FinnerError(f"no gold rows in the {cfg.split!r} split to score the curve on")
+    key, fingerprint = f"{STAGE}-{spec.kind}", curve_fingerprint(cfg, spec, train, gold)
+    saved = store.get_json(key) or {}
+    done: dict[str, dict] = saved.get("points", {}) if saved.get("fingerprint") == fingerprint else {}
+    points = [(labels, n) for labels in cfg.labels for n in curve_sizes(cfg, len(sets.pool))]
+    options = dataclasses.asdict(train)
+    results = []
+    for labels, n in tqdm(points, desc=f"learning curve ({spec.kind})", disable=not progress):
+        name = setting(labels, n)
+        if name not in done:
+            torch.manual_seed(train.seed)  # every point starts from the same fresh head
+            with tempfile.TemporaryDirectory(prefix="finner-lc-") as output_dir:
+                checkpoint = build_model(spec).fit(sets.subset(labels, n), sets.valid[labels], output_dir, **options)
+                predicted = load_checkpoint(spec.kind, checkpoint, threshold=spec.threshold).predict(test.column("title").to_pylist())
+            (result,) = evaluate(spec.kind, name, test, predicted)
+            write_metrics(store, [result], stage=STAGE)
+            done[name] = {"labels": labels, "size": n, "n_headlines": result.n_headlines, **{m: dataclasses.asdict(prf) for m, prf in result.scores.items()}}
+            store.put_json(key, {"fingerprint": fingerprint, "model": spec.source(), "gold": gold.description, "points": done})
+        results.append(_result(spec.kind, name, cfg.split, done[name]))
+    return results
+
+
+def _result(model: str, name: str, split: str, point: dict) -> Result:
+    return Result(model, name, split, {m: PRF(**point[m]) for m in MATCHES}, point["n_headlines"])
+
+
+def _curves(results: Sequence[Result], match: str) -> dict[str, dict[int, float]]:
+    curves: dict[str, dict[int, float]] = {}
+    for r in results:
+        labels, size = point_of(r.setting)
+        curves.setdefault(labels, {})[size] = r.scores[match].f1
+    return curves
+
+
+def markdown_curve(results: Sequence[Result], match: str = EXACT) -> str:
+    """Test F1 by training size (rows) and label source (columns)."""
+    curves = _curves(results, match)
+    sources = [labels for labels in (LLM_LABELS, GOLD_LABELS) if labels in curves]
+    sizes = sorted({size for curve in curves.values() for size in curve})
+    cell = lambda labels, n: f"{100 * curves[labels][n]:.1f}%" if n in curves[labels] else "N/A"  # noqa: E731
+    split = results[0].split if results else "test"
+    return "\n".join(
+        [
+            f"{split.capitalize()}-set F1 ({match} match) after fine-tuning on n headlines:",
+            "",
+            "| Training headlines | " + " | ".join(f"F1 ({labels} labels)" for labels in sources) + " |",
+            "| --: |" + " --: |" * len(sources),
+            *(f"| {n} | " + " | ".join(cell(labels, n) for labels in sources) + " |" for n in sizes),
+        ]
+    )
+
+
+def plot_curve(results: Sequence[Result], store: Store, model: str, match: str = EXACT) -> str:
+    """F1 against training-set size, one line per label source; returns the PNG's location."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = _curves(results, match)
+    figure, ax = plt.subplots(figsize=(6, 4))
+    for labels, colour in ((GOLD_LABELS, "tab:blue"), (LLM_LABELS, "tab:red")):
+        if labels in curves:
+            ax.plot(*zip(*sorted(curves[labels].items())), "o-", color=colour, label=f"{labels} labels")
+    ax.set_xlabel("training headlines")
+    ax.set_ylabel(f"test F1 ({match} match)")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{model}: fine-tuned on LLM labels vs gold labels")
+    location = save_figure(figure, store, "plots", f"learning_curve_{model}.png")
+    plt.close(figure)
+    return location

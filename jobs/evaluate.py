@@ -1,0 +1,56 @@
+"""Score every configured model, zero-shot and fine-tuned, on the gold test split and print the
+case study's table; rows go to the `metrics` table and a bar chart to plots/evaluate_f1.png.
+
+    python -m jobs.evaluate                                 # hub checkpoints (network), gold from review
+    python -m jobs.evaluate --encoder offline --gold embedded   # offline demo: untrained zero-shot heads
+    python -m jobs.evaluate --models spacy llm --settings zero-shot
+
+Fine-tuned rows use the best checkpoints the training job (jobs.train) wrote to the store.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from finner.config import add_config_args, config_from_args
+from finner.evaluate import (
+    EvaluateConfig,
+    contenders,
+    load_gold,
+    markdown_details,
+    markdown_table,
+    plot_f1,
+    run_evaluation,
+    write_metrics,
+)
+from finner.pipeline import cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("python -m jobs.evaluate", __doc__.split("\n\n")[0])
+    add_config_args(p, EvaluateConfig)
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG bar chart")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        cfg = config_from_args(EvaluateConfig, args)
+        store = cli.store_from(args)
+        gold = load_gold(store, cfg.gold)
+        print(f"gold: {gold.description}")
+        results = run_evaluation(store, gold, cfg.splits, contenders(cfg, store, progress=not args.quiet))
+        write_metrics(store, results)
+        for split in cfg.splits:
+            print()
+            print(markdown_table(results, match=cfg.match, split=split))
+        print()
+        print(markdown_details(results))
+        if not args.no_plot:
+            for split in cfg.splits:
+                print(f"\nplot: {plot_f1(results, store, split=split, name=f'evaluate_f1_{split}.png')}")
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Fine-tune a compact model on growing subsets of LLM labels and of gold labels, score each on
+the gold test split, and plot F1 against training size (plots/learning_curve_<kind>.png).
+
+    python -m jobs.learning_curve                                        # gliner from the hub, 100..1000 + all
+    python -m jobs.learning_curve --offline --gold embedded --epochs 3   # offline demo, on the packaged encoder
+    python -m jobs.learning_curve --kind spanmarker --sizes 50 100 --no-include-all
+
+Training runs in this process (one small fine-tuning per point). Finished points are kept in the
+store: re-running the same command resumes after the last one.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from finner.config import add_config_args, config_from_args
+from finner.learning_curve import CurveConfig, markdown_curve, plot_curve, run_curve
+from finner.models.registry import ModelSpec
+from finner.pipeline import cli
+from finner.train import TrainConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("python -m jobs.learning_curve", __doc__.split("\n\n")[0])
+    add_config_args(p, CurveConfig)
+    add_config_args(p, ModelSpec)
+    add_config_args(p, TrainConfig)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        cfg, spec, train = config_from_args(CurveConfig, args), config_from_args(ModelSpec, args), config_from_args(TrainConfig, args)
+        store = cli.store_from(args)
+        results = run_curve(cfg, spec, train, store, progress=not args.quiet)
+        print(markdown_curve(results))
+        print(f"\nplot: {plot_curve(results, store, spec.kind)}")
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""jobs.evaluate end to end on the labelled demo sample: the printed table, metrics rows, the chart."""
+
+from __future__ import annotations
+
+import pyarrow.compute as pc
+import pytest
+
+from finner import schemas
+from finner.evaluate import EXACT, embedded_truth
+from finner.testing.labelled_demo import TICKERS, write_labelled_demo
+from jobs import evaluate as job
+from tests.conftest import run_module
+
+
+@pytest.fixture
+def demo(store):
+    write_labelled_demo(store)
+    return store
+
+
+def test_zero_shot_spacy_and_llm_rows(demo, capsys):
+    argv = ["--store", demo.root, "--models", "spacy", "llm", "--settings", "zero-shot", "--gold", "embedded", "--quiet"]
+    assert job.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "gold: embedded demo feed's generated ground truth" in out
+    assert "| Model | F1 (zero-shot) | F1 (fine-tuned) |" in out
+    metrics = demo.read("metrics")
+    assert metrics.schema == schemas.METRICS
+    assert sorted(set(metrics.column("model").to_pylist())) == ["llm", "spacy"]
+    assert set(metrics.column("split").to_pylist()) == {"test"}
+    exact = {r["model"]: r for r in metrics.filter(pc.equal(metrics["match"], EXACT)).to_pylist()}
+    # the stand-in LLM is the truth minus bare tickers: never wrong, misses exactly the tickers
+    truth = embedded_truth()
+    test_spans = [s for row in demo.read("sample").to_pylist() if row["split"] == "test" for s in truth[row["id"]]]
+    tickers = sum(s["text"] in TICKERS for s in test_spans)
+    llm = exact["llm"]
+    assert (llm["tp"], llm["fp"], llm["fn"]) == (len(test_spans) - tickers, 0, tickers)
+    assert 0 < tickers < len(test_spans)
+    # spaCy is a real model: it scores something, and worse than the labels it is compared with
+    assert 0 < exact["spacy"]["f1"] < llm["f1"]
+    assert f"| llm | {100 * llm['f1']:.1f}% | N/A |" in out
+    with open(demo.artifact("plots", "evaluate_f1_test.png"), "rb") as f:
+        assert f.read(4) == b"\x89PNG"
+
+
+def test_help_and_bad_flags():
+    assert run_module("jobs.evaluate", "--help").returncode == 0
+    bad = run_module("jobs.evaluate", "--models", "bert")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: --models: unknown ['bert']; expected some of ['gliner', 'llm', 'spacy', 'spanmarker']"
+
+
+def test_no_gold_is_one_clear_line(store):
+    result = run_module("jobs.evaluate", "--store", store.root, "--models", "llm")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: no gold: the `gold` table has no submitted rows, and no `sample` table in the store: run the curation stage (jobs.curate) first"

@@ -1,0 +1,99 @@
+"""The learning curve: nested subsets of the same headlines, a tiny real fine-tuning run, resume."""
+
+from __future__ import annotations
+
+import pyarrow.compute as pc
+import pytest
+
+from finner import schemas
+from finner.errors import FinnerError
+from finner.evaluate import EXACT, GOLD_EMBEDDED, PRF, Result, embedded_truth, load_gold, score
+from finner.learning_curve import CurveConfig, curve_sizes, markdown_curve, point_of, setting, training_sets
+from finner.testing.labelled_demo import write_labelled_demo
+from jobs import learning_curve as job
+
+
+def test_subsets_are_nested_prefixes_of_the_same_headlines(store):
+    write_labelled_demo(store)
+    cfg = CurveConfig(gold=GOLD_EMBEDDED, shuffle_seed=3)
+    sets = training_sets(store, load_gold(store, cfg.gold), cfg)
+    train_ids = {r["id"] for r in store.read("sample").to_pylist() if r["split"] == "train"}
+    assert set(sets.pool) == train_ids  # every train headline has both labels here
+    small, large = sets.subset("llm", 10), sets.subset("llm", 40)
+    assert set(small.column("id").to_pylist()) < set(large.column("id").to_pylist())
+    # the same headlines for both label sources; only the spans differ (the stand-in drops tickers)
+    gold = sets.subset("gold", 40)
+    assert set(gold.column("id").to_pylist()) == set(large.column("id").to_pylist())
+    truth = embedded_truth()
+    assert all(row["spans"] == truth[row["id"]] for row in gold.to_pylist())
+    # another seed, another order
+    other = training_sets(store, load_gold(store, cfg.gold), CurveConfig(gold=GOLD_EMBEDDED, shuffle_seed=4))
+    assert other.pool != sets.pool and sorted(other.pool) == sorted(sets.pool)
+
+
+def test_sizes_are_clipped_to_what_exists_and_all_is_added():
+    assert curve_sizes(CurveConfig(sizes=(100, 250, 500, 1000)), 300) == [100, 250, 300]
+    assert curve_sizes(CurveConfig(sizes=(100, 250), include_all=False), 300) == [100, 250]
+    assert curve_sizes(CurveConfig(sizes=(300,)), 300) == [300]
+    with pytest.raises(FinnerError, match="exceeds the 50 training rows"):
+        curve_sizes(CurveConfig(sizes=(100,), include_all=False), 50)
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(FinnerError, match="unknown source"):
+        CurveConfig(labels=("weak",))
+    with pytest.raises(FinnerError, match="positive"):
+        CurveConfig(sizes=(0, 10))
+
+
+def test_setting_names_round_trip_and_markdown():
+    assert setting("llm", 250) == "lc-llm-250" and point_of("lc-llm-250") == ("llm", 250)
+    apple = [{"start": 0, "end": 5, "text": "Apple"}]
+    results = [
+        Result("gliner", setting("llm", 10), "test", score([apple, apple], [apple, []]), 2),  # tp1 fn1: F1 2/3
+        Result("gliner", setting("gold", 10), "test", score([apple, apple], [apple, apple]), 2),
+        Result("gliner", setting("gold", 20), "test", score([apple], [[]]), 1),
+    ]
+    assert results[0].scores[EXACT] == PRF(1, 0, 1)
+    assert markdown_curve(results).splitlines() == [
+        "Test-set F1 (exact match) after fine-tuning on n headlines:",
+        "",
+        "| Training headlines | F1 (llm labels) | F1 (gold labels) |",
+        "| --: | --: | --: |",
+        "| 10 | 66.7% | 100.0% |",
+        "| 20 | N/A | 0.0% |",
+    ]
+
+
+@pytest.mark.slow
+def test_tiny_curve_on_the_packaged_encoder_resumes(store, capsys):
+    write_labelled_demo(store, per_split=12)
+    argv = ["--store", store.root, "--offline", "--gold", "embedded", "--sizes", "4", "8", "--no-include-all",
+            "--epochs", "1", "--batch-size", "4", "--learning-rate", "5e-5", "--head-learning-rate", "1e-3", "--quiet"]  # fmt: skip
+    assert job.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| Training headlines | F1 (llm labels) | F1 (gold labels) |" in out
+    metrics = store.read("metrics")
+    assert metrics.schema == schemas.METRICS
+    assert set(metrics.column("stage").to_pylist()) == {"learning_curve"}
+    assert sorted(set(metrics.column("setting").to_pylist())) == ["lc-gold-4", "lc-gold-8", "lc-llm-4", "lc-llm-8"]
+    test_rows = [r for r in store.read("sample").to_pylist() if r["split"] == "test"]
+    truth = embedded_truth()
+    gold_spans = sum(len(truth[r["id"]]) for r in test_rows)
+    exact = metrics.filter(pc.equal(metrics["match"], EXACT)).to_pylist()
+    for row in exact:  # every point scored the whole gold test split
+        assert row["n_headlines"] == len(test_rows) == 12
+        assert row["tp"] + row["fn"] == gold_spans > 0
+        assert 0.0 <= row["f1"] <= 1.0
+    png = store.artifact("plots", "learning_curve_gliner.png")
+    with open(png, "rb") as f:
+        assert f.read(4) == b"\x89PNG"
+    saved = store.get_json("learning_curve-gliner")
+    assert sorted(saved["points"]) == ["lc-gold-4", "lc-gold-8", "lc-llm-4", "lc-llm-8"]
+
+    # the same command again trains nothing (no trainer logs), prints the same table, and leaves
+    # the rows (and their timestamps) as they were
+    assert job.main(argv) == 0
+    assert capsys.readouterr().out == out[out.index("Test-set F1") :]
+    again = store.read("metrics")
+    assert sorted(again.column("created_at").to_pylist()) == sorted(metrics.column("created_at").to_pylist())
