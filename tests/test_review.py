@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, run_module
+from tests.conftest import REPO, run_module
 from finner import schemas
 from finner.errors import FinnerError
 from finner.ids import headline_id
