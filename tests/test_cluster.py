@@ -125,7 +125,7 @@ def test_token_sort_key_reproduces_rapidfuzz_token_sort_ratio():
 def test_the_length_bound_never_excludes_a_similar_pair(a, b, threshold):
     short, long_ = sorted((a, b), key=len)
     if fuzz.ratio(short, long_) >= threshold and short:
-        assert len(long_) <= max_partner_length(len(short), threshold)  # noqa: SIM300
+        assert len(long_) <= max_partner_length(len(short), threshold)
 
 
 def test_empty_input():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import unicodedata
 
 import pyarrow.parquet as pq
-import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
