@@ -238,7 +238,7 @@ class PushSummary:
     model_suggestions: int = 0
 
     def line(self) -> str:
-        per_split = ", ".join(f"{s}={n}" for s, n in sorted(self.pushed.items())) or "nothing"
+        per_split = ", ".join(f"{s}={n}" for s, n in self.pushed.items()) or "nothing"
         reasons = ", ".join(f"{r}={n}" for r, n in sorted(self.reasons.items(), key=lambda kv: PRIORITY[kv[0]]))
         return (f"pushed {sum(self.pushed.values())} records ({per_split}); review order: {reasons}; "
                 f"{self.model_suggestions} compact-model suggestions; {self.dropped_overlaps} overlapping LLM spans dropped")
