@@ -26,8 +26,11 @@ Why no n-gram blocking: at ratio 85 two similar names may differ by 30% of their
 10k listing names with variants (rapidfuzz default processing), an exact bigram prefix filter
 (PPJoin) kept 20-28% of all pairs as candidates (two shared prefix bigrams: 21%), and scoring
 those one by one (`cpdist`) plus the Python bookkeeping took 5x longer than letting `cdist`
-reject every pair of the window at ~20 ns each. Blocking that *is* sub-quadratic (shared words, LSH)
-loses pairs, so it would change the clusters; exactness was chosen over it.
+reject every pair of the window at ~20 ns each. Blocking that *is* sub-quadratic loses pairs and
+so splits clusters: sorted-neighbourhood blocking (each name against its 30 neighbours in forward
+and reversed sort order, linear) put only 98.6% of 10k benchmark names in their exact cluster.
+Exactness was chosen; the cost still grows slower than N^2 in names (about N^1.5 measured on
+10k-100k), because variants collapse into one processed key and the window skips ~3/4 of pairs.
 The edges feed `scipy.sparse.csgraph.connected_components` (union-find in C).
 """
 
