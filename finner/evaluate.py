@@ -36,6 +36,8 @@ from finner import schemas
 from finner.config import help_text
 from finner.errors import FinnerError
 from finner.models.base import NerModel, Span
+from finner.models.registry import MODEL_KINDS, ModelSpec, build_model, load_checkpoint
+from finner.models.spacy_baseline import SpacyBaseline
 from finner.store import Store
 
 
@@ -448,8 +450,9 @@ def model_predictor(model: NerModel, batch_size: int, progress: bool = True) -> 
 
 def llm_contender(store: Store) -> Contender:
     """The LLM's labels scored as a zero-shot model, named after the model that wrote them."""
-    names = store.read("llm_labels", columns=["model"]).column("model").drop_null().to_pylist() if store.exists("llm_labels") else []
-    name = f"{LLM_ROW} ({max(set(names), key=names.count)})" if names else LLM_ROW
+    models = store.read("llm_labels", columns=["model"]).column("model").drop_null() if store.exists("llm_labels") else pa.array([], pa.string())
+    counts = pc.value_counts(models).to_pylist()
+    name = f"{LLM_ROW} ({max(counts, key=lambda c: c['counts'])['values']})" if counts else LLM_ROW
     return Contender(name, ZERO_SHOT, lambda gold: llm_predictions(store, gold.column("id").to_pylist()))
 
 
@@ -465,8 +468,8 @@ def run_evaluation(store: Store, gold: Gold, splits: Sequence[str], contenders: 
     return results
 
 
-COMPACT_MODELS = ("gliner", "spanmarker")  # adapters with a zero-shot checkpoint and fine-tuning
-SPACY = "spacy"
+COMPACT_MODELS = MODEL_KINDS  # adapters with a zero-shot checkpoint and fine-tuning
+SPACY = SpacyBaseline.kind
 
 
 @dataclass(frozen=True)
@@ -509,8 +512,6 @@ def contenders(cfg: EvaluateConfig, store: Store, progress: bool = True) -> Iter
         if kind == LLM_ROW and ZERO_SHOT in cfg.settings:
             yield llm_contender(store)
         elif kind == SPACY and ZERO_SHOT in cfg.settings:
-            from finner.models.spacy_baseline import SpacyBaseline
-
             model = SpacyBaseline.load(cfg.spacy_pipeline)
             yield Contender(SPACY, ZERO_SHOT, model_predictor(model, cfg.batch_size, progress), note="en_core_web_sm ORG entities, pretrained; no fine-tuning")
         elif kind in COMPACT_MODELS:
@@ -520,7 +521,6 @@ def contenders(cfg: EvaluateConfig, store: Store, progress: bool = True) -> Iter
 def compact_contenders(kind: str, cfg: EvaluateConfig, store: Store, progress: bool = True) -> Iterator[Contender]:
     """GLiNER or SpanMarker: zero-shot as configured (hub checkpoint or a local encoder), and
     fine-tuned from the checkpoint `jobs.train` published to the store, when there is one."""
-    from finner.models.registry import ModelSpec, build_model, load_checkpoint
     from finner.pipeline.train import TrainJobConfig, model_name, trained_model_path
 
     spec = ModelSpec(kind, model=getattr(cfg, f"{kind}_model"), encoder=cfg.encoder, offline=cfg.offline, threshold=cfg.threshold)  # type: ignore[arg-type]

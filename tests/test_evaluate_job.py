@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -19,6 +20,9 @@ def demo(store):
 
 
 def test_zero_shot_spacy_and_llm_rows(demo, capsys):
+    ids = demo.read("sample").column("id").to_pylist()
+    labels = [{"id": i, "status": schemas.LABEL_OK, "model": "stand-in"} for i in ids]
+    demo.write("llm_labels", pa.Table.from_pylist(labels, schema=schemas.LLM_LABELS))  # names the LLM row
     argv = ["--store", demo.root, "--models", "spacy", "llm", "--settings", "zero-shot", "--gold", "embedded", "--quiet"]
     assert job.main(argv) == 0
     out = capsys.readouterr().out
@@ -26,19 +30,19 @@ def test_zero_shot_spacy_and_llm_rows(demo, capsys):
     assert "| Model | F1 (zero-shot) | F1 (fine-tuned) |" in out
     metrics = demo.read("metrics")
     assert metrics.schema == schemas.METRICS
-    assert sorted(set(metrics.column("model").to_pylist())) == ["llm", "spacy"]
+    assert sorted(set(metrics.column("model").to_pylist())) == ["llm (stand-in)", "spacy"]
     assert set(metrics.column("split").to_pylist()) == {"test"}
     exact = {r["model"]: r for r in metrics.filter(pc.equal(metrics["match"], EXACT)).to_pylist()}
     # the stand-in LLM is the truth minus bare tickers: never wrong, misses exactly the tickers
     truth = embedded_truth()
     test_spans = [s for row in demo.read("sample").to_pylist() if row["split"] == "test" for s in truth[row["id"]]]
     tickers = sum(s["text"] in TICKERS for s in test_spans)
-    llm = exact["llm"]
+    llm = exact["llm (stand-in)"]
     assert (llm["tp"], llm["fp"], llm["fn"]) == (len(test_spans) - tickers, 0, tickers)
     assert 0 < tickers < len(test_spans)
     # spaCy is a real model: it scores something, and worse than the labels it is compared with
     assert 0 < exact["spacy"]["f1"] < llm["f1"]
-    assert f"| llm | {100 * llm['f1']:.1f}% | N/A |" in out
+    assert f"| llm (stand-in) | {100 * llm['f1']:.1f}% | N/A |" in out
     with open(demo.artifact("plots", "evaluate_f1_test.png"), "rb") as f:
         assert f.read(4) == b"\x89PNG"
 
