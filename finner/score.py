@@ -212,9 +212,8 @@ class Scorer:
         prepared = model.prepare_batch(list(titles), list(self.config.labels))
         if not prepared["valid_texts"]:
             return [[] for _ in titles]
-        order = sorted(range(len(prepared["tokens"])), key=lambda i: len(prepared["tokens"][i]))
-        chunks = [order[i : i + self.forward_rows] for i in range(0, len(order), self.forward_rows)]
-        decoded: list[Any] = [None] * len(order)
+        chunks = self.buckets(prepared)
+        decoded: list[Any] = [None] * len(prepared["tokens"])
         for chunk, batch in zip(chunks, self._collated(prepared, chunks)):
             for i, spans in zip(chunk, self._forward_decode(batch)):
                 decoded[i] = spans
@@ -227,7 +226,13 @@ class Scorer:
             prepared["num_original"],
         )
 
-    def _collate(self, prepared: dict[str, Any], chunk: list[int]) -> dict[str, Any]:
+    def buckets(self, prepared: dict[str, Any]) -> list[list[int]]:
+        """Row indices of each forward batch: rows sorted by word count, cut every `forward_rows`."""
+        order = sorted(range(len(prepared["tokens"])), key=lambda i: len(prepared["tokens"][i]))
+        return [order[i : i + self.forward_rows] for i in range(0, len(order), self.forward_rows)]
+
+    def collate(self, prepared: dict[str, Any], chunk: list[int]) -> dict[str, Any]:
+        """Sub-word tokenize rows `chunk` of `model.prepare_batch`'s output into a model batch (on the device)."""
         types = prepared["entity_types"]
         types = [types[i] for i in chunk] if types and isinstance(types[0], list) else types
         batch = self.model.collate_batch([prepared["input_x"][i] for i in chunk], types, self.collator)
@@ -239,23 +244,30 @@ class Scorer:
         """Collated batches, the next one prepared in the background while the caller runs this one."""
         if not chunks:
             return
-        pending = self._prefetch.submit(self._collate, prepared, chunks[0])
+        pending = self._prefetch.submit(self.collate, prepared, chunks[0])
         for nxt in chunks[1:]:
             batch = pending.result()
-            pending = self._prefetch.submit(self._collate, prepared, nxt)
+            pending = self._prefetch.submit(self.collate, prepared, nxt)
             yield batch
         yield pending.result()
+
+    def forward(self, batch: dict[str, Any]) -> Any:
+        """The model's forward pass on one collated batch (fp32 logits)."""
+        import torch
+
+        with torch.inference_mode():
+            if self.autocast_dtype is None:
+                return self.model.run_batch(batch, threshold=self.config.threshold)
+            with torch.autocast("cuda", dtype=self.autocast_dtype):
+                output = self.model.run_batch(batch, threshold=self.config.threshold)
+            output["logits"] = output["logits"].float()
+            return output
 
     def _forward_decode(self, batch: dict[str, Any]) -> list[list[Any]]:
         import torch
 
+        output = self.forward(batch)
         with torch.inference_mode():
-            if self.autocast_dtype is not None:
-                with torch.autocast("cuda", dtype=self.autocast_dtype):
-                    output = self.model.run_batch(batch, threshold=self.config.threshold)
-                output["logits"] = output["logits"].float()
-            else:
-                output = self.model.run_batch(batch, threshold=self.config.threshold)
             return self.model.decode_batch(output, batch, threshold=self.config.threshold)
 
     def close(self) -> None:

@@ -32,16 +32,22 @@ from finner.score import ScoreConfig, Scorer, check_runtime, model_version, name
 from finner.store import Store
 
 
+LIGHT_CPUS = 0.1  # CPUs reserved by the read and skip-done tasks (I/O and a filter)
+
+
 @dataclass(frozen=True)
 class ScoreRunConfig:
     """How the scoring job runs on Ray."""
 
     min_actors: int = field(default=1, metadata=help_text("actors kept alive; the pool grows to --max-actors while work queues"))
     max_actors: int = field(default=1, metadata=help_text("most actors (GPU nodes the autoscaler may add, or CPU workers)"))
-    actor_cpus: float = field(default=1.0, metadata=help_text("CPUs reserved per actor (CPU actors compute with --threads threads)"))
-    gpus: Literal["auto", "yes", "no"] = field(
-        default="auto", metadata=help_text("one GPU per actor: auto = when the cluster has GPUs now; yes = wait for the autoscaler to add GPU nodes")
+    actor_cpus: float = field(
+        default=1.0, metadata=help_text("CPUs reserved per actor; leave >= 0.2 CPU of a node free for reading (CPU actors compute with --threads threads)")
     )
+    gpus: Literal["auto", "yes", "no"] = field(
+        default="auto", metadata=help_text("GPU actors: auto = when the cluster has GPUs now; yes = also when the autoscaler must add GPU nodes first")
+    )
+    gpus_per_actor: float = field(default=1.0, metadata=help_text("GPUs per GPU actor (0.5: two actors share one GPU)"))
     batch_rows: int = field(default=512, metadata=help_text("headlines per actor call; each finished batch is one appended part"))
     limit: int = field(default=0, metadata=help_text("score at most this many headlines in this run; 0 = all not yet scored"))
     agreement_rows: int = field(default=200, metadata=help_text("with --runtime onnx/onnx-int8: headlines used to compare it with the torch path first"))
@@ -64,16 +70,21 @@ class ScoreSummary:
     elapsed_s: float = 0.0
     busy_s: dict[str, float] = field(default_factory=dict)  # actor -> seconds spent predicting
     actor_rows: dict[str, int] = field(default_factory=dict)
+    # actor -> (time its first batch finished, rows of that batch, time its last batch finished)
+    windows: dict[str, tuple[float, int, float]] = field(default_factory=dict)
     device: str = "cpu"
     runtime: str = "torch"
     agreement_f1: float | None = None
 
     def add(self, batch: pa.Table) -> None:
-        for actor, rows, busy, device in zip(*(batch[c].to_pylist() for c in ("actor", "rows", "busy_s", "device"))):
+        columns = ("actor", "rows", "busy_s", "device", "finished_at")
+        for actor, rows, busy, device, finished in zip(*(batch[c].to_pylist() for c in columns)):
             self.rows += rows
             self.actor_rows[actor] = self.actor_rows.get(actor, 0) + rows
             self.busy_s[actor] = self.busy_s.get(actor, 0.0) + busy
             self.device = device
+            first, first_rows, last = self.windows.get(actor, (finished, rows, finished))
+            self.windows[actor] = (min(first, finished), first_rows if finished >= first else rows, max(last, finished))
 
     @property
     def per_actor_hps(self) -> float:
@@ -83,7 +94,18 @@ class ScoreSummary:
 
     @property
     def job_hps(self) -> float:
+        """End to end, actor start-up (model loading) included."""
         return self.rows / self.elapsed_s if self.elapsed_s else 0.0
+
+    @property
+    def steady_hps(self) -> float:
+        """Headlines/s once the actors are up: per actor, the rows after its first batch over the time
+        from its first to its last finished batch (reading, waiting and writing included), summed.
+        What a long run converges to; 0.0 when no actor finished two batches."""
+        rates = [
+            (self.actor_rows[a] - first_rows) / (last - first) for a, (first, first_rows, last) in self.windows.items() if last > first
+        ]
+        return sum(rates)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +116,7 @@ class ScoreSummary:
             "actors": len(self.busy_s),
             "per_actor_headlines_per_s": round(self.per_actor_hps, 3),
             "job_headlines_per_s": round(self.job_hps, 3),
+            "steady_headlines_per_s": round(self.steady_hps, 3),
             "device": self.device,
             "runtime": self.runtime,
             "agreement_f1": self.agreement_f1,
@@ -124,7 +147,9 @@ class ScoreActor:
         rows = prediction_rows(ids, self.scorer.predict(batch["title"].to_pylist()), self.version, self.names)
         busy = time.perf_counter() - started
         self.store.append("predictions", rows, part=stable_hash([self.version, ids]))
-        return pa.table({"actor": [self.actor], "rows": [len(ids)], "busy_s": [busy], "device": [self.scorer.device]})
+        return pa.table(
+            {"actor": [self.actor], "rows": [len(ids)], "busy_s": [busy], "device": [self.scorer.device], "finished_at": [time.time()]}
+        )
 
 
 def _drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
@@ -172,8 +197,10 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         sample = store.read("headlines", columns=["title"]).slice(0, run.agreement_rows)["title"].to_pylist()
         summary.agreement_f1 = check_runtime(config, sample, run.agreement_tolerance)
     store.ensure("predictions")
-    dataset = ray.data.read_parquet(store.files("headlines"), filesystem=store.filesystem, columns=["id", "title"])
-    dataset = dataset.map_batches(_drop_done, fn_kwargs={"done": done}, batch_format="pyarrow", batch_size=None)
+    # The light stages ask for little CPU, so actors holding nearly all of a node's CPUs cannot starve them.
+    light = {"num_cpus": LIGHT_CPUS}
+    dataset = ray.data.read_parquet(store.files("headlines"), filesystem=store.filesystem, columns=["id", "title"], ray_remote_args=light)
+    dataset = dataset.map_batches(_drop_done, fn_kwargs={"done": done}, batch_format="pyarrow", batch_size=None, **light)
     if run.limit:
         dataset = dataset.limit(run.limit)
     # One block per actor call: idle actors can take work, and each call's summary reaches the
@@ -191,7 +218,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         batch_format="pyarrow",
         concurrency=(run.min_actors, run.max_actors),
         num_cpus=run.actor_cpus,
-        num_gpus=1 if gpus else 0,
+        num_gpus=run.gpus_per_actor if gpus else 0,
     )
     bar = _progress(todo, progress)
     started = time.perf_counter()

@@ -1,0 +1,148 @@
+"""Scoring throughput: our Ray Data job against a raw forward loop and against gliner's own batching.
+
+    python benchmarks/bench_score.py [--quick]
+
+One run, one model, one machine, the same headlines (real Benzinga titles, scaled up with
+`finner.testing.feeds` when more rows are asked for than the file has):
+
+  (a) raw: the model's forward pass alone over pre-tokenized, length-bucketed batches (no
+      tokenization, no decoding, no I/O): the practical limit of this model on this device;
+  (b) gliner: `GLiNER.inference` with its defaults (batch_size 8, input order);
+  (c) ours: `jobs.score`'s Ray Data job (read, skip done, actors, decode, append to the store) with
+      1 and 2 actors, measured once the actors are up (`ScoreSummary.steady_hps`; a long feed
+      converges to it), the end-to-end figure (actor start-up included) printed beside it.
+
+The model is GLiNER on the offline all-MiniLM-L6-v2 encoder with an untrained span head (same
+compute as a fine-tuned one; its spans mean nothing). CUDA is used when present (bf16/fp16
+autocast for (a) and (c); (b) runs gliner's default fp32). Ends with `BENCH` lines:
+score_vs_raw = (c, best of 1 and 2 actors) / (a), score_vs_gliner = (c) / (b),
+score_same_spans = fraction of headlines where (b) and (c) give the same spans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "data" / "benzinga_headlines.parquet"
+sys.path.insert(0, str(REPO))
+
+
+def span_sets(entities: list[list[dict]]) -> list[tuple]:
+    return [tuple(sorted((e["start"], e["end"], e["label"]) for e in row)) for row in entities]
+
+
+def raw_forward(scorer, titles: list[str], batch_rows: int) -> float:
+    """(a): headlines/s of the forward passes alone, on batches bucketed like the job's."""
+    import torch
+
+    batches = []
+    for start in range(0, len(titles), batch_rows):  # the job sorts within each Ray batch
+        prepared = scorer.model.prepare_batch(titles[start : start + batch_rows], list(scorer.config.labels))
+        batches += [scorer.collate(prepared, chunk) for chunk in scorer.buckets(prepared)]
+    scorer.forward(batches[0])  # warm-up (allocator, kernels)
+    sync = torch.cuda.synchronize if scorer.device == "cuda" else (lambda: None)
+    sync()
+    started = time.perf_counter()
+    for batch in batches:
+        scorer.forward(batch)
+    sync()
+    return len(titles) / (time.perf_counter() - started)
+
+
+def gliner_inference(scorer, titles: list[str]) -> tuple[float, list[list[dict]]]:
+    """(b): headlines/s of gliner's own `inference` with its default batching, and its spans."""
+    model, labels, threshold = scorer.model, list(scorer.config.labels), scorer.config.threshold
+    model.inference(titles[:8], labels, threshold=threshold)  # warm-up
+    started = time.perf_counter()
+    entities = model.inference(titles, labels, threshold=threshold)
+    return len(titles) / (time.perf_counter() - started), entities
+
+
+def ray_job(feed: Path, workdir: Path, config, actors: int, batch_rows: int, gpus: int):
+    """(c): the scoring job on a fresh store holding `feed`; returns its summary and the store."""
+    import dataclasses
+
+    from finner.pipeline.score import ScoreRunConfig, run_scoring
+    from finner.source import SourceConfig, ingest
+    from finner.store import Store
+
+    store = Store(str(workdir / f"store-{actors}"))
+    ingest(SourceConfig(path=str(feed)), store, progress=False)
+    threads = max(1, (os.cpu_count() or 1) // actors) if config.device != "cuda" else 0
+    run = ScoreRunConfig(
+        min_actors=actors,
+        max_actors=actors,
+        batch_rows=batch_rows,
+        gpus_per_actor=min(1.0, gpus / actors) if gpus else 1.0,
+        actor_cpus=1.0 if gpus else ((os.cpu_count() or 1) - 0.25) / actors,  # room for the read tasks
+    )
+    summary = run_scoring(store, dataclasses.replace(config, threads=threads), run, progress=False)
+    return summary, store
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer headlines (under 5 minutes on a 2-core CPU)")
+    parser.add_argument("--rows", type=int, help="headlines to score (default: 384 quick, 4096 full; x8 on GPU)")
+    parser.add_argument("--threshold", type=float, default=0.5)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import pyarrow.parquet as pq
+    import ray
+    import torch
+
+    from finner.pipeline import cli
+    from finner.score import ScoreConfig, Scorer, untrained_checkpoint
+    from finner.testing.feeds import write_scaled_feed
+
+    gpus = torch.cuda.device_count()
+    device = f"{gpus}x {torch.cuda.get_device_name(0)}" if gpus else f"CPU, {os.cpu_count()} cores"
+    rows = args.rows or (384 if args.quick else 4096) * (8 if gpus else 1)
+    batch_rows = max(32, rows // 8)  # >= 4 Ray batches per actor with 2 actors
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        feed = write_scaled_feed(REAL, rows, workdir / "feed.parquet")
+        titles = [" ".join(t.split()) for t in pq.read_table(feed, columns=["title"])["title"].to_pylist()]  # as ingest stores them
+        config = ScoreConfig(model=untrained_checkpoint(str(workdir / "gliner")), threshold=args.threshold)
+        scorer = Scorer(config)
+        print(f"device: {device}; {rows} real headlines (scaled from {REAL.name}); GLiNER on the offline encoder, untrained head; "
+              f"threshold {args.threshold}; forward batches of {scorer.forward_rows}, Ray batches of {batch_rows}")
+
+        raw = raw_forward(scorer, titles, batch_rows)
+        print(f"(a) raw forward loop, pre-tokenized:      {raw:8.1f} headlines/s")
+        theirs, gliner_entities = gliner_inference(scorer, titles)
+        print(f"(b) gliner inference(), its defaults:     {theirs:8.1f} headlines/s  "
+              f"({sum(map(len, gliner_entities)) / len(titles):.1f} spans/headline)")
+        del scorer
+
+        cli.init_ray()
+        ours = {}
+        for actors in (1, 2):
+            summary, store = ray_job(feed, workdir, config, actors, batch_rows, gpus)
+            ours[actors] = summary.steady_hps
+            print(f"(c) our Ray Data job, {actors} actor(s):          {summary.steady_hps:8.1f} headlines/s once up "
+                  f"({summary.job_hps:.1f}/s end to end, {summary.per_actor_hps:.1f}/s per actor while predicting)")
+        ray.shutdown()
+
+        title_of = dict(zip(*(store.read("headlines", columns=["id", "title"])[c].to_pylist() for c in ("id", "title"))))
+        predictions = store.read("predictions", columns=["id", "spans"]).to_pylist()
+        by_title = {title_of[p["id"]]: span_sets([p["spans"]])[0] for p in predictions}
+        reference = dict(zip(titles, span_sets(gliner_entities)))
+        same = sum(reference[t] == spans for t, spans in by_title.items()) / len(by_title)
+
+    best = max(ours.values())
+    print(f"(c)/(a) = {best / raw:.2f} (goal >= 0.9); (c)/(b) = {best / theirs:.2f} (goal >= 2); same spans (b) vs (c): {same:.4f}")
+    print(f"BENCH score_vs_raw {best / raw:.3f}")
+    print(f"BENCH score_vs_gliner {best / theirs:.3f}")
+    print(f"BENCH score_same_spans {same:.4f}")
+
+
+if __name__ == "__main__":
+    main()
