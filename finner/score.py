@@ -40,6 +40,7 @@ from finner.errors import FinnerError
 from finner.evaluate import exact_prf, name_key
 from finner.ids import stable_hash
 from finner.models.base import Span
+from finner.models.registry import local_checkpoint
 from finner.store import Store
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -121,25 +122,26 @@ def pick_device(config: ScoreConfig) -> str:
 
 
 def load_gliner(model: str, runtime: str = "torch", onnx_cache: str = "", threads: int = 0) -> Any:
-    """A GLiNER from a local checkpoint directory or a hub id, on CPU (the caller moves it).
+    """A GLiNER from a local checkpoint directory or a hub id, loaded by finner's GLiNER adapter
+    (so words are split as in training). For `onnx`/`onnx-int8` the checkpoint is exported once
+    with gliner's exporter into a cache directory keyed by its weights, then run by ONNX Runtime."""
+    from finner.models.gliner import FinnerWordsSplitter
+    from finner.models.gliner import load_gliner as load_torch
 
-    For `onnx`/`onnx-int8` the checkpoint is exported once with gliner's exporter into a cache
-    directory keyed by its weights, then loaded with ONNX Runtime.
-    """
+    local_checkpoint(model)  # a path that is neither a directory nor a hub id fails here, at once
+    if runtime == "torch":
+        return load_torch(model)
     from gliner import GLiNER
 
-    local = Path(model).is_dir()
-    try:
-        if runtime == "torch":
-            return GLiNER.from_pretrained(model, local_files_only=local)
-        onnx_dir = export_onnx(model, onnx_cache)
-        import onnxruntime as ort
+    onnx_dir = export_onnx(model, onnx_cache)
+    import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        return GLiNER.from_pretrained(
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        onnx_model = GLiNER.from_pretrained(
             str(onnx_dir),
             local_files_only=True,
             runtime="onnxruntime",
@@ -147,19 +149,21 @@ def load_gliner(model: str, runtime: str = "torch", onnx_cache: str = "", thread
             runtime_options={"session_options": options},
         )
     except (OSError, ValueError) as err:
-        raise FinnerError(f"cannot load GLiNER model {model!r}: {err}") from err
+        raise FinnerError(f"cannot load the ONNX export of {model!r}: {err}") from err
+    onnx_model.data_processor.words_splitter = FinnerWordsSplitter()
+    return onnx_model
 
 
 def export_onnx(model: str, cache: str = "") -> Path:
     """Export (once) the checkpoint to ONNX fp32 + int8 in `<cache>/<weights digest>/`."""
-    from gliner import GLiNER
+    from finner.models.gliner import load_gliner as load_torch
 
     root = Path(cache or os.path.join(tempfile.gettempdir(), "finner-onnx"))
     target = root / stable_hash(weights_digest(model), length=16)
     if all((target / name).is_file() for name in ONNX_FILES.values()):
         return target
     root.mkdir(parents=True, exist_ok=True)
-    torch_model = GLiNER.from_pretrained(model, local_files_only=Path(model).is_dir())
+    torch_model = load_torch(model).to("cpu")
     staging = Path(tempfile.mkdtemp(prefix="_tmp-", dir=root))
     with contextlib.redirect_stdout(None):
         paths = torch_model.export_to_onnx(staging, onnx_filename=ONNX_FILES["onnx"], quantized_filename=ONNX_FILES["onnx-int8"], quantize=True)
@@ -348,22 +352,19 @@ def check_runtime(config: ScoreConfig, titles: Sequence[str], tolerance: float) 
     return f1
 
 
-def untrained_checkpoint(directory: str, encoder: str | None = None) -> str:
-    """Save a GLiNER built on the offline encoder (span head untrained) and return its path.
+def untrained_checkpoint(directory: str) -> str:
+    """Save a GLiNER built by the adapter on the offline encoder (span head untrained); return its path.
 
     Only for throughput runs and same-span checks where no fine-tuned checkpoint exists: its spans
     carry no meaning (scores sit near 0.5), but its compute is exactly a fine-tuned model's.
     """
-    from gliner import GLiNER, GLiNERConfig
+    import torch
 
     from finner.models.base import offline_encoder_dir
+    from finner.models.gliner import GlinerModel
 
     path = Path(directory)
     if not any((path / name).is_file() for name in WEIGHT_FILES):
-        import torch
-
         torch.manual_seed(0)
-        # max_width 8: the span width finner's GLiNER adapter fine-tunes with
-        model = GLiNER.from_config(GLiNERConfig(model_name=encoder or offline_encoder_dir(), max_width=8))
-        model.save_pretrained(str(path))
+        GlinerModel.from_encoder(offline_encoder_dir()).save(str(path))
     return str(path)

@@ -1,8 +1,8 @@
 """Ray Data wiring of the scoring stage: `headlines` -> GLiNER actor pool -> `predictions`.
 
-* **Read**: `ray.data.read_parquet` over the committed `headlines` parts (id, title only); the ids
-  already scored by the same `model_version` are dropped right after the read, so a re-run only
-  scores what is left (resumable, idempotent).
+* **Read**: the committed `headlines` (id, title only) minus the ids already scored by the same
+  `model_version`, so a re-run only scores what is left (resumable, idempotent), cut into one Ray
+  Data block per actor call (`ray.data.from_arrow`).
 * **Actors**: `map_batches` with `ScoreActor`, a callable class holding one loaded model, in an
   autoscaling actor pool (`concurrency=(min_actors, max_actors)`). With GPUs each actor takes
   `num_gpus=1` (fp16/bf16 autocast); otherwise CPU actors with `threads` intra-op threads each.
@@ -32,18 +32,13 @@ from finner.score import ScoreConfig, Scorer, check_runtime, model_version, name
 from finner.store import Store
 
 
-LIGHT_CPUS = 0.1  # CPUs reserved by the read and skip-done tasks (I/O and a filter)
-
-
 @dataclass(frozen=True)
 class ScoreRunConfig:
     """How the scoring job runs on Ray."""
 
     min_actors: int = field(default=1, metadata=help_text("actors kept alive; the pool grows to --max-actors while work queues"))
     max_actors: int = field(default=1, metadata=help_text("most actors (GPU nodes the autoscaler may add, or CPU workers)"))
-    actor_cpus: float = field(
-        default=1.0, metadata=help_text("CPUs reserved per actor; leave >= 0.2 CPU of a node free for reading (CPU actors compute with --threads threads)")
-    )
+    actor_cpus: float = field(default=1.0, metadata=help_text("CPUs reserved per actor (CPU actors compute with --threads threads)"))
     gpus: Literal["auto", "yes", "no"] = field(
         default="auto", metadata=help_text("GPU actors: auto = when the cluster has GPUs now; yes = also when the autoscaler must add GPU nodes first")
     )
@@ -152,16 +147,16 @@ class ScoreActor:
         )
 
 
-def _drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
-    batch = batch.select(["id", "title"])
-    if len(done) == 0:
-        return batch
-    return batch.filter(pc.invert(pc.is_in(batch["id"], value_set=done)))
-
-
-def scored_ids(store: Store, version: str) -> pa.Array:
-    """Ids already in `predictions` for this model version (the done-set)."""
-    return pa.array(sorted(store.ids("predictions", filter=pc.field("model_version") == version)), pa.string())
+def todo_headlines(store: Store, version: str) -> tuple[pa.Table, int]:
+    """(id, title) of the headlines this model version has not scored, in table order, and how many it has."""
+    if not store.exists("headlines"):
+        raise FinnerError("the store has no headlines table: run `python -m jobs.ingest` first")
+    headlines = store.read("headlines", columns=["id", "title"])
+    done = store.ids("predictions", filter=pc.field("model_version") == version)
+    if not done:
+        return headlines, 0
+    todo = headlines.filter(pc.invert(pc.is_in(headlines["id"], value_set=pa.array(sorted(done), pa.string()))))
+    return todo, headlines.num_rows - todo.num_rows
 
 
 def name_map(store: Store) -> dict[str, str]:
@@ -181,31 +176,22 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
     """The scoring stage: skip what this model version already scored, score the rest, store throughput."""
     import ray
 
-    if not store.exists("headlines"):
-        raise FinnerError("the store has no headlines table: run `python -m jobs.ingest` first")
     version = model_version(config)
-    done = scored_ids(store, version)
-    headline_ids = store.read("headlines", columns=["id"])["id"]
-    todo = int(pc.sum(pc.invert(pc.is_in(headline_ids, value_set=done))).as_py() or 0) if len(done) else len(headline_ids)
-    summary = ScoreSummary(model_version=version, already_scored=len(headline_ids) - todo, runtime=config.runtime)
+    todo, already = todo_headlines(store, version)
+    summary = ScoreSummary(model_version=version, already_scored=already, runtime=config.runtime)
     if run.limit:
-        todo = min(todo, run.limit)
-    if todo == 0:
+        todo = todo.slice(0, run.limit)
+    if todo.num_rows == 0:
         return summary
     gpus = _use_gpus(run)
     if config.runtime != "torch":
-        sample = store.read("headlines", columns=["title"]).slice(0, run.agreement_rows)["title"].to_pylist()
-        summary.agreement_f1 = check_runtime(config, sample, run.agreement_tolerance)
+        summary.agreement_f1 = check_runtime(config, todo.slice(0, run.agreement_rows)["title"].to_pylist(), run.agreement_tolerance)
     store.ensure("predictions")
-    # The light stages ask for little CPU, so actors holding nearly all of a node's CPUs cannot starve them.
-    light = {"num_cpus": LIGHT_CPUS}
-    dataset = ray.data.read_parquet(store.files("headlines"), filesystem=store.filesystem, columns=["id", "title"], ray_remote_args=light)
-    dataset = dataset.map_batches(_drop_done, fn_kwargs={"done": done}, batch_format="pyarrow", batch_size=None, **light)
-    if run.limit:
-        dataset = dataset.limit(run.limit)
-    # One block per actor call: idle actors can take work, and each call's summary reaches the
-    # driver (progress) as soon as its batch is written, instead of when a whole file is done.
-    dataset = dataset.repartition(target_num_rows_per_block=run.batch_rows)
+    # One block per actor call: idle actors take the next block, and each call's summary reaches the
+    # driver (progress) as soon as its batch is written. The blocks are cut here rather than by a
+    # Ray read + repartition, whose tasks need a CPU that busy CPU actors may hold (a deadlock).
+    blocks = [todo.slice(start, run.batch_rows) for start in range(0, todo.num_rows, run.batch_rows)]
+    dataset = ray.data.from_arrow(blocks)
     dataset = dataset.map_batches(
         ScoreActor,
         fn_constructor_kwargs={
