@@ -40,6 +40,7 @@ LLM_LABELS, GOLD_LABELS = "llm", "gold"  # where training labels come from
 LabelSource = Literal["llm", "gold"]
 TRAIN_SPLIT, VALID_SPLIT = "train", "valid"
 SCORE_METRIC = "valid_f1"  # what the best checkpoint is chosen by
+FRESH_HEAD_LEARNING_RATE = 1e-3  # default head rate of a model built on a bare encoder
 
 Example = tuple[str, str, list[Span]]  # (row id, title, company spans)
 Report = Callable[[dict[str, Any], "str | None"], None]  # (metrics, checkpoint dir or None)
@@ -51,9 +52,13 @@ class TrainConfig:
     focal loss alpha 0.75 gamma 2); a fresh head on a bare encoder wants a larger head rate."""
 
     epochs: int = field(default=20, metadata=help_text("passes over the training rows"))
-    learning_rate: float = field(default=5e-6, metadata=help_text("learning rate (gliner: of the encoder)"))
+    learning_rate: float = field(default=5e-6, metadata=help_text("learning rate of the encoder (and of the head unless --head-learning-rate)"))
     head_learning_rate: float | None = field(
-        default=None, metadata=help_text("gliner: learning rate of everything but the encoder; default: --learning-rate")
+        default=None,
+        metadata=help_text(
+            f"learning rate of everything but the encoder (the entity head); default: --learning-rate for a "
+            f"pretrained checkpoint, {FRESH_HEAD_LEARNING_RATE:g} for a fresh head built on --encoder/--offline"
+        ),
     )
     batch_size: int = field(default=4, metadata=help_text("training headlines per step and worker"))
     focal_loss_alpha: float = field(default=0.75, metadata=help_text("gliner focal loss alpha (weight of positive spans)"))
@@ -62,6 +67,12 @@ class TrainConfig:
     warmup_ratio: float = field(default=0.1, metadata=help_text("share of steps with a linear learning-rate warm-up"))
     seed: int = field(default=0, metadata=help_text("seed of head initialisation and data order"))
     valid_batch_size: int = field(default=32, metadata=help_text("headlines per prediction batch in validation"))
+
+    def head_rate(self, fresh_head: bool) -> float:
+        """The entity head's learning rate: an untrained head needs a far larger one than a pretrained head."""
+        if self.head_learning_rate is not None:
+            return self.head_learning_rate
+        return FRESH_HEAD_LEARNING_RATE if fresh_head else self.learning_rate
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.valid_batch_size < 1:
@@ -80,7 +91,7 @@ def hf_arguments() -> dict[str, Any]:
         "logging_strategy": "epoch",
         "dataloader_num_workers": 0,
         "remove_unused_columns": False,
-        "ddp_find_unused_parameters": False,
+        "ddp_find_unused_parameters": True,  # both models carry parameters the loss never uses (the encoder pooler)
     }
 
 

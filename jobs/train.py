@@ -33,7 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         spec, job, config = (config_from_args(cls, args) for cls in (ModelSpec, TrainJobConfig, TrainConfig))
         store = cli.store_from(args)
-        cli.init_ray()
         summary = train_on_ray(spec, config, job, store)
         for epoch in summary.epochs:
             print(f"  epoch {epoch['epoch']:>3}  valid F1 {epoch['valid_f1']:.3f}  (P {epoch['valid_precision']:.3f}  R {epoch['valid_recall']:.3f})")

@@ -103,6 +103,7 @@ class GlinerModel(NerModel):
         self.model = _use_finner_words(model)
         self.threshold = threshold
         self.batch_size = batch_size
+        self.fresh_head = False  # True when built on a bare encoder: its head trains at a higher rate
 
     @classmethod
     def load(cls, path: str, threshold: float = 0.5, batch_size: int = 32, **_: Any) -> "GlinerModel":
@@ -122,7 +123,9 @@ class GlinerModel(NerModel):
             model = GLiNER.from_config(config)
         except OSError as err:
             raise FinnerError(f"cannot build GLiNER on encoder {encoder!r}: {err}") from err
-        return cls(model.to(best_device()), threshold=threshold, batch_size=batch_size)
+        built = cls(model.to(best_device()), threshold=threshold, batch_size=batch_size)
+        built.fresh_head = True
+        return built
 
     def predict(self, titles: list[str]) -> list[list[Span]]:
         if not titles:
@@ -155,7 +158,7 @@ class GlinerModel(NerModel):
         args = TrainingArguments(
             output_dir=work_dir,
             learning_rate=config.learning_rate,
-            others_lr=config.head_learning_rate or config.learning_rate,
+            others_lr=config.head_rate(self.fresh_head),
             weight_decay=config.weight_decay,
             others_weight_decay=config.weight_decay,
             focal_loss_alpha=config.focal_loss_alpha,

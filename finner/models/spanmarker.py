@@ -37,7 +37,7 @@ FRESH_LABELS = ("O", f"B-{COMPANY}", f"I-{COMPANY}")
 # one is spread over several samples), and a company name is at most a few words.
 MODEL_MAX_LENGTH = 64  # sub-word tokens of the headline
 MARKER_MAX_LENGTH = 64  # candidate spans per sample
-ENTITY_MAX_LENGTH = 6  # words in the longest company name
+ENTITY_MAX_LENGTH = 5  # words in the longest company name
 
 
 def _company_label(config: Any) -> str:
@@ -79,6 +79,7 @@ class SpanMarkerModelAdapter(NerModel):
         self.company_label = _company_label(model.config)
         self.threshold = threshold
         self.batch_size = batch_size
+        self.fresh_head = False  # True when built on a bare encoder: its head trains at a higher rate
 
     @classmethod
     def load(cls, path: str, threshold: float = 0.5, batch_size: int = 32, **_: Any) -> "SpanMarkerModelAdapter":
@@ -111,7 +112,9 @@ class SpanMarkerModelAdapter(NerModel):
             )
         except (OSError, ValueError) as err:
             raise FinnerError(f"cannot build SpanMarker on encoder {encoder!r}: {err}") from err
-        return cls(model.to(best_device()), threshold=threshold, batch_size=batch_size)
+        built = cls(model.to(best_device()), threshold=threshold, batch_size=batch_size)
+        built.fresh_head = True
+        return built
 
     def predict(self, titles: list[str]) -> list[list[Span]]:
         tokenized = [word_tokens(title) for title in titles]
@@ -159,4 +162,17 @@ class SpanMarkerModelAdapter(NerModel):
             use_cpu=not torch.cuda.is_available(),
             **hf_arguments(),
         )
-        return Trainer(model=self.model, args=args, train_dataset=Dataset.from_list(rows))
+        return Trainer(model=self.model, args=args, train_dataset=Dataset.from_list(rows), optimizers=(self._optimizer(config), None))
+
+    def _optimizer(self, config: "TrainConfig") -> Any:
+        """AdamW with the head on its own rate (None, the Trainer's own optimizer, when it is the encoder's)."""
+        import torch
+
+        head_rate = config.head_rate(self.fresh_head)
+        if head_rate == config.learning_rate:
+            return None
+        encoder, head = [], []
+        for name, parameter in self.model.named_parameters():
+            (encoder if name.startswith("encoder.") else head).append(parameter)
+        groups = [{"params": encoder, "lr": config.learning_rate}, {"params": head, "lr": head_rate}]
+        return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)

@@ -24,9 +24,11 @@ from typing import Any, Literal
 
 import pyarrow.fs as pafs
 
-from finner.config import fingerprint, help_text
+from finner.config import help_text
 from finner.errors import FinnerError
+from finner.ids import stable_hash
 from finner.models.registry import GLINER, ModelSpec
+from finner.pipeline.cli import init_ray
 from finner.store import Store
 from finner.train import (
     SCORE_METRIC,
@@ -118,6 +120,7 @@ def _publish(checkpoint: Any, destination: str) -> None:
     """Copy a Ray checkpoint to `destination`, replacing what was there only once the copy is whole."""
     fs, path = _fs(destination)
     staging = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    fs.create_dir(staging, recursive=True)
     pafs.copy_files(checkpoint.path, staging, source_filesystem=checkpoint.filesystem, destination_filesystem=fs)
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)
@@ -134,7 +137,7 @@ def _use_gpu(job: TrainJobConfig) -> bool:
 
 def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, store: Store) -> TrainSummary:
     """Fine-tune `spec` on the store's labelled train split with Ray Train, keep the best epoch by
-    validation F1, and publish it to the store. Call `finner.pipeline.cli.init_ray()` first."""
+    validation F1, and publish it to the store (joins `$RAY_ADDRESS`, else starts a local Ray)."""
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -146,14 +149,15 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     if not train_rows or not valid_rows:
         raise FinnerError(f"{job.labels} labels: {len(train_rows)} train and {len(valid_rows)} valid rows; both splits need rows")
     data_version = store.version("sample") if job.labels == "llm" else [store.version("sample"), store.version("gold")]
-    run_fingerprint = fingerprint(
+    run_fingerprint = stable_hash(
         {"spec": spec.source(), "threshold": spec.threshold, "train": dataclasses.asdict(config), "labels": job.labels, "data": data_version, "rows": job.max_train_rows},
-        ("spec", "threshold", "train", "labels", "data", "rows"),
+        length=12,
     )
     previous = store.get_json(summary_key(name))
     if previous and previous["fingerprint"] == run_fingerprint and not job.force and _exists(previous["path"]):
         return TrainSummary(**{**previous, "reused": True})
 
+    init_ray()
     use_gpu = _use_gpu(job)
     trainer = TorchTrainer(
         train_worker,
@@ -199,7 +203,11 @@ def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _root_message(err: BaseException) -> str:
-    """The innermost error's message: a worker's FinnerError reads as itself, not as Ray's wrapper."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return f"{type(err).__name__}: {err}".splitlines()[0] if not isinstance(err, FinnerError) else str(err)
+    """The first worker's original error: a worker's FinnerError reads as itself, not as Ray's wrapper."""
+    for _ in range(8):
+        failures = getattr(err, "worker_failures", None)  # ray.train WorkerGroupError: rank -> error
+        inner = failures[min(failures)] if failures else getattr(err, "cause", None) or err.__cause__  # RayTaskError.cause
+        if not isinstance(inner, BaseException):
+            break
+        err = inner
+    return str(err) if isinstance(err, FinnerError) else f"{type(err).__name__}: {err}".splitlines()[0]

@@ -1,0 +1,129 @@
+"""Fine-tuning: training rows from the store, best-epoch keeping, and the Ray Train job end to end
+(both models on the local encoder, real headlines labelled by our gazetteer labeler, 2 workers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pyarrow as pa
+import pytest
+
+from finner import schemas
+from finner.errors import FinnerError
+from finner.evaluate import exact_prf
+from finner.train import KeepBest, examples, gold_labelled, llm_labelled
+from tests.conftest import run_module
+from tests.train_data import write_sample
+
+
+def spans_of(title: str, *names: str) -> list[dict]:
+    out = []
+    for name in names:
+        start = title.index(name)
+        out.append({"start": start, "end": start + len(name), "text": name, "label": schemas.COMPANY, "normalized": None, "score": None})
+    return out
+
+
+def test_examples_check_columns_and_span_bounds():
+    ok = pa.table({"id": ["a"], "title": ["Apple Rises"], "spans": [spans_of("Apple Rises", "Apple")]})
+    assert examples(ok) == [("a", "Apple Rises", spans_of("Apple Rises", "Apple"))]
+    with pytest.raises(FinnerError, match=r"lacks column\(s\) \['spans'\]"):
+        examples(pa.table({"title": ["Apple Rises"]}))
+    bad = pa.table({"id": ["b"], "title": ["Apple"], "spans": [[{"start": 2, "end": 9, "text": "x", "label": "company", "normalized": None, "score": None}]]})
+    with pytest.raises(FinnerError, match="training row 'b': span 2:9 is outside its title"):
+        examples(bad)
+
+
+def test_llm_labels_leave_out_failed_rows_and_other_splits(store, real_headlines_path, company_listings_path):
+    sample = write_sample(store, real_headlines_path, company_listings_path, train=30, valid=10)
+    train = llm_labelled(store, "train")
+    assert train.num_rows == 30 and "failed-train" not in train.column("id").to_pylist()
+    assert llm_labelled(store, "valid").num_rows == 10
+    assert sum(bool(s) for s in train.column("spans").to_pylist()) >= 20  # the gazetteer found companies in real headlines
+    by_id = {r["id"]: r for r in sample.to_pylist()}
+    for row in examples(train):
+        assert by_id[row[0]]["title"] == row[1]
+
+
+def test_gold_labels_take_titles_from_the_sample(store, real_headlines_path, company_listings_path):
+    sample = write_sample(store, real_headlines_path, company_listings_path, train=4, valid=2).to_pylist()
+    first, second = sample[0], sample[1]
+    now = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
+    gold = [
+        {"id": first["id"], "split": None, "title": None, "status": schemas.GOLD_SUBMITTED, "spans": [], "annotator": "a", "submitted_at": now},
+        {"id": second["id"], "split": "train", "title": second["title"], "status": schemas.GOLD_DISCARDED, "spans": [], "annotator": "a", "submitted_at": now},
+    ]
+    store.write("gold", pa.Table.from_pylist(gold, schema=schemas.GOLD))
+    train = gold_labelled(store, "train")
+    assert train.to_pylist() == [{"id": first["id"], "title": first["title"], "spans": []}]
+
+
+def test_keep_best_keeps_the_first_best_checkpoint(tmp_path):
+    keep = KeepBest(str(tmp_path))
+    for epoch, f1 in enumerate([0.1, 0.5, 0.5, 0.2]):
+        checkpoint = tmp_path / f"c{epoch}"
+        checkpoint.mkdir()
+        (checkpoint / "weights").write_text(str(epoch))
+        keep({"epoch": epoch, "valid_f1": f1}, str(checkpoint))
+    assert (tmp_path / "best" / "weights").read_text() == "1"
+    assert [e["valid_f1"] for e in json.loads((tmp_path / "history.json").read_text())] == [0.1, 0.5, 0.5, 0.2]
+
+
+def test_train_job_help_and_missing_sample(tmp_path):
+    help_run = run_module("jobs.train", "--help")
+    assert help_run.returncode == 0 and "--encoder" in help_run.stdout and "--num-workers" in help_run.stdout
+    missing = run_module("jobs.train", "--store", str(tmp_path / "empty"), "--offline")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == "error: no `sample` table in the store: run the curation stage (jobs.curate) first"
+
+
+# Small settings so both fine-tunings finish in a few minutes on 2 CPU cores: a fresh head on the
+# MiniLM encoder learns from a couple of hundred headlines at these rates (2 workers x batch 2).
+FAST = {
+    "gliner": ["--epochs", "3", "--batch-size", "2", "--learning-rate", "5e-5", "--head-learning-rate", "1e-3", "--warmup-ratio", "0"],
+    "spanmarker": ["--epochs", "3", "--batch-size", "2", "--learning-rate", "5e-4", "--head-learning-rate", "5e-3", "--warmup-ratio", "0"],
+}
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["gliner", "spanmarker"])
+def test_fine_tune_on_ray_with_two_workers_beats_the_untrained_model(kind, ray_session, store, real_headlines_path, company_listings_path, capsys):
+    from finner.models.registry import load_checkpoint
+    from finner.score import best_checkpoint
+    from jobs.train import main
+
+    write_sample(store, real_headlines_path, company_listings_path, train=160, valid=48)
+    argv = ["--store", store.root, "--kind", kind, "--offline", "--num-workers", "2", *FAST[kind]]
+    assert main(argv) == 0
+
+    summary = store.get_json(f"train-{kind}-llm")
+    epochs = store.get_json(f"train-{kind}-llm-epochs")["epochs"]
+    assert [e["epoch"] for e in epochs] == [0, 1, 2, 3]
+    untrained = epochs[0]["valid_f1"]
+    best = max(epochs, key=lambda e: e["valid_f1"])
+    assert best["valid_f1"] > untrained and best["epoch"] >= 1, epochs
+    assert summary["best"]["epoch"] == best["epoch"] and summary["best"]["valid_f1"] == best["valid_f1"]
+    assert summary["train_rows"] == 160 and summary["valid_rows"] == 48  # the failed LLM labels are left out
+
+    # The published checkpoint is the best epoch's: reloaded, it predicts what that epoch was scored on.
+    valid = examples(llm_labelled(store, "valid"))
+    model = load_checkpoint(kind, summary["path"])
+    predicted = model.predict([title for _, title, _ in valid])
+    prf = exact_prf([spans for _, _, spans in valid], predicted)
+    assert (prf.tp, prf.fp, prf.fn) == (best["valid_tp"], best["valid_fp"], best["valid_fn"])
+    assert load_checkpoint(kind, summary["path"]).predict([title for _, title, _ in valid]) == predicted
+    if kind == "gliner":
+        assert best_checkpoint(store) == summary["path"]  # where the scoring job finds it
+
+    capsys.readouterr()
+    assert main(argv) == 0  # same data and settings: nothing to do
+    assert "already trained" in capsys.readouterr().out
