@@ -206,7 +206,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         num_cpus=run.actor_cpus,
         num_gpus=run.gpus_per_actor if gpus else 0,
     )
-    bar = _progress(todo, progress)
+    bar = _progress(todo.num_rows, progress)
     started = time.perf_counter()
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         summary.add(batch)
