@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from finner.config import help_text
 from finner.errors import FinnerError
-from finner.evaluate import EXACT, GOLD_AUTO, MATCHES, PRF, Gold, GoldSource, Result, evaluate, load_gold, save_figure, write_metrics
+from finner.evaluate import EXACT, GOLD_AUTO, MATCHES, PRF, Gold, GoldSource, Result, evaluate, save_figure, write_metrics
 from finner.ids import stable_hash
 from finner.models.registry import ModelSpec, build_model, load_checkpoint
 from finner.store import Store
@@ -110,13 +110,12 @@ def curve_sizes(cfg: CurveConfig, available: int) -> list[int]:
     return sizes
 
 
-def run_curve(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, store: Store, progress: bool = True) -> list[Result]:
+def run_curve(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, store: Store, gold: Gold, progress: bool = True) -> list[Result]:
     """Fine-tune one fresh model per (labels, size), score each on the gold `cfg.split`, keep the
     numbers in the store as each finishes, and return every point's Result (resumed or new)."""
     import torch
     from tqdm import tqdm
 
-    gold = load_gold(store, cfg.gold)
     sets = training_sets(store, gold, cfg)
     test = gold.split(cfg.split)
     if not test.num_rows:

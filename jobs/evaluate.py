@@ -1,8 +1,9 @@
 """Score every configured model, zero-shot and fine-tuned, on the gold test split and print the
-case study's table; rows go to the `metrics` table and a bar chart to plots/evaluate_f1.png.
+case study's table; rows go to the `metrics` table and a bar chart to plots/evaluate_f1_<split>.png.
 
-    python -m jobs.evaluate                                 # hub checkpoints (network), gold from review
-    python -m jobs.evaluate --encoder offline --gold embedded   # offline demo: untrained zero-shot heads
+    python -m jobs.evaluate                                 # hub checkpoints (network); gold: reviews, else the demo truth
+    python -m jobs.evaluate --offline --gold embedded       # offline demo: zero-shot heads untrained
+    python -m jobs.evaluate --encoder /models/my-encoder    # offline, on any local encoder directory
     python -m jobs.evaluate --models spacy llm --settings zero-shot
 
 Fine-tuned rows use the best checkpoints the training job (jobs.train) wrote to the store.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 
 from finner.config import add_config_args, config_from_args
+from finner.evaluate import load_gold
 from finner.learning_curve import CurveConfig, markdown_curve, plot_curve, run_curve
 from finner.models.registry import ModelSpec
 from finner.pipeline import cli
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         cfg, spec, train = config_from_args(CurveConfig, args), config_from_args(ModelSpec, args), config_from_args(TrainConfig, args)
         store = cli.store_from(args)
-        results = run_curve(cfg, spec, train, store, progress=not args.quiet)
+        gold = load_gold(store, cfg.gold)
+        print(f"gold: {gold.description}")
+        results = run_curve(cfg, spec, train, store, gold, progress=not args.quiet)
         print(markdown_curve(results))
         print(f"\nplot: {plot_curve(results, store, spec.kind)}")
 

@@ -72,6 +72,7 @@ def test_tiny_curve_on_the_packaged_encoder_resumes(store, capsys):
             "--epochs", "1", "--batch-size", "4", "--learning-rate", "5e-5", "--head-learning-rate", "1e-3", "--quiet"]  # fmt: skip
     assert job.main(argv) == 0
     out = capsys.readouterr().out
+    assert out.startswith("gold: embedded demo feed's generated ground truth (36 sample rows; no human review)\n")
     assert "| Training headlines | F1 (llm labels) | F1 (gold labels) |" in out
     metrics = store.read("metrics")
     assert metrics.schema == schemas.METRICS
@@ -94,6 +95,6 @@ def test_tiny_curve_on_the_packaged_encoder_resumes(store, capsys):
     # the same command again trains nothing (no trainer logs), prints the same table, and leaves
     # the rows (and their timestamps) as they were
     assert job.main(argv) == 0
-    assert capsys.readouterr().out == out[out.index("Test-set F1") :]
+    assert capsys.readouterr().out == out[: out.index("\n") + 1] + out[out.index("Test-set F1") :]
     again = store.read("metrics")
     assert sorted(again.column("created_at").to_pylist()) == sorted(metrics.column("created_at").to_pylist())
