@@ -182,17 +182,12 @@ def validate(model: FineTunable, valid: Sequence[Example], device: Any = None) -
     return PRF(*(int(c) for c in counts.tolist()))
 
 
-def _transformers_callback_base() -> type:
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
 def epoch_validation(model: FineTunable, valid: Sequence[Example], report: Report) -> Any:
     """A TrainerCallback: validation F1 before training (epoch 0) and after every epoch, reported
     with a checkpoint of the model (written by rank 0 only)."""
+    from transformers import TrainerCallback
 
-    class EpochValidation(_transformers_callback_base()):
+    class EpochValidation(TrainerCallback):
         def __init__(self) -> None:
             self.started = time.monotonic()
 
@@ -240,7 +235,8 @@ def fine_tune(model: FineTunable, train: Sequence[Example], valid: Sequence[Exam
 
 class KeepBest:
     """A `Report` for one process: keeps the best-F1 checkpoint in `output_dir/best` and every
-    epoch's metrics in `output_dir/history.json` (the first of equal scores wins)."""
+    epoch's metrics in `output_dir/history.json`. Of equal scores the later epoch wins, as in Ray
+    Train's checkpoint manager, so both paths pick the same epoch."""
 
     def __init__(self, output_dir: str) -> None:
         self.best_dir = os.path.join(output_dir, "best")
@@ -252,7 +248,7 @@ class KeepBest:
         import json
 
         self.history.append(metrics)
-        if checkpoint and (self.best is None or metrics[SCORE_METRIC] > self.best[SCORE_METRIC]):
+        if checkpoint and (self.best is None or metrics[SCORE_METRIC] >= self.best[SCORE_METRIC]):
             shutil.rmtree(self.best_dir, ignore_errors=True)
             shutil.copytree(checkpoint, self.best_dir)
             self.best = metrics

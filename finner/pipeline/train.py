@@ -29,6 +29,7 @@ from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.models.registry import GLINER, ModelSpec
 from finner.pipeline.cli import init_ray
+from finner.score import CHECKPOINT_KEY
 from finner.store import Store
 from finner.train import (
     SCORE_METRIC,
@@ -43,8 +44,6 @@ from finner.train import (
 
 MODELS_DIR = "models"  # store.artifact(MODELS_DIR, name): fine-tuned checkpoints
 RAY_RUNS_DIR = "ray_train"  # Ray Train's storage_path under the store, emptied after each run
-# The best fine-tuned GLiNER checkpoint, as `{"path": ...}` (read by finner.score.best_checkpoint).
-GLINER_CHECKPOINT_KEY = "gliner_best_checkpoint"
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,8 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     )
     previous = store.get_json(summary_key(name))
     if previous and previous["fingerprint"] == run_fingerprint and not job.force and _exists(previous["path"]):
-        return TrainSummary(**{**previous, "reused": True})
+        fields = {f.name for f in dataclasses.fields(TrainSummary)} - {"reused"}
+        return TrainSummary(**{k: previous[k] for k in fields}, reused=True)
 
     init_ray()
     use_gpu = _use_gpu(job)
@@ -193,7 +193,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     record.pop("reused")
     store.put_json(summary_key(name), record)
     if spec.kind == GLINER:
-        store.put_json(GLINER_CHECKPOINT_KEY, {"path": destination, "name": name})
+        store.put_json(CHECKPOINT_KEY, {"path": destination, "name": name})  # the scoring job's default model
     return summary
 
 
