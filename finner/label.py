@@ -137,7 +137,9 @@ class LabelConfig:
     temperature: float = field(default=0.1, metadata=help_text("sampling temperature"))
     max_tokens: int = field(default=256, metadata=help_text("completion token limit per headline"))
     max_in_flight: int = field(default=32, metadata=help_text("requests in flight per client (per actor): the sliding window"))
-    requests_per_second: float = field(default=0.0, metadata=help_text("cap on requests/s per client; 0 = no cap"))
+    requests_per_second: float = field(
+        default=0.0, metadata=help_text("cap on requests/s for the whole job (the label job splits it evenly over its actors); 0 = no cap")
+    )
     timeout_s: float = field(default=60.0, metadata=help_text("seconds before one request is abandoned and retried"))
     max_retries: int = field(default=6, metadata=help_text("retries after the first attempt, for 408/429/5xx, timeouts and connection errors"))
     backoff_base_s: float = field(default=1.0, metadata=help_text("first backoff; doubles per retry, with full jitter"))

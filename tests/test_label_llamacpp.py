@@ -39,15 +39,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def llama_server():
+def llama_server(tmp_path_factory):
     model = smollm2_gguf()
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = tmp_path_factory.mktemp("llama") / "server.log"  # a file, not a pipe: llama.cpp logs a lot per request
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -57,7 +58,7 @@ def llama_server():
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"llama_cpp.server did not start: {proc.stderr.read()[-2000:] if proc.stderr else ''}") from None
+                    raise RuntimeError(f"llama_cpp.server did not start: {log.read_text()[-2000:]}") from None
                 time.sleep(1)
         yield url
     finally:
@@ -67,7 +68,8 @@ def llama_server():
 
 def label(url: str, titles: list[str], **overrides):
     async def go():
-        client = ChatClient(LabelConfig(endpoint=url, model="smollm2", response_format="llamacpp", temperature=0.0, max_tokens=96, timeout_s=300, max_in_flight=1, **overrides))
+        settings = dict(model="smollm2", response_format="llamacpp", temperature=0.0, max_tokens=96, timeout_s=300, max_in_flight=1)
+        client = ChatClient(LabelConfig(endpoint=url, **{**settings, **overrides}))
         try:
             return await label_rows([f"h{i}" for i in range(len(titles))], titles, client)
         finally:

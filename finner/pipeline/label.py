@@ -183,9 +183,10 @@ def label_table(store: Store, todo: pa.Table, label: LabelConfig, run: LabelRunC
         return summary
     store.ensure("llm_labels")
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    per_actor = dataclasses.replace(label, requests_per_second=label.requests_per_second / run.actors)  # a global cap, shared
     dataset = ray.data.from_arrow(_blocks(todo, run.batch_rows)).map_batches(
         LabelActor,
-        fn_constructor_kwargs={"label_config": dataclasses.asdict(label), "store_root": store.root, "run_id": run_id},
+        fn_constructor_kwargs={"label_config": dataclasses.asdict(per_actor), "store_root": store.root, "run_id": run_id},
         batch_size=run.batch_rows,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
@@ -221,7 +222,7 @@ def run_labeling(store: Store, label: LabelConfig, run: LabelRunConfig, progress
     summary.already_ok = already_ok
     report = summary.to_json(run, label)
     if run.estimate:
-        summary.estimate = report["estimate"] = extrapolate(summary, todo.num_rows, run, run.actors * label.max_in_flight)
+        summary.estimate = report["estimate"] = extrapolate(summary, todo.num_rows, run, label)
         store.put_json(ESTIMATE_KEY, report)
     elif summary.rows:
         store.put_json(COST_KEY, report)
@@ -241,13 +242,14 @@ def _sample(todo: pa.Table, run: LabelRunConfig) -> pa.Table:
     return todo.take(pa.array(picks, pa.int64()))
 
 
-def extrapolate(sample: LabelSummary, total_rows: int, run: LabelRunConfig, concurrency: int) -> dict[str, Any]:
+def extrapolate(sample: LabelSummary, total_rows: int, run: LabelRunConfig, label: LabelConfig) -> dict[str, Any]:
     """Time and cost of labeling `total_rows` at the sample's per-headline latency, tokens and outcomes.
 
     Time follows Little's law: with `concurrency` requests always in flight, headlines/s is
-    concurrency / seconds per headline (requests, retries included). The sample's own wall time
-    is not used: on a small sample it is mostly actor start-up.
+    concurrency / seconds per headline (requests, retries included), unless the requests/s cap
+    is slower. The sample's own wall time is not used: on a small sample it is mostly start-up.
     """
+    concurrency = run.actors * label.max_in_flight
     if not sample.rows:
         return {"rows": total_rows, "elapsed_s": 0.0, "usd": 0.0}
     scale = total_rows / sample.rows
@@ -259,6 +261,8 @@ def extrapolate(sample: LabelSummary, total_rows: int, run: LabelRunConfig, conc
         requests=round(sample.requests * scale),
         elapsed_s=total_rows * seconds_per_row / concurrency,
     )
+    if label.requests_per_second:
+        projected.elapsed_s = max(projected.elapsed_s, projected.requests / label.requests_per_second)
     return {
         "rows": total_rows,
         "sample_rows": sample.rows,
