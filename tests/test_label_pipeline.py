@@ -164,8 +164,9 @@ def test_estimate_labels_a_sample_and_extrapolates(tmp_path, real_headlines_path
         summary = run_labeling(store, LabelConfig(endpoint=url, max_in_flight=4, requests_per_second=30), run, progress=False)
         seen = stats(url)
     assert seen["requests"] == 60
-    # The requests/s cap is global: two actors share 30/s, so 60 requests span at least ~2 s.
-    assert max(seen["answer_times"]) - seen["first_request_at"] >= 59 / 30 * 0.95
+    # The requests/s cap is global: two actors share 30/s, so 60 requests span at least ~2 s (and both
+    # actors get work, small as the sample is: otherwise one actor at 15/s would take 4 s).
+    assert 59 / 30 * 0.95 <= max(seen["answer_times"]) - seen["first_request_at"] < 3.5
     assert summary.rows == 60 and len(store.read("llm_labels")) == 60  # the sample's labels are kept
     estimate = store.get_json(ESTIMATE_KEY)["estimate"]
     assert estimate["rows"] == total and estimate["sample_rows"] == 60

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import math
 import time
 import uuid
 from collections import Counter
@@ -170,6 +171,11 @@ class LabelSummary:
         )
 
 
+def _batch_rows(todo_rows: int, run: LabelRunConfig) -> int:
+    """`run.batch_rows`, smaller when the input is too short to give every actor's slots a batch."""
+    return max(1, min(run.batch_rows, math.ceil(todo_rows / (run.actors * run.batches_per_actor))))
+
+
 def _blocks(todo: pa.Table, rows: int) -> list[pa.Table]:
     return [todo.slice(start, rows) for start in range(0, todo.num_rows, rows)]
 
@@ -184,10 +190,11 @@ def label_table(store: Store, todo: pa.Table, label: LabelConfig, run: LabelRunC
     store.ensure("llm_labels")
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     per_actor = dataclasses.replace(label, requests_per_second=label.requests_per_second / run.actors)  # a global cap, shared
-    dataset = ray.data.from_arrow(_blocks(todo, run.batch_rows)).map_batches(
+    batch_rows = _batch_rows(todo.num_rows, run)
+    dataset = ray.data.from_arrow(_blocks(todo, batch_rows)).map_batches(
         LabelActor,
         fn_constructor_kwargs={"label_config": dataclasses.asdict(per_actor), "store_root": store.root, "run_id": run_id},
-        batch_size=run.batch_rows,
+        batch_size=batch_rows,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
             size=run.actors,
