@@ -87,7 +87,17 @@ def train_argv(args):
     ]
 
 
+def _no_gold(args) -> bool:
+    """Evaluation needs gold: reviewed rows, or the embedded feed's generated truth."""
+    if _embedded(args) or _has_gold(args):
+        return False
+    print("  no reviewed gold yet (review-pull found no submitted rows): skipped")
+    return True
+
+
 def evaluate_argv(args):
+    if _no_gold(args):
+        return None
     gold = ["--gold", "embedded"] if _embedded(args) else []
     labels = ["--train-labels", "gold" if _has_gold(args) else "llm"]
     return [["--models", *args.models, "spacy", "llm", *gold, *labels, *_offline(args)]]
@@ -96,6 +106,8 @@ def evaluate_argv(args):
 def learning_curve_argv(args):
     if not (args.learning_curve or _embedded(args)):
         print("  learning curve not asked for (--learning-curve)")
+        return None
+    if _no_gold(args):
         return None
     epochs = ["--epochs", str(args.epochs)] if args.epochs else []
     gold = ["--gold", "embedded"] if _embedded(args) else []
