@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.argilla_reviewer import answer
+from tests.argilla_reviewer import reviewer as new_reviewer
 from tests.conftest import REPO, run_module
 from finner import schemas
 from finner.errors import FinnerError
@@ -201,25 +203,6 @@ def review_store(tmp_path_factory, tables) -> Store:
 CFG = ReviewConfig(workspace="finner-review", dataset_name="headlines-{split}", llm_model="fallback-llm")
 
 
-def _reviewer(client, argilla, name: str) -> httpx.Client:
-    """A reviewer: an annotator of the workspace who logs in like the UI does (password -> token)."""
-    import argilla as rg
-
-    user = rg.User(username=name, password="reviewer-pass", role="annotator", client=client).create()
-    user.add_to_workspace(client.workspaces(CFG.workspace))
-    login = httpx.post(f"{argilla.url}/api/v1/token", data={"username": name, "password": "reviewer-pass"}, timeout=30)
-    assert login.status_code == 201, login.text
-    return httpx.Client(base_url=argilla.url, headers={"Authorization": f"Bearer {login.json()['access_token']}"}, timeout=30)
-
-
-def _answer(reviewer: httpx.Client, record_id: str, status: str, spans: list[tuple[int, int]] | None) -> None:
-    body = {"status": status}
-    if spans is not None:
-        body["values"] = {SPAN_QUESTION: {"value": [{"label": ARGILLA_LABEL, "start": s, "end": e} for s, e in spans]}}
-    response = reviewer.post(f"/api/v1/records/{record_id}/responses", json=body)
-    assert response.status_code == 201, response.text
-
-
 @pytest.mark.slow
 def test_push_review_pull_round_trip(argilla, client, review_store, tables):
     sample = {row["id"]: row for row in tables[0].to_pylist()}
@@ -259,7 +242,7 @@ def test_push_review_pull_round_trip(argilla, client, review_store, tables):
     assert train.progress()["total"] == len(records)
 
     # A reviewer works through the records: accept, correct, "no company", discard, draft, leave.
-    reviewer = _reviewer(client, argilla, "reviewer1")
+    reviewer = new_reviewer(client, argilla.url, "reviewer1", CFG.workspace)
     expected = {}
     ids = sorted(sample)
     by_id = {r["external_id"]: r for s in schemas.SPLITS for r in iter_records(client, find_dataset(client, CFG, s))}
@@ -284,12 +267,12 @@ def test_push_review_pull_round_trip(argilla, client, review_store, tables):
         elif kind == 3:
             expected[hid] = (schemas.GOLD_DISCARDED, None)
         elif kind == 4:  # a draft is not an answer yet
-            _answer(reviewer, record_id, "draft", spans)
+            answer(reviewer, record_id, "draft", spans)
             continue
         else:
             continue
         status, drawn = expected[hid]
-        _answer(reviewer, record_id, status, drawn)
+        answer(reviewer, record_id, status, drawn)
     t_answered = dt.datetime.now(dt.timezone.utc)
 
     # The UI's searches run on the SQL engine: pending-for-everyone, full text, metadata facets.
