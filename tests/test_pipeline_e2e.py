@@ -68,17 +68,16 @@ def stage_done(logs: str, stage: str) -> bool:
     return re.search(rf"^\[{re.escape(stage)}\] done in ", logs, re.MULTILINE) is not None
 
 
-def check_labelled_once(store: Store, endpoint: str) -> tuple[list[str], dict]:
+def check_labelled_once(store: Store, endpoint: str) -> list[str]:
     """Every headline has exactly one llm_labels row (ok: the server is faultless) and was sent once."""
     headlines = store.read("headlines")
     ids = sorted(headlines["id"].to_pylist())
     labels = store.read("llm_labels")
     assert sorted(labels["id"].to_pylist()) == ids
     assert set(labels["status"].to_pylist()) == {schemas.LABEL_OK}
-    sent = stats(endpoint)["by_headline"]
-    assert Counter(sent.values()) == {1: len(ids)}, "a headline was sent to the endpoint more than once"
-    assert sorted(sent) == sorted(headlines["title"].to_pylist())
-    return ids, sent
+    # The server counts requests per title; a few titles recur (another day or ticker, another id).
+    assert stats(endpoint)["by_headline"] == Counter(headlines["title"].to_pylist()), "a headline was sent more than once"
+    return ids
 
 
 def check_predictions(store: Store, ids: list[str]) -> None:
@@ -102,7 +101,7 @@ def test_pipeline_with_human_review_end_to_end(ray_cluster, feed, endpoint, comp
         rejects = store.read("rejects")
         assert headlines.num_rows + rejects.num_rows == FEED_ROWS and headlines.num_rows >= FEED_ROWS - 5
         assert pc.count_distinct(headlines["id"]).as_py() == headlines.num_rows
-        ids, _ = check_labelled_once(store, endpoint)
+        ids = check_labelled_once(store, endpoint)
         assert sorted(store.read("spans")["id"].to_pylist()) == ids
         sample = {row["id"]: row for row in store.read("sample").to_pylist()}
         assert sorted(sample) == ids  # --fraction 1: every headline of 2010-2020 is sampled
@@ -162,8 +161,7 @@ def test_pipeline_with_human_review_end_to_end(ray_cluster, feed, endpoint, comp
     test_gold = sum(r["split"] == "test" and r["status"] == schemas.GOLD_SUBMITTED for r in gold.values())
     assert all(r["n_headlines"] == test_gold for r in metrics)
     check_predictions(store, ids)
-    # The second submission labelled nothing again.
-    assert Counter(stats(endpoint)["by_headline"].values()) == {1: len(ids)}
+    assert check_labelled_once(store, endpoint) == ids  # the second submission labelled nothing again
 
 
 def test_stopped_pipeline_resubmitted_redoes_nothing_finished(ray_cluster, feed, endpoint, company_listings_path, tmp_path):
@@ -177,7 +175,7 @@ def test_stopped_pipeline_resubmitted_redoes_nothing_finished(ray_cluster, feed,
     assert "human review skipped" in logs
 
     store = Store(str(store_root))
-    ids, _ = check_labelled_once(store, endpoint)
+    ids = check_labelled_once(store, endpoint)
     sample_before = store.read("sample").sort_by("id")
     assert not store.exists("predictions")
 
@@ -186,7 +184,7 @@ def test_stopped_pipeline_resubmitted_redoes_nothing_finished(ray_cluster, feed,
         assert stage_done(again.logs, stage), again.logs[-8000:]
     assert "no reviewed gold yet" in again.logs and "pipeline finished in " in again.logs
     # Finished work was not redone: nothing labelled again, no headline sent twice.
-    assert f"labeled 0 headlines" in again.logs and f"{len(ids)} already ok" in again.logs, again.logs[-8000:]
-    assert check_labelled_once(store, endpoint)[0] == ids
+    assert "labeled 0 headlines" in again.logs and f"{len(ids)} already ok" in again.logs, again.logs[-8000:]
+    assert check_labelled_once(store, endpoint) == ids
     assert store.read("sample").sort_by("id").equals(sample_before)
     check_predictions(store, ids)
