@@ -11,6 +11,8 @@ span it learned is a span it can predict.
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -75,19 +77,39 @@ def gliner_example(title: str, spans: Sequence[Span], row: str = "") -> dict[str
     return {"tokenized_text": [token for token, _, _ in tokens], "ner": ner}
 
 
+class _SkipRecorder(logging.Handler):
+    """Collects the warnings gliner's Trainer logs when it swallows a failing step."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.skips: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Skipping batch"):
+            self.skips.append(record.getMessage())
+
+
 def _strict_trainer_class() -> type:
     from gliner.training import Trainer
+    from gliner.training import trainer as gliner_trainer
 
     class StrictGlinerTrainer(Trainer):
-        """gliner's Trainer, but a step it skipped (zero loss returned after an exception it
-        caught, e.g. out of memory) stops training instead of silently training on nothing."""
+        """gliner's Trainer, but a step it skipped (it catches out-of-memory errors, logs
+        "Skipping batch" and returns a zero loss) stops training instead of silently training on
+        nothing. Detected from that log record, not from the loss: a confident model's focal loss
+        can legitimately underflow to exactly zero."""
 
         def training_step(self, model, inputs, num_items_in_batch=None):
-            loss = super().training_step(model, inputs, num_items_in_batch)
-            if float(loss) == 0.0:
+            recorder = _SkipRecorder()
+            gliner_trainer.logger.addHandler(recorder)
+            try:
+                loss = super().training_step(model, inputs, num_items_in_batch)
+            finally:
+                gliner_trainer.logger.removeHandler(recorder)
+            if recorder.skips:
                 raise SkippedBatchError(
-                    f"gliner skipped training step {self.state.global_step + 1} (it returned a zero loss after "
-                    "catching an error, usually out of memory): lower --batch-size or use a larger device"
+                    f"gliner skipped training step {self.state.global_step + 1} ({recorder.skips[0][:200]}): "
+                    "lower --batch-size or use a larger device"
                 )
             return loss
 
