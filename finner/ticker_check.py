@@ -17,7 +17,6 @@ import csv
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -28,7 +27,6 @@ from finner.config import help_text
 from finner.errors import FinnerError
 from finner.store import Store
 
-DEFAULT_LISTINGS = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "company_listings.csv")
 RESULT_KEY = "ticker_check"
 
 # Words of listing names that say nothing about which company it is.
@@ -41,14 +39,22 @@ NOISE_WORDS = re.compile(
 
 @dataclass(frozen=True)
 class TickerCheckConfig:
-    listings: str = field(default=DEFAULT_LISTINGS, metadata=help_text("CSV with columns symbol,name: the company behind each ticker"))
+    listings: str = field(
+        default="",
+        metadata=help_text("CSV with columns symbol,name: the company behind each ticker; empty: the embedded demo feed's companies"),
+    )
     min_similarity: float = field(default=90.0, metadata=help_text("rapidfuzz token_set_ratio (0-100) for a predicted name to match the listed one"))
     worst: int = field(default=10, metadata=help_text("how many worst symbols and disagreeing rows to list"))
     min_symbol_rows: int = field(default=20, metadata=help_text("symbols with fewer scored rows are left out of the worst-symbol list"))
 
 
 def load_listings(path: str) -> dict[str, str]:
-    """symbol -> name from a CSV with `symbol` and `name` columns (first row wins per symbol)."""
+    """symbol -> name from a CSV with `symbol` and `name` columns (first row wins per symbol);
+    no path: the embedded demo feed's gazetteer, so the demo needs no file."""
+    if not path:
+        from finner.embedded import GAZETTEER
+
+        return {company.ticker: company.normalized for company in GAZETTEER}
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)

@@ -69,3 +69,8 @@ def test_user_listings_are_checked(tmp_path):
     mine.write_text("symbol,name\nabc,Alpha Beta Corp\n,Nameless\n")
     with pytest.raises(FinnerError, match="line 3"):
         load_listings(str(mine))
+
+
+def test_no_listings_file_means_the_embedded_feed_companies():
+    listings = load_listings("")
+    assert listings["AAPL"] == "Apple Inc." and listings["BRK.B"] == "Berkshire Hathaway Inc."
