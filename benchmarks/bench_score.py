@@ -67,6 +67,13 @@ def gliner_inference(scorer, titles: list[str]) -> tuple[float, list[list[dict]]
     return len(titles) / (time.perf_counter() - started), entities
 
 
+def predict_raw(scorer, titles: list[str], batch_rows: int) -> tuple[float, list[list[dict]]]:
+    """(c) without Ray: what each actor runs on its batches, timed in this process."""
+    started = time.perf_counter()
+    entities = [e for start in range(0, len(titles), batch_rows) for e in scorer.predict_raw(titles[start : start + batch_rows])]
+    return len(titles) / (time.perf_counter() - started), entities
+
+
 def ray_job(feed: Path, workdir: Path, config, actors: int, batch_rows: int, gpus: int):
     """(c): the scoring job on a fresh store holding `feed`; returns its summary and the store."""
     from finner.pipeline.score import ScoreRunConfig, run_scoring
@@ -94,13 +101,18 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads of (a), (b) and each actor of (c); 0 = torch's default (on a busy shared CPU one thread is fastest)"
     )
+    parser.add_argument("--headlines", type=Path, default=REAL, help="parquet of real headlines to score (default: ../shared/data)")
     parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto", help="CUDA autocast of (a) and (c)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import pyarrow.parquet as pq
-    import ray
     import torch
+
+    try:
+        import ray
+    except ImportError:  # e.g. a GPU box whose image has no Ray: measure the actor's body alone
+        ray = None
 
     from finner.pipeline import cli
     from finner.score import ScoreConfig, Scorer, untrained_checkpoint
@@ -112,11 +124,11 @@ def main() -> None:
     batch_rows = max(32, rows // 8)  # >= 4 Ray batches per actor with 2 actors
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        feed = write_scaled_feed(REAL, rows, workdir / "feed.parquet")
+        feed = write_scaled_feed(args.headlines, rows, workdir / "feed.parquet")
         titles = [" ".join(t.split()) for t in pq.read_table(feed, columns=["title"])["title"].to_pylist()]  # as ingest stores them
         config = ScoreConfig(model=untrained_checkpoint(str(workdir / "gliner")), threshold=args.threshold, precision=args.precision, threads=args.threads)
         scorer = Scorer(config)
-        print(f"device: {device}; {rows} real headlines (scaled from {REAL.name}); GLiNER on the offline encoder, untrained head; "
+        print(f"device: {device}; {rows} real headlines (scaled from {args.headlines.name}); GLiNER on the offline encoder, untrained head; "
               f"threshold {args.threshold}; forward batches of {scorer.forward_rows}, Ray batches of {batch_rows}")
 
         raw = raw_forward(scorer, titles, batch_rows)
@@ -126,27 +138,37 @@ def main() -> None:
         theirs, gliner_entities = gliner_inference(scorer, titles)
         print(f"(b) gliner inference(), its defaults:     {theirs:8.1f} headlines/s  "
               f"({sum(map(len, gliner_entities)) / len(titles):.1f} spans/headline)")
-        cli.init_ray()
-        ours = {}
-        for actors in (1, 2):
-            summary, store = ray_job(feed, workdir, config, actors, batch_rows, gpus)
-            ours[actors] = summary.steady_hps
-            print(f"(c) our Ray Data job, {actors} actor(s):          {summary.steady_hps:8.1f} headlines/s once up "
-                  f"({summary.job_hps:.1f}/s end to end, {summary.per_actor_hps:.1f}/s per actor while predicting)")
-        ray.shutdown()
+        if ray is None:
+            print("ray is not installed here: (c) is the scoring actor's body (Scorer.predict over the job's batches) in-process")
+            predict_raw(scorer, titles, batch_rows)  # warm-up
+            hps, ours_entities = predict_raw(scorer, titles, batch_rows)
+            ours = {1: hps}
+            print(f"(c) our scoring actor's body, in-process: {hps:8.1f} headlines/s")
+        else:
+            cli.init_ray()
+            ours = {}
+            for actors in (1, 2):
+                summary, store = ray_job(feed, workdir, config, actors, batch_rows, gpus)
+                ours[actors] = summary.steady_hps
+                print(f"(c) our Ray Data job, {actors} actor(s):          {summary.steady_hps:8.1f} headlines/s once up "
+                      f"({summary.job_hps:.1f}/s end to end, {summary.per_actor_hps:.1f}/s per actor while predicting)")
+            ray.shutdown()
         raw_after = raw_forward(scorer, titles, batch_rows)
         print(f"(a) raw forward loop, measured again:     {raw_after:8.1f} headlines/s")
         raw = max(raw, raw_after)
 
-        title_of = dict(zip(*(store.read("headlines", columns=["id", "title"])[c].to_pylist() for c in ("id", "title"))))
-        predictions = store.read("predictions", columns=["id", "spans"]).to_pylist()
-        by_title = {title_of[p["id"]]: span_sets([p["spans"]])[0] for p in predictions}
         reference = dict(zip(titles, span_sets(gliner_entities)))
+        if ray is None:
+            by_title = dict(zip(titles, span_sets(ours_entities)))
+        else:
+            title_of = dict(zip(*(store.read("headlines", columns=["id", "title"])[c].to_pylist() for c in ("id", "title"))))
+            predictions = store.read("predictions", columns=["id", "spans"]).to_pylist()
+            by_title = {title_of[p["id"]]: span_sets([p["spans"]])[0] for p in predictions}
         same = sum(reference[t] == spans for t, spans in by_title.items()) / len(by_title)
 
     same_resources = ours[1]  # one actor: the same model, device and threads as (a) and (b)
     print(f"(c, 1 actor)/(a) = {same_resources / raw:.2f} (goal >= 0.9); (c, 1 actor)/(b) = {same_resources / theirs:.2f} (goal >= 2); "
-          f"2 actors / 1 actor = {ours[2] / ours[1]:.2f}; same spans (b) vs (c): {same:.4f}")
+          + (f"2 actors / 1 actor = {ours[2] / ours[1]:.2f}; " if 2 in ours else "") + f"same spans (b) vs (c): {same:.4f}")
     print(f"BENCH score_vs_raw {same_resources / raw:.3f}")
     print(f"BENCH score_vs_gliner {same_resources / theirs:.3f}")
     print(f"BENCH score_same_spans {same:.4f}")

@@ -55,7 +55,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, prefix: str = ""
         tp = _unwrap_optional(hints[field.name])
         flag = "--" + (prefix + field.name).replace("_", "-")
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
-        doc = field.metadata.get("help", "")
+        doc = field.metadata.get("help", "").replace("%", "%%")  # argparse expands %-formats in help
         kwargs: dict[str, Any] = {"dest": prefix + field.name, "default": default}
         if tp is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, help=doc, **kwargs)
