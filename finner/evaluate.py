@@ -73,16 +73,21 @@ def _exact(spans: Iterable[Span] | None) -> set[tuple[int, int]]:
     return {(int(s["start"]), int(s["end"])) for s in spans or ()}
 
 
-def exact_prf(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Span]]) -> PRF:
-    """Micro P/R/F1 with exact (start, end) matches; duplicate spans count once."""
+def _set_prf(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Span]], keys: Callable[[Iterable[Span] | None], set]) -> PRF:
+    """Micro P/R/F1 comparing, headline by headline, the sets of keys of gold and predicted spans."""
     _check_rows(gold, predicted)
     tp = fp = fn = 0
     for g, p in zip(gold, predicted):
-        gs, ps = _exact(g), _exact(p)
+        gs, ps = keys(g), keys(p)
         tp += len(gs & ps)
         fp += len(ps - gs)
         fn += len(gs - ps)
     return PRF(tp, fp, fn)
+
+
+def exact_prf(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Span]]) -> PRF:
+    """Micro P/R/F1 with exact (start, end) matches; duplicate spans count once."""
+    return _set_prf(gold, predicted, _exact)
 
 
 def _max_overlap_matching(gold: list[tuple[int, int]], predicted: list[tuple[int, int]]) -> int:
@@ -129,14 +134,7 @@ def _names(spans: Iterable[Span] | None) -> set[str]:
 
 def company_prf(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Span]]) -> PRF:
     """Micro P/R/F1 over the distinct company names of each headline (see `name_key`)."""
-    _check_rows(gold, predicted)
-    tp = fp = fn = 0
-    for g, p in zip(gold, predicted):
-        gs, ps = _names(g), _names(p)
-        tp += len(gs & ps)
-        fp += len(ps - gs)
-        fn += len(gs - ps)
-    return PRF(tp, fp, fn)
+    return _set_prf(gold, predicted, _names)
 
 
 EXACT, OVERLAP, COMPANY = "exact", "overlap", "company"
