@@ -126,6 +126,9 @@ class LocalRayCluster:
             "PYTHONUNBUFFERED": "1",
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": self.auth_token,
+            # Ray's own state-API calls from workers (Ray Train's placement-group cleaner) find
+            # this head, not "multiple active Ray instances" when other Rays run on the machine.
+            "RAY_API_SERVER_ADDRESS": self.address,
         }
 
     def _wait_ready(self) -> None:

@@ -61,6 +61,7 @@ def pipeline_args(store_root, feed, endpoint, listings, *flow: str) -> list[str]
 def submit_pipeline(cluster, args: list[str], env_vars: dict[str, str] | None = None):
     run = cluster.run("jobs.pipeline", *args, runtime_env=RUNTIME_ENV, env_vars=env_vars, timeout=PIPELINE_TIMEOUT_S)
     assert run.status == "SUCCEEDED", run.logs[-8000:]
+    assert "Traceback" not in run.logs, run.logs  # nothing failed quietly in an actor either
     return run
 
 
@@ -173,6 +174,8 @@ def test_stopped_pipeline_resubmitted_redoes_nothing_finished(ray_cluster, feed,
     assert ray_cluster.stop_job(job) == "STOPPED"
     assert stage_done(logs, "label") and stage_done(logs, "curate")
     assert "human review skipped" in logs
+    stopped = ray_cluster.logs(job)
+    assert not stage_done(stopped, "train") and "[score]" not in stopped  # stopped while training
 
     store = Store(str(store_root))
     ids = check_labelled_once(store, endpoint)
