@@ -149,10 +149,11 @@ def report(args: argparse.Namespace) -> None:
     for table in TABLES:
         if store.exists(table):
             print(f"  {table:<12} {store.dataset(table).count_rows():>9,} rows")
-    plots = store.artifact("plots", "x").rsplit("/", 1)[0]
-    if os.path.isdir(plots):
-        for name in sorted(os.listdir(plots)):
-            print(f"  plot         {plots}/{name}")
+    for folder in ("plots", "reports"):
+        directory = store.artifact(folder, "x").rsplit("/", 1)[0]
+        if os.path.isdir(directory):
+            for name in sorted(os.listdir(directory)):
+                print(f"  plot         {directory}/{name}")
 
 
 def selected(args: argparse.Namespace) -> list[str]:
