@@ -81,10 +81,21 @@ class TrainConfig:
             raise FinnerError("learning rates must be positive")
 
 
-def hf_arguments() -> dict[str, Any]:
-    """`TrainingArguments` both adapters share: no HF checkpoints or evaluation (validation and
-    checkpoints are ours, per epoch), no experiment trackers, data loading in the worker."""
+def hf_arguments(config: "TrainConfig", work_dir: str) -> dict[str, Any]:
+    """`TrainingArguments` both adapters share: the config's optimisation settings, no HF
+    checkpoints or evaluation (validation and checkpoints are ours, per epoch), no experiment
+    trackers, data loading in the worker, CUDA when present."""
+    import torch
+
     return {
+        "output_dir": work_dir,
+        "learning_rate": config.learning_rate,
+        "weight_decay": config.weight_decay,
+        "warmup_ratio": config.warmup_ratio,
+        "per_device_train_batch_size": config.batch_size,
+        "num_train_epochs": config.epochs,
+        "seed": config.seed,
+        "use_cpu": not torch.cuda.is_available(),
         "save_strategy": "no",
         "eval_strategy": "no",
         "report_to": "none",

@@ -172,25 +172,16 @@ class GlinerModel(NerModel):
 
     def trainer(self, train: "Sequence[Example]", config: "TrainConfig", work_dir: str) -> "transformers.Trainer":
         """gliner's Trainer on `train`, configured from `config` (focal loss, learning rates)."""
-        import torch
         from gliner.training import TrainingArguments
 
         from finner.train import hf_arguments
 
         args = TrainingArguments(
-            output_dir=work_dir,
-            learning_rate=config.learning_rate,
             others_lr=config.head_rate(self.fresh_head),
-            weight_decay=config.weight_decay,
             others_weight_decay=config.weight_decay,
             focal_loss_alpha=config.focal_loss_alpha,
             focal_loss_gamma=config.focal_loss_gamma,
-            warmup_ratio=config.warmup_ratio,
-            per_device_train_batch_size=config.batch_size,
-            num_train_epochs=config.epochs,
-            seed=config.seed,
-            use_cpu=not torch.cuda.is_available(),
-            **hf_arguments(),
+            **hf_arguments(config, work_dir),
         )
         examples = [gliner_example(title, spans, row) for row, title, spans in train]
         trainer_class = _strict_trainer_class()

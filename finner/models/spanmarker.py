@@ -143,7 +143,6 @@ class SpanMarkerModelAdapter(NerModel):
 
     def trainer(self, train: "Sequence[Example]", config: "TrainConfig", work_dir: str) -> "transformers.Trainer":
         """span_marker's Trainer on `train` (word tokens + tags), configured from `config`."""
-        import torch
         from datasets import Dataset
         from span_marker import Trainer
         from transformers import TrainingArguments
@@ -151,17 +150,7 @@ class SpanMarkerModelAdapter(NerModel):
         from finner.train import hf_arguments
 
         rows = [iob_tags(self.model.config, title, spans, row) for row, title, spans in train]
-        args = TrainingArguments(
-            output_dir=work_dir,
-            learning_rate=config.learning_rate,
-            weight_decay=config.weight_decay,
-            warmup_ratio=config.warmup_ratio,
-            per_device_train_batch_size=config.batch_size,
-            num_train_epochs=config.epochs,
-            seed=config.seed,
-            use_cpu=not torch.cuda.is_available(),
-            **hf_arguments(),
-        )
+        args = TrainingArguments(**hf_arguments(config, work_dir))
         return Trainer(model=self.model, args=args, train_dataset=Dataset.from_list(rows), optimizers=(self._optimizer(config), None))
 
     def _optimizer(self, config: "TrainConfig") -> Any:
