@@ -147,9 +147,11 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     train_rows, valid_rows = examples(train), examples(valid)
     if not train_rows or not valid_rows:
         raise FinnerError(f"{job.labels} labels: {len(train_rows)} train and {len(valid_rows)} valid rows; both splits need rows")
-    data_version = store.version("sample") if job.labels == "llm" else [store.version("sample"), store.version("gold")]
+    # The training rows themselves, not the tables' version names: curation rewrites `sample`
+    # (same rows, new version) on every pipeline run, and that must not retrain.
+    data = stable_hash([train_rows, valid_rows])
     run_fingerprint = stable_hash(
-        {"spec": spec.source(), "threshold": spec.threshold, "train": dataclasses.asdict(config), "labels": job.labels, "data": data_version, "rows": job.max_train_rows},
+        {"spec": spec.source(), "threshold": spec.threshold, "train": dataclasses.asdict(config), "labels": job.labels, "data": data, "rows": job.max_train_rows},
         length=12,
     )
     previous = store.get_json(summary_key(name))
