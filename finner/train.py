@@ -41,6 +41,10 @@ LabelSource = Literal["llm", "gold"]
 TRAIN_SPLIT, VALID_SPLIT = "train", "valid"
 SCORE_METRIC = "valid_f1"  # what the best checkpoint is chosen by
 FRESH_HEAD_LEARNING_RATE = 1e-3  # default head rate of a model built on a bare encoder
+# Default loss weight of company spans against the far more numerous non-entity candidate spans
+# for a SpanMarker head built on a bare encoder: with plain cross-entropy it first learns to
+# predict no company at all and stays there for hundreds of steps.
+FRESH_HEAD_COMPANY_WEIGHT = 10.0
 
 Example = tuple[str, str, list[Span]]  # (row id, title, company spans)
 Report = Callable[[dict[str, Any], "str | None"], None]  # (metrics, checkpoint dir or None)
@@ -62,6 +66,13 @@ class TrainConfig:
     )
     batch_size: int = field(default=4, metadata=help_text("training headlines per step and worker"))
     focal_loss_alpha: float = field(default=0.75, metadata=help_text("gliner focal loss alpha (weight of positive spans)"))
+    company_weight: float | None = field(
+        default=None,
+        metadata=help_text(
+            f"spanmarker: cross-entropy weight of company spans against non-entity spans; default: 1 for a "
+            f"pretrained checkpoint, {FRESH_HEAD_COMPANY_WEIGHT:g} for a fresh head built on --encoder/--offline"
+        ),
+    )
     focal_loss_gamma: float = field(default=2.0, metadata=help_text("gliner focal loss gamma (focus on hard spans)"))
     weight_decay: float = field(default=0.01, metadata=help_text("AdamW weight decay"))
     warmup_ratio: float = field(default=0.1, metadata=help_text("share of steps with a linear learning-rate warm-up"))
@@ -74,11 +85,19 @@ class TrainConfig:
             return self.head_learning_rate
         return FRESH_HEAD_LEARNING_RATE if fresh_head else self.learning_rate
 
+    def company_span_weight(self, fresh_head: bool) -> float:
+        """SpanMarker's loss weight of company spans: an untrained head needs them up-weighted."""
+        if self.company_weight is not None:
+            return self.company_weight
+        return FRESH_HEAD_COMPANY_WEIGHT if fresh_head else 1.0
+
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.valid_batch_size < 1:
             raise FinnerError("--epochs, --batch-size and --valid-batch-size must be at least 1")
         if self.learning_rate <= 0 or (self.head_learning_rate is not None and self.head_learning_rate <= 0):
             raise FinnerError("learning rates must be positive")
+        if self.company_weight is not None and self.company_weight <= 0:
+            raise FinnerError(f"--company-weight must be positive, got {self.company_weight}")
 
 
 def hf_arguments(config: "TrainConfig", work_dir: str) -> dict[str, Any]:

@@ -150,8 +150,21 @@ class SpanMarkerModelAdapter(NerModel):
         from finner.train import hf_arguments
 
         rows = [iob_tags(self.model.config, title, spans, row) for row, title, spans in train]
+        self.model.loss_func = self._loss(config.company_span_weight(self.fresh_head))
         args = TrainingArguments(**hf_arguments(config, work_dir))
         return Trainer(model=self.model, args=args, train_dataset=Dataset.from_list(rows), optimizers=(self._optimizer(config), None))
+
+    def _loss(self, company_weight: float) -> Any:
+        """Cross-entropy over candidate spans with entity labels weighted `company_weight` against
+        `O`. The weights are a non-persistent buffer: they follow the model to its device but
+        stay out of saved checkpoints, which load as plain SpanMarker models."""
+        import torch
+
+        loss = torch.nn.CrossEntropyLoss()
+        weights = torch.full((self.model.config.num_labels,), company_weight)
+        weights[self.model.config.outside_id] = 1.0
+        loss.register_buffer("weight", weights.to(self.model.device), persistent=False)
+        return loss
 
     def _optimizer(self, config: "TrainConfig") -> Any:
         """AdamW with the head on its own rate (None, the Trainer's own optimizer, when it is the encoder's)."""
