@@ -49,7 +49,7 @@ def _offline(args: argparse.Namespace) -> list[str]:
 # (tuned for an already-trained GLiNER) would leave them untouched. Rates measured by the training tests.
 DEMO_FIT_FLAGS = {
     "gliner": ["--learning-rate", "5e-5", "--head-learning-rate", "1e-3"],
-    "spanmarker": ["--learning-rate", "5e-4", "--head-learning-rate", "5e-3", "--batch-size", "2"],
+    "spanmarker": ["--learning-rate", "1e-4", "--head-learning-rate", "5e-3", "--batch-size", "2"],
 }
 DEMO_CURVE_SIZES = ["--sizes", "25", "50", "100"]
 

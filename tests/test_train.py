@@ -83,7 +83,7 @@ def test_train_job_help_and_missing_sample(tmp_path):
 # head learns only with company spans up-weighted in its loss (the fresh-head default).
 FAST = {
     "gliner": ["--epochs", "3", "--batch-size", "2", "--learning-rate", "5e-5", "--head-learning-rate", "1e-3", "--warmup-ratio", "0"],
-    "spanmarker": ["--epochs", "3", "--batch-size", "2", "--learning-rate", "5e-5", "--head-learning-rate", "5e-3", "--warmup-ratio", "0"],
+    "spanmarker": ["--epochs", "3", "--batch-size", "2", "--learning-rate", "1e-4", "--head-learning-rate", "5e-3", "--warmup-ratio", "0"],
 }
 
 
