@@ -74,7 +74,10 @@ class Store:
         else:
             import os
 
-            self._fs, self._base = pafs.LocalFileSystem(), os.path.abspath(self.root)
+            # Absolute before it is pickled: Ray workers run in other directories (a Ray Train
+            # worker's is its run's artifact folder), where a relative root means another store.
+            self.root = os.path.abspath(self.root)
+            self._fs, self._base = pafs.LocalFileSystem(), self.root
         self._base = self._base.rstrip("/")
 
     def __getstate__(self) -> dict[str, Any]:

@@ -3,7 +3,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pyarrow as pa
 import pytest
@@ -140,3 +139,14 @@ def test_store_pickles_for_ray_workers(store):
     store.write("headlines", headlines(2))
     clone = pickle.loads(pickle.dumps(store))
     assert clone.ids("headlines") == {"h0", "h1"}
+
+
+def test_a_relative_root_means_the_same_store_in_another_directory(tmp_path, monkeypatch):
+    """Ray workers unpickle the store in their own working directory."""
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    store = Store("rel-store")
+    store.put_json("k", {"v": 1})
+    monkeypatch.chdir("/")
+    assert pickle.loads(pickle.dumps(store)).get_json("k") == {"v": 1}
