@@ -46,6 +46,7 @@ FRESH_HEAD_LEARNING_RATE = 1e-3  # default head rate of a model built on a bare 
 # predict no company at all and stays there for hundreds of steps.
 FRESH_HEAD_COMPANY_WEIGHT = 10.0
 
+EPOCH_FILE = "finner_epoch.json"  # in every reported checkpoint: the metrics of the epoch it holds
 Example = tuple[str, str, list[Span]]  # (row id, title, company spans)
 Report = Callable[[dict[str, Any], "str | None"], None]  # (metrics, checkpoint dir or None)
 
@@ -91,6 +92,27 @@ class TrainConfig:
             return self.company_weight
         return FRESH_HEAD_COMPANY_WEIGHT if fresh_head else 1.0
 
+    def learning_rate_fraction(self, done_epochs: int) -> float:
+        """Where the Trainer's linear schedule (warm-up, then decay to 0) stands after `done_epochs`."""
+        done, warmup = done_epochs / self.epochs, self.warmup_ratio
+        decay = (1 - done) / (1 - warmup) if warmup < 1 else 0.0
+        return min(done / warmup, decay) if warmup > 0 else 1 - done
+
+    def remaining(self, done_epochs: int, fresh_head: bool) -> "TrainConfig":
+        """The rest of this run once `done_epochs` epochs are finished: the remaining epochs, on
+        the rest of the learning-rate schedule (decaying from where it stood; the optimizer's
+        moment estimates start afresh). Head rate and loss weight keep the original defaults."""
+        scale = self.learning_rate_fraction(done_epochs)
+        return dataclasses.replace(
+            self,
+            epochs=self.epochs - done_epochs,
+            learning_rate=self.learning_rate * scale,
+            head_learning_rate=self.head_rate(fresh_head) * scale,
+            company_weight=self.company_span_weight(fresh_head),
+            warmup_ratio=0.0,
+            seed=self.seed + done_epochs,  # a fresh data order, not a replay of epoch 1's
+        )
+
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.valid_batch_size < 1:
             raise FinnerError("--epochs, --batch-size and --valid-batch-size must be at least 1")
@@ -129,6 +151,7 @@ class FineTunable(Protocol):
     """What `fine_tune` needs of an adapter (GlinerModel and SpanMarkerModelAdapter have it)."""
 
     kind: str
+    fresh_head: bool
 
     def predict(self, titles: list[str]) -> list[list[Span]]: ...
 
@@ -212,9 +235,11 @@ def validate(model: FineTunable, valid: Sequence[Example], device: Any = None) -
     return PRF(*(int(c) for c in counts.tolist()))
 
 
-def epoch_validation(model: FineTunable, valid: Sequence[Example], report: Report) -> Any:
+def epoch_validation(model: FineTunable, valid: Sequence[Example], report: Report, done_epochs: int = 0) -> Any:
     """A TrainerCallback: validation F1 before training (epoch 0) and after every epoch, reported
-    with a checkpoint of the model (written by rank 0 only)."""
+    with a checkpoint of the model (written by rank 0 only). A run resumed after `done_epochs`
+    numbers its epochs on from there and does not re-score the checkpoint it resumed from."""
+    import json
     from transformers import TrainerCallback
 
     class EpochValidation(TrainerCallback):
@@ -236,27 +261,37 @@ def epoch_validation(model: FineTunable, valid: Sequence[Example], report: Repor
             if _world()[0] == 0:
                 with tempfile.TemporaryDirectory(prefix="finner-ckpt-") as checkpoint:
                     model.save(checkpoint)
+                    with open(os.path.join(checkpoint, EPOCH_FILE), "w") as f:
+                        json.dump(metrics, f)
                     report(metrics, checkpoint)
             else:
                 report(metrics, None)
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self._validate(args, state, 0)
+            if done_epochs == 0:
+                self._validate(args, state, 0)
 
         def on_epoch_end(self, args, state, control, **kwargs):
-            self._validate(args, state, round(state.epoch))
+            self._validate(args, state, done_epochs + round(state.epoch))
 
     return EpochValidation()
 
 
-def fine_tune(model: FineTunable, train: Sequence[Example], valid: Sequence[Example], config: TrainConfig, work_dir: str, report: Report) -> None:
-    """Train `model` in place for `config.epochs`, reporting validation metrics every epoch."""
+def fine_tune(
+    model: FineTunable, train: Sequence[Example], valid: Sequence[Example], config: TrainConfig, work_dir: str, report: Report, done_epochs: int = 0
+) -> None:
+    """Train `model` in place for `config.epochs`, reporting validation metrics every epoch; a
+    model resumed from the checkpoint of epoch `done_epochs` trains the remaining epochs only."""
     if not train:
         raise FinnerError("no training rows")
     if not valid:
         raise FinnerError("no validation rows: the best checkpoint is chosen by validation F1")
+    if done_epochs >= config.epochs:
+        return
+    if done_epochs:
+        config = config.remaining(done_epochs, model.fresh_head)
     trainer = model.trainer(train, config, work_dir)
-    trainer.add_callback(epoch_validation(model, valid, report))
+    trainer.add_callback(epoch_validation(model, valid, report, done_epochs))
     trainer.train()
 
 
@@ -299,10 +334,31 @@ def fit_locally(model: FineTunable, train: pa.Table, valid: pa.Table, output_dir
 # -- Ray Train: the function every worker runs --------------------------------------------------------
 
 
+def resume_checkpoint(spec: Any) -> tuple[Any, dict[str, Any]] | None:
+    """The model of the latest epoch a killed run of this Ray Train run name reported, with that
+    epoch's metrics (Ray Train v2 restores a run's checkpoints from its storage), or None."""
+    import json
+
+    import ray.train
+
+    from finner.models.registry import load_checkpoint
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as path:
+        with open(os.path.join(path, EPOCH_FILE)) as f:
+            metrics = json.load(f)
+        model = load_checkpoint(spec.kind, path, threshold=spec.threshold)
+    model.fresh_head = bool(spec.encoder_dir())  # the original run's head rate and loss weight
+    return model, metrics
+
+
 def train_worker(loop_config: dict[str, Any]) -> None:
-    """Ray Train's `train_loop_per_worker`: build the model, fine-tune it data-parallel, and report
-    each epoch's validation metrics with rank 0's checkpoint. Rank 0 also writes the per-epoch
-    curve to the store (`history_key`) as it grows, so a running job can be watched.
+    """Ray Train's `train_loop_per_worker`: build the model (or take up a killed run's latest
+    checkpoint), fine-tune it data-parallel, and report each epoch's validation metrics with rank
+    0's checkpoint. Rank 0 also writes the per-epoch curve to the store (`history_key`) as it
+    grows, so a running job can be watched.
 
     `loop_config`: `spec` and `train` (ModelSpec / TrainConfig fields), `train_rows`/`valid_rows`
     (Examples), `store` (root) and `history_key`.
@@ -316,15 +372,22 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     config = config_from_dict(TrainConfig, loop_config["train"])
     store = Store(loop_config["store"])
     torch.manual_seed(config.seed)  # every worker builds the same fresh head
-    model = build_model(spec)
+    resumed = resume_checkpoint(spec)
+    model, done_epochs = (resumed[0], resumed[1]["epoch"]) if resumed else (build_model(spec), 0)
     rank = ray.train.get_context().get_world_rank()
     history: list[dict[str, Any]] = []
+    if done_epochs:  # the killed run's curve up to the epoch resumed from (epoch 0 is re-scored)
+        previous = store.get_json(loop_config["history_key"]) or {"epochs": []}
+        history = [e for e in previous["epochs"] if e["epoch"] < done_epochs] + [resumed[1]]
 
     def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
         if rank == 0:
             history.append(metrics)
-            store.put_json(loop_config["history_key"], {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "epochs": history})
+            store.put_json(
+                loop_config["history_key"],
+                {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "epochs": history, "resumed_after_epoch": done_epochs or None},
+            )
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint) if checkpoint else None)
 
     with tempfile.TemporaryDirectory(prefix="finner-train-") as work_dir:
-        fine_tune(model, loop_config["train_rows"], loop_config["valid_rows"], config, work_dir, report)
+        fine_tune(model, loop_config["train_rows"], loop_config["valid_rows"], config, work_dir, report, done_epochs)

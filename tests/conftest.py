@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,15 @@ def run_module(module: str, *args: str, env: dict | None = None, timeout: float 
         text=True,
         timeout=timeout,
     )
+
+
+def wait_gone(pgid: int, timeout: float = 60) -> None:
+    """Until no process of the killed job's group is left (no late writer can race the re-run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"processes of group {pgid} still alive {timeout}s after SIGKILL")

@@ -16,7 +16,7 @@ import pytest
 from finner.score import ScoreConfig, model_version, untrained_checkpoint
 from finner.store import Store
 from finner.testing.feeds import write_scaled_feed
-from tests.conftest import REPO, run_module
+from tests.conftest import REPO, run_module, wait_gone
 
 ROWS, BATCH = 96, 16
 
@@ -32,18 +32,6 @@ def score_args(store: Store, checkpoint: str) -> list[str]:
 
 def parts(store: Store) -> int:
     return len(store.files("predictions"))
-
-
-def wait_gone(pgid: int, timeout: float = 60) -> None:
-    """Until no process of the killed job's group is left (no late writer can race the re-run)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"processes of group {pgid} still alive {timeout}s after SIGKILL")
 
 
 @pytest.mark.slow

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pyarrow as pa
 import pytest
@@ -12,8 +17,9 @@ import pytest
 from finner import schemas
 from finner.errors import FinnerError
 from finner.evaluate import exact_prf
-from finner.train import KeepBest, examples, gold_labelled, llm_labelled
-from tests.conftest import run_module
+from finner.pipeline.train import RAY_RUNS_DIR
+from finner.train import FRESH_HEAD_COMPANY_WEIGHT, FRESH_HEAD_LEARNING_RATE, KeepBest, examples, gold_labelled, llm_labelled
+from tests.conftest import REPO, run_module, wait_gone
 from tests.train_data import write_sample
 
 
@@ -131,10 +137,56 @@ def test_fine_tune_on_ray_with_two_workers_keeps_the_best_epoch(kind, ray_sessio
 
 
 def test_company_weight_defaults_to_up_weighting_only_fresh_heads():
-    from finner.train import FRESH_HEAD_COMPANY_WEIGHT, TrainConfig
+    from finner.train import TrainConfig
 
     assert TrainConfig().company_span_weight(fresh_head=True) == FRESH_HEAD_COMPANY_WEIGHT > 1
     assert TrainConfig().company_span_weight(fresh_head=False) == 1.0
     assert TrainConfig(company_weight=3.0).company_span_weight(fresh_head=True) == 3.0
     with pytest.raises(FinnerError, match="--company-weight must be positive"):
         TrainConfig(company_weight=0.0)
+
+
+def test_a_resumed_run_continues_the_learning_rate_schedule():
+    from finner.train import TrainConfig
+
+    warm = TrainConfig(epochs=20, warmup_ratio=0.1)
+    assert [round(warm.learning_rate_fraction(done), 4) for done in (1, 2, 11, 19)] == [0.5, 1.0, 0.5, round(1 / 18, 4)]
+    assert TrainConfig(epochs=20, warmup_ratio=0.0).learning_rate_fraction(5) == 0.75
+    rest = TrainConfig(epochs=4, learning_rate=1e-4, warmup_ratio=0.0).remaining(1, fresh_head=True)
+    assert (rest.epochs, rest.warmup_ratio) == (3, 0.0)
+    assert rest.learning_rate == pytest.approx(0.75e-4)
+    assert rest.head_learning_rate == pytest.approx(0.75 * FRESH_HEAD_LEARNING_RATE)  # the fresh-head default, kept
+    assert rest.company_weight == FRESH_HEAD_COMPANY_WEIGHT
+
+
+@pytest.mark.slow
+def test_a_killed_training_run_resumes_after_its_last_finished_epoch(store, real_headlines_path, company_listings_path):
+    """SIGKILL the training job (driver, local Ray and workers) once it has finished an epoch: the
+    re-run takes up the latest checkpoint Ray recorded instead of starting over."""
+    write_sample(store, real_headlines_path, company_listings_path, train=80, valid=24)
+    argv = ["--store", store.root, "--kind", "gliner", "--offline", *FAST["gliner"]]
+    job = subprocess.Popen([sys.executable, "-m", "jobs.train", *argv], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while job.poll() is None and time.monotonic() < deadline:
+        history = store.get_json("train-gliner-llm-epochs")
+        if history and history["epochs"][-1]["epoch"] >= 1:
+            break
+        time.sleep(0.5)
+    assert job.poll() is None, "the job ended before it could be killed"
+    time.sleep(3)  # let Ray record the epoch's checkpoint (a kill before that resumes one epoch earlier)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    wait_gone(job.pid)
+    before = store.get_json("train-gliner-llm-epochs")["epochs"]
+    assert not store.get_json("train-gliner-llm"), "the killed run must not have finished"
+
+    rerun = run_module("jobs.train", *argv)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    history = store.get_json("train-gliner-llm-epochs")
+    done = history["resumed_after_epoch"]
+    assert done is not None and 1 <= done <= before[-1]["epoch"], (done, before)
+    assert f"(resumed after epoch {done} of a killed run)" in rerun.stdout
+    assert [e["epoch"] for e in history["epochs"]] == [0, 1, 2, 3]
+    assert history["epochs"][: done + 1] == before[: done + 1]  # the finished epochs are kept, not re-run
+    assert store.get_json("train-gliner-llm")["best"]["valid_f1"] == max(e["valid_f1"] for e in history["epochs"])
+    assert os.listdir(store.artifact(RAY_RUNS_DIR, "runs")) == []  # the killed run's Ray copy is gone too

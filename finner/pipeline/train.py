@@ -11,13 +11,16 @@ Ray keeps the checkpoint with the best `valid_f1` (`CheckpointConfig(num_to_keep
 copied to the store as `models/<name>`, and the run is summarised under `_meta/train-<name>.json`.
 
 A re-run with the same model, data version and hyper-parameters finds its summary and does
-nothing (`--force` retrains); a failed run leaves the previous model in place.
+nothing (`--force` retrains); a failed run leaves the previous model in place. A killed run is
+taken up where it stopped: the Ray Train run is named by the model and a fingerprint of its data
+and settings, so the re-run finds the run's checkpoints in the store (Train v2 restores them) and
+the workers resume from the latest finished epoch (`finner.train.resume_checkpoint`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,6 +47,7 @@ from finner.train import (
 
 MODELS_DIR = "models"  # store.artifact(MODELS_DIR, name): fine-tuned checkpoints
 RAY_RUNS_DIR = "ray_train"  # Ray Train's storage_path under the store, emptied after each run
+RUN_FINGERPRINT = "[0-9a-f]{12}"  # the run name's suffix: stable_hash(data and settings, length=12)
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,14 @@ class TrainSummary:
     best: dict[str, Any]
     epochs: list[dict[str, Any]]
     fingerprint: str
+    resumed_after_epoch: int | None = None
     reused: bool = False
 
     def line(self) -> str:
         start = self.epochs[0][SCORE_METRIC] if self.epochs else float("nan")
         verb = "already trained" if self.reused else f"trained on {self.train_rows} rows"
+        if self.resumed_after_epoch is not None and not self.reused:
+            verb += f" (resumed after epoch {self.resumed_after_epoch} of a killed run)"
         return (
             f"{self.name}: {verb}; validation F1 {start:.3f} before training, best {self.best[SCORE_METRIC]:.3f} "
             f"at epoch {self.best['epoch']} ({self.valid_rows} validation rows) -> {self.path}"
@@ -113,6 +120,14 @@ def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
 def _exists(uri: str) -> bool:
     fs, path = _fs(uri)
     return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def _delete_runs(runs_dir: str, name: str) -> None:
+    """Remove every Ray Train run directory of model `name`."""
+    fs, path = _fs(runs_dir)
+    for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+        if info.type == pafs.FileType.Directory and re.fullmatch(rf"{re.escape(name)}-{RUN_FINGERPRINT}", info.base_name):
+            fs.delete_dir(info.path)
 
 
 def _publish(checkpoint: Any, destination: str) -> None:
@@ -161,6 +176,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
 
     init_ray()
     use_gpu = _use_gpu(job)
+    runs_dir = store.artifact(RAY_RUNS_DIR, "runs")
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
@@ -173,8 +189,8 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
         },
         scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu),
         run_config=RunConfig(
-            name=f"{name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}",
-            storage_path=store.artifact(RAY_RUNS_DIR, "runs"),
+            name=f"{name}-{run_fingerprint}",  # the same run again after a kill: Ray restores its checkpoints
+            storage_path=runs_dir,
             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=SCORE_METRIC, checkpoint_score_order="max"),
         ),
     )
@@ -187,10 +203,9 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     checkpoint, best = result.best_checkpoints[0]
     destination = model_path(store, name)
     _publish(checkpoint, destination)
-    fs, run_dir = _fs(result.path)
-    fs.delete_dir(run_dir)  # Ray's copy of the checkpoint; the store's models/<name> is the one kept
-    epochs = store.get_json(history_key(name))["epochs"]
-    summary = TrainSummary(name, destination, len(train_rows), len(valid_rows), _plain(best), epochs, run_fingerprint)
+    _delete_runs(runs_dir, name)  # Ray's copies (and killed runs of other settings); models/<name> is kept
+    history = store.get_json(history_key(name))
+    summary = TrainSummary(name, destination, len(train_rows), len(valid_rows), _plain(best), history["epochs"], run_fingerprint, history.get("resumed_after_epoch"))
     record = dataclasses.asdict(summary) | {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "gpu": use_gpu, "workers": job.num_workers}
     record.pop("reused")
     store.put_json(summary_key(name), record)
