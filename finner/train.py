@@ -9,7 +9,8 @@ process it is `KeepBest` (`fit_locally`, what `NerModel.fit` runs).
 
 With several workers the Trainer runs data-parallel on the process group Ray Train set up; each
 worker scores its share of the validation rows and the counts are summed across workers, so
-every worker reports the same F1.
+every worker reports the same F1. Every checkpoint carries its epoch's metrics (`EPOCH_FILE`), so
+a killed run restored by Ray Train resumes after the latest one (`resume_checkpoint`).
 """
 
 from __future__ import annotations
