@@ -1,14 +1,15 @@
 """A free, label-free health signal on the whole scored feed: does the model find the row's company?
 
 Every FNSPID row carries the ticker it was filed under (`symbol`). Through a symbol -> company name
-list (`symbol,name` CSV; `/work/shared/data/company_listings.csv` style, or the user's own via
+list (`symbol,name` CSV; `../shared/data/company_listings.csv` style, or the user's own via
 `--listings`), a row *agrees* when one of its predicted companies is that company: the ticker itself
 (`AAPL`), or a name that fuzzy-matches the listed name after dropping legal and share-class words
 (`Apple` ~ `Apple Inc. Common Stock`, rapidfuzz `token_set_ratio` >= `min_similarity`).
 
 Not every headline names its ticker's company (market wraps, sector pieces), so the rate is not a
 recall; what matters is its level across model versions and where it is worst: the per-symbol table
-and the rows the model was most confident about while naming someone else.
+and the rows the model was most confident about while naming someone else (a headline repeated
+on other days is listed once, with its count).
 """
 
 from __future__ import annotations
@@ -127,8 +128,12 @@ class TickerCheck:
             lines += [f"    {s['symbol']:>8} {s['rows']:>6} {s['rate']:>6.1%}  {s['name']}" for s in self.worst_symbols]
         if self.worst_rows:
             lines.append("  most confident disagreements (score, symbol, predicted companies | title):")
-            lines += [f"    {r['score']:.3f} {r['symbol']:>6} {r['companies']} | {r['title']}" for r in self.worst_rows]
+            lines += [f"    {r['score']:.3f} {r['symbol']:>6} {r['companies']} | {r['title']}{_times(r['rows'])}" for r in self.worst_rows]
         return "\n".join(lines)
+
+
+def _times(rows: int) -> str:
+    return f"  (x{rows})" if rows > 1 else ""
 
 
 def check_table(scored: pa.Table, listings: dict[str, str], config: TickerCheckConfig, model_version: str = "") -> TickerCheck:
@@ -136,7 +141,8 @@ def check_table(scored: pa.Table, listings: dict[str, str], config: TickerCheckC
     per_symbol: Counter = Counter()
     per_symbol_ok: Counter = Counter()
     checked = agreeing = empty = 0
-    disagreements = []
+    # One entry per (symbol, title, companies): feeds repeat a headline on other days (other ids).
+    disagreements: dict[tuple, dict[str, Any]] = {}
     columns = [scored[c].to_pylist() for c in ("id", "title", "symbol", "companies", "spans")]
     for row_id, title, symbol, companies, spans in zip(*columns):
         symbol = (symbol or "").strip().upper()
@@ -153,7 +159,10 @@ def check_table(scored: pa.Table, listings: dict[str, str], config: TickerCheckC
             continue
         if companies:
             score = max(float(s["score"] or 0.0) for s in spans)
-            disagreements.append({"score": round(score, 4), "id": row_id, "symbol": symbol, "companies": companies, "title": title})
+            seen = disagreements.setdefault((symbol, title, tuple(companies)), {"score": 0.0, "id": row_id, "symbol": symbol, "companies": companies, "title": title, "rows": 0})
+            seen["rows"] += 1
+            seen["score"] = max(seen["score"], round(score, 4))
+            seen["id"] = min(seen["id"], row_id)
     eligible = [s for s in per_symbol if per_symbol[s] >= config.min_symbol_rows]
     worst = sorted(eligible, key=lambda s: (per_symbol_ok[s] / per_symbol[s], -per_symbol[s], s))[: config.worst]
     return TickerCheck(
@@ -165,7 +174,7 @@ def check_table(scored: pa.Table, listings: dict[str, str], config: TickerCheckC
         worst_symbols=[
             {"symbol": s, "name": listings[s], "rows": per_symbol[s], "rate": round(per_symbol_ok[s] / per_symbol[s], 4)} for s in worst
         ],
-        worst_rows=sorted(disagreements, key=lambda r: (-r["score"], r["id"]))[: config.worst],
+        worst_rows=sorted(disagreements.values(), key=lambda r: (-r["score"], r["id"]))[: config.worst],
     )
 
 

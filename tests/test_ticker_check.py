@@ -9,7 +9,7 @@ import pytest
 from finner import schemas
 from finner.errors import FinnerError
 from finner.score import prediction_rows
-from finner.ticker_check import TickerCheckConfig, agrees, core_name, load_listings, ticker_check
+from finner.ticker_check import TickerCheckConfig, agrees, check_table, core_name, load_listings, ticker_check
 
 
 def span(title: str, text: str, score: float = 0.9) -> dict:
@@ -74,3 +74,21 @@ def test_user_listings_are_checked(tmp_path):
 def test_no_listings_file_means_the_embedded_feed_companies():
     listings = load_listings("")
     assert listings["AAPL"] == "Apple Inc." and listings["BRK.B"] == "Berkshire Hathaway Inc."
+
+
+def test_a_repeated_disagreement_is_listed_once_with_its_count():
+    title = "'Mickey Mouse' Shines Again: Is It Time To Buy?"
+    mickey = {"start": 1, "end": 13, "text": "Mickey Mouse", "label": "company", "normalized": None, "score": 0.8}
+    scored = pa.table(
+        {
+            "id": ["d3", "d1", "d2", "o1"],
+            "title": [title, title, title, "Disney Rallies"],
+            "symbol": ["DIS", "DIS", "DIS", "DIS"],
+            "companies": [["Mickey Mouse"]] * 3 + [["Disney"]],
+            "spans": [[mickey], [{**mickey, "score": 0.9}], [mickey], [{**mickey, "start": 0, "end": 6, "text": "Disney"}]],
+        }
+    )
+    result = check_table(scored, {"DIS": "The Walt Disney Company"}, TickerCheckConfig(min_symbol_rows=1))
+    assert (result.checked, result.agreeing) == (4, 1)
+    assert result.worst_rows == [{"score": 0.9, "id": "d1", "symbol": "DIS", "companies": ["Mickey Mouse"], "title": title, "rows": 3}]
+    assert [line for line in result.text().splitlines() if "Mickey" in line] == [f"    0.900    DIS ['Mickey Mouse'] | {title}  (x3)"]
