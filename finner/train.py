@@ -37,6 +37,9 @@ from finner.store import Store
 if TYPE_CHECKING:
     import transformers
 
+    from finner.models.base import NerModel
+    from finner.models.registry import ModelSpec
+
 LLM_LABELS, GOLD_LABELS = "llm", "gold"  # where training labels come from
 LabelSource = Literal["llm", "gold"]
 TRAIN_SPLIT, VALID_SPLIT = "train", "valid"
@@ -335,7 +338,7 @@ def fit_locally(model: FineTunable, train: pa.Table, valid: pa.Table, output_dir
 # -- Ray Train: the function every worker runs --------------------------------------------------------
 
 
-def resume_checkpoint(spec: Any) -> tuple[Any, dict[str, Any]] | None:
+def resume_checkpoint(spec: "ModelSpec") -> "tuple[NerModel, dict[str, Any]] | None":
     """The model of the latest epoch a killed run of this Ray Train run name reported, with that
     epoch's metrics (Ray Train v2 restores a run's checkpoints from its storage), or None."""
     import json
