@@ -20,6 +20,10 @@ autocast for (a) and (c); (b) runs gliner's default fp32). Ends with `BENCH` lin
 score_vs_raw = (c, 1 actor) / (a) and score_vs_gliner = (c, 1 actor) / (b), each on the same
 resources (one model, `--threads` threads; 2 actors show how the job scales on the machine),
 score_same_spans = fraction of headlines where (b) and (c) give the same spans.
+
+On a GPU machine without Ray, (c) is the actor's body timed in-process, and
+score_shared_gpu_<N>_vs_raw is N such bodies in N processes sharing the GPU (what N actors with
+`--gpus-per-actor 1/N` run): one actor leaves the GPU idle while it prepares and decodes.
 """
 
 from __future__ import annotations
@@ -74,6 +78,38 @@ def predict_raw(scorer, titles: list[str], batch_rows: int) -> tuple[float, list
     return len(titles) / (time.perf_counter() - started), entities
 
 
+def _shared_gpu_worker(config, titles: list[str], batch_rows: int, barrier, results) -> None:
+    """One process standing in for one actor on a shared GPU: load, warm up, wait for the others, time."""
+    from finner.score import Scorer
+
+    scorer = Scorer(config)
+    scorer.predict_raw(titles[:batch_rows])
+    barrier.wait()
+    started = time.perf_counter()
+    for start in range(0, len(titles), batch_rows):
+        scorer.predict_raw(titles[start : start + batch_rows])
+    results.put((started, time.perf_counter(), len(titles)))
+
+
+def shared_gpu(config, titles: list[str], batch_rows: int, processes: int) -> float:
+    """(c) without Ray, `processes` actors sharing one GPU (`--gpus-per-actor 1/processes`):
+    each in its own process, as Ray actors are, on its share of the headlines; headlines/s of all
+    of them together, from the first start to the last finish (clocks of one machine)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    workers = [
+        context.Process(target=_shared_gpu_worker, args=(config, titles[i::processes], batch_rows, barrier, results)) for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    finished = [results.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join()
+    return sum(rows for _, _, rows in finished) / (max(end for _, end, _ in finished) - min(start for start, _, _ in finished))
+
+
 def ray_job(feed: Path, workdir: Path, config, actors: int, batch_rows: int, gpus: int):
     """(c): the scoring job on a fresh store holding `feed`; returns its summary and the store."""
     from finner.pipeline.score import ScoreRunConfig, run_scoring
@@ -103,6 +139,10 @@ def main() -> None:
     )
     parser.add_argument("--headlines", type=Path, default=REAL, help="parquet of real headlines to score (default: ../shared/data)")
     parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto", help="CUDA autocast of (a) and (c)")
+    parser.add_argument(
+        "--shared-gpu", type=int, nargs="*", default=[4, 8],
+        help="on a GPU without Ray: also time this many actor processes sharing the GPU (--gpus-per-actor 1/N)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -122,6 +162,7 @@ def main() -> None:
     device = f"{gpus}x {torch.cuda.get_device_name(0)}" if gpus else f"CPU, {os.cpu_count()} cores"
     rows = args.rows or (384 if args.quick else 4096) * (8 if gpus else 1)
     batch_rows = max(32, rows // 8)  # >= 4 Ray batches per actor with 2 actors
+    shared: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         feed = write_scaled_feed(args.headlines, rows, workdir / "feed.parquet")
@@ -144,6 +185,10 @@ def main() -> None:
             hps, ours_entities = predict_raw(scorer, titles, batch_rows)
             ours = {1: hps}
             print(f"(c) our scoring actor's body, in-process: {hps:8.1f} headlines/s")
+            if gpus:  # one actor leaves the GPU idle while it prepares and decodes: share it
+                for processes in args.shared_gpu:
+                    shared[processes] = shared_gpu(config, titles, batch_rows, processes)
+                    print(f"(c) {processes} actor processes sharing the GPU:  {shared[processes]:8.1f} headlines/s together")
         else:
             cli.init_ray()
             ours = {}
@@ -172,6 +217,8 @@ def main() -> None:
     print(f"BENCH score_vs_raw {same_resources / raw:.3f}")
     print(f"BENCH score_vs_gliner {same_resources / theirs:.3f}")
     print(f"BENCH score_same_spans {same:.4f}")
+    for processes, hps in shared.items():
+        print(f"BENCH score_shared_gpu_{processes}_vs_raw {hps / raw:.3f}")
 
 
 if __name__ == "__main__":
