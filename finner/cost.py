@@ -1,8 +1,8 @@
 """What scoring a feed costs: the measured GLiNER throughput priced per instance-hour, beside the
 LLM labeling cost the labeling stage measured (`label_cost` in the store).
 
-$ per million headlines = $/hour / (headlines/s per actor x 3600) x 1e6, one actor per instance
-(a GPU instance runs one GPU actor; a CPU instance one CPU actor). Throughput is only known for the
+$ per million headlines = $/hour / (headlines/s per instance x 3600) x 1e6: a CPU instance runs one
+CPU actor, a GPU instance 1 / `gpus_per_actor` GPU actors sharing its GPU. Throughput is only known for the
 device it was measured on (`score_throughput`, written by the scoring job); the other device's
 price is shown without a figure rather than with a guess. The case study's prices are the defaults:
 $0.50/h for a small GPU instance, $0.10/h for a CPU one.
@@ -69,7 +69,11 @@ def cost_rows(throughput: dict[str, Any] | None, label_cost: dict[str, Any] | No
         name = f"GLiNER, 1 {'GPU' if device == 'cuda' else 'CPU'} actor"
         if measured == device and hps > 0:
             runtime = throughput.get("runtime", "torch")
-            rows.append(CostRow(f"{name} ({runtime})", hps, price, usd_per_million(price, hps), "measured"))
+            share = (throughput.get("gpus_per_actor") or 1.0) if device == "cuda" else 1.0
+            if share < 1.0:
+                name = f"GLiNER, 1 GPU shared by {round(1 / share)} actors"
+            per_instance = hps / share
+            rows.append(CostRow(f"{name} ({runtime})", per_instance, price, usd_per_million(price, per_instance), "measured"))
         else:
             rows.append(CostRow(name, None, price, None, "not measured on this device"))
     if throughput is None:

@@ -36,3 +36,11 @@ def test_report_says_what_is_missing(store):
     assert "GLiNER, 1 CPU actor (torch)" in text and "LLM labeling (llama-70b)" in text
     with open(report.plot, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gpu_actors_sharing_a_gpu_are_priced_per_gpu():
+    shared = {"device": "cuda", "per_actor_headlines_per_s": 1000.0, "runtime": "torch", "rows": 10_000, "gpus_per_actor": 0.25}
+    gpu, cpu = cost_rows(shared, None, CostConfig(gpu_usd_per_hour=0.5))[0]
+    assert gpu.setting == "GLiNER, 1 GPU shared by 4 actors (torch)" and gpu.headlines_per_s == 4000.0
+    assert gpu.usd_per_million == pytest.approx(0.5 / (4000 * 3600) * 1e6)
+    assert cpu.usd_per_million is None

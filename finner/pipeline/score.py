@@ -213,7 +213,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         bar.update(int(pc.sum(batch["rows"]).as_py()))
     summary.elapsed_s = time.perf_counter() - started
     bar.close()
-    store.put_json(THROUGHPUT_KEY, summary.to_json())
+    store.put_json(THROUGHPUT_KEY, summary.to_json() | {"gpus_per_actor": run.gpus_per_actor if summary.device == "cuda" else None})
     return summary
 
 
