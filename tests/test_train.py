@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -159,6 +160,19 @@ def test_a_resumed_run_continues_the_learning_rate_schedule():
     assert rest.company_weight == FRESH_HEAD_COMPANY_WEIGHT
 
 
+def recorded_epoch(store) -> int:
+    """The latest epoch whose checkpoint Ray Train has recorded in the run's snapshot (what a
+    re-run restores), -1 before the first; Ray writes the snapshot after registering a report."""
+    for path in Path(store.artifact(RAY_RUNS_DIR, "runs")).glob("gliner-llm-*/checkpoint_manager_snapshot.json"):
+        try:
+            latest = json.loads(path.read_text()).get("latest_checkpoint_result")
+        except (OSError, json.JSONDecodeError):  # being replaced
+            continue
+        if latest:
+            return int(latest["metrics"]["epoch"])
+    return -1
+
+
 @pytest.mark.slow
 def test_a_killed_training_run_resumes_after_its_last_finished_epoch(store, real_headlines_path, company_listings_path):
     """SIGKILL the training job (driver, local Ray and workers) once it has finished an epoch: the
@@ -167,13 +181,10 @@ def test_a_killed_training_run_resumes_after_its_last_finished_epoch(store, real
     argv = ["--store", store.root, "--kind", "gliner", "--offline", *FAST["gliner"]]
     job = subprocess.Popen([sys.executable, "-m", "jobs.train", *argv], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600
-    while job.poll() is None and time.monotonic() < deadline:
-        history = store.get_json("train-gliner-llm-epochs")
-        if history and history["epochs"][-1]["epoch"] >= 1:
-            break
+    while recorded_epoch(store) < 1 and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
     assert job.poll() is None, "the job ended before it could be killed"
-    time.sleep(3)  # let Ray record the epoch's checkpoint (a kill before that resumes one epoch earlier)
+    assert recorded_epoch(store) >= 1, "Ray recorded no epoch-1 checkpoint in time"
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
     wait_gone(job.pid)
