@@ -53,7 +53,9 @@ def test_gpu_worker_added_for_scoring_actors_and_removed_when_idle(real_headline
         added = poll(lambda: gpu_nodes(cluster, "ALIVE"), 180, "the autoscaler to add a GPU node")
         assert len(added) == 1
         gpu_node = added[0]["node_id"]
-        assert re.search(r"Active:\s*\n(\s+\d+ \S+\n)*\s+1 gpu_worker\n", cluster.ray_status())
+        # `ray status` (the autoscaler's own report, refreshed every few seconds) follows the node's start.
+        active = re.compile(r"Active:\s*\n(\s+\d+ \S+\n)*\s+1 gpu_worker\n")
+        poll(lambda: active.search(cluster.ray_status()), 60, "`ray status` to list the GPU node as active")
 
         run = cluster.wait(job, timeout=300)
         assert run.status == "SUCCEEDED", run.logs
