@@ -69,5 +69,5 @@ def test_gpu_worker_added_for_scoring_actors_and_removed_when_idle(real_headline
         # Idle for idle_timeout_minutes (6 s): the autoscaler terminates the node.
         poll(lambda: not gpu_nodes(cluster, "ALIVE"), 120, "the autoscaler to remove the idle GPU node")
         assert gpu_node in [n["node_id"] for n in gpu_nodes(cluster, "DEAD")]
-        assert "gpu_worker" not in cluster.ray_status().split("Pending:")[0]
+        poll(lambda: "gpu_worker" not in cluster.ray_status().split("Pending:")[0], 60, "`ray status` to drop the GPU node")
 
