@@ -86,8 +86,7 @@ def _shared_gpu_worker(config, titles: list[str], batch_rows: int, barrier, resu
     scorer.predict_raw(titles[:batch_rows])
     barrier.wait()
     started = time.perf_counter()
-    for start in range(0, len(titles), batch_rows):
-        scorer.predict_raw(titles[start : start + batch_rows])
+    predict_raw(scorer, titles, batch_rows)
     results.put((started, time.perf_counter(), len(titles)))
 
 
