@@ -71,6 +71,7 @@ class TrainConfig:
     )
     batch_size: int = field(default=4, metadata=help_text("training headlines per step and worker"))
     focal_loss_alpha: float = field(default=0.75, metadata=help_text("gliner focal loss alpha (weight of positive spans)"))
+    focal_loss_gamma: float = field(default=2.0, metadata=help_text("gliner focal loss gamma (focus on hard spans)"))
     company_weight: float | None = field(
         default=None,
         metadata=help_text(
@@ -78,7 +79,6 @@ class TrainConfig:
             f"pretrained checkpoint, {FRESH_HEAD_COMPANY_WEIGHT:g} for a fresh head built on --encoder/--offline"
         ),
     )
-    focal_loss_gamma: float = field(default=2.0, metadata=help_text("gliner focal loss gamma (focus on hard spans)"))
     weight_decay: float = field(default=0.01, metadata=help_text("AdamW weight decay"))
     warmup_ratio: float = field(default=0.1, metadata=help_text("share of steps with a linear learning-rate warm-up"))
     seed: int = field(default=0, metadata=help_text("seed of head initialisation and data order"))
