@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,13 +53,16 @@ def run_module(module: str, *args: str, env: dict | None = None, timeout: float 
     )
 
 
-def wait_gone(pgid: int, timeout: float = 60) -> None:
-    """Until no process of the killed job's group is left (no late writer can race the re-run)."""
+def kill_group(job: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGKILL a job started with `start_new_session=True` and every process of its group (the
+    Ray processes it started), and wait until none is left (no late writer can race a re-run)."""
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.killpg(pgid, 0)
+            os.killpg(job.pid, 0)
         except ProcessLookupError:
             return
         time.sleep(0.5)
-    raise AssertionError(f"processes of group {pgid} still alive {timeout}s after SIGKILL")
+    raise AssertionError(f"processes of group {job.pid} still alive {timeout}s after SIGKILL")

@@ -6,8 +6,6 @@ resumed. Short timeouts and backoffs keep it quick.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,9 +23,9 @@ from finner.source import SourceConfig, ingest
 from finner.store import Store
 from finner.testing.chat_server import ServerConfig, reset_stats, serve_chat, stats
 from finner.testing.gazetteer import Gazetteer
+from tests.conftest import REPO, kill_group
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 FAST_CLIENT = dict(timeout_s=0.5, backoff_base_s=0.02, backoff_max_s=0.1, max_in_flight=32)
 
 
@@ -119,8 +117,7 @@ def test_killed_run_resumes_to_the_same_table_without_resending_ok_rows(tmp_path
                 time.sleep(0.2)
             assert proc.poll() is None, "the job finished before it could be killed"
         finally:
-            os.killpg(proc.pid, signal.SIGKILL)  # the job and the Ray processes it started
-            proc.wait()
+            kill_group(proc)  # the job and the Ray processes it started
         settled = _settled_request_count(url)
         before = store.read("llm_labels")
         ok_before = set(pc.filter(before["id"], pc.equal(before["status"], schemas.LABEL_OK)).to_pylist())

@@ -3,8 +3,6 @@ re-run: every headline ends up scored exactly once."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ import pytest
 from finner.score import ScoreConfig, model_version, untrained_checkpoint
 from finner.store import Store
 from finner.testing.feeds import write_scaled_feed
-from tests.conftest import REPO, run_module, wait_gone
+from tests.conftest import REPO, run_module, kill_group
 
 ROWS, BATCH = 96, 16
 
@@ -49,9 +47,7 @@ def test_killed_job_resumes_without_rescoring(store, checkpoint, real_headlines_
     while parts(store) < 2 and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert job.poll() is None, "the job finished before it could be killed: raise ROWS"
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
-    wait_gone(job.pid)
+    kill_group(job)
     scored_before = store.ids("predictions")
     assert 0 < len(scored_before) < len(ids), "the kill should land midway"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from finner.errors import FinnerError
 from finner.evaluate import exact_prf
 from finner.pipeline.train import RAY_RUNS_DIR
 from finner.train import FRESH_HEAD_COMPANY_WEIGHT, FRESH_HEAD_LEARNING_RATE, KeepBest, examples, gold_labelled, llm_labelled
-from tests.conftest import REPO, run_module, wait_gone
+from tests.conftest import REPO, run_module, kill_group
 from tests.train_data import write_sample
 
 
@@ -185,9 +184,7 @@ def test_a_killed_training_run_resumes_after_its_last_finished_epoch(store, real
         time.sleep(0.5)
     assert job.poll() is None, "the job ended before it could be killed"
     assert recorded_epoch(store) >= 1, "Ray recorded no epoch-1 checkpoint in time"
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
-    wait_gone(job.pid)
+    kill_group(job)
     before = store.get_json("train-gliner-llm-epochs")["epochs"]
     assert not store.get_json("train-gliner-llm"), "the killed run must not have finished"
 
