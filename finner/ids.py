@@ -21,3 +21,9 @@ def normalize_title(title: str) -> str:
 def headline_id(title: str, date_iso: str, symbol: str | None) -> str:
     """Id of a feed row: the same headline about another ticker, or on another day, is another row."""
     return stable_hash([normalize_title(title), date_iso, symbol or ""])
+
+
+def title_key(title: str) -> str:
+    """Case- and punctuation-blind form of a title: the feed repeats a headline on other days and
+    under other symbols with small edits, and such twins must never sit on both sides of a split."""
+    return " ".join("".join(ch if ch.isalnum() else " " for ch in title.lower()).split())
