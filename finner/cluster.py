@@ -45,12 +45,12 @@ from rapidfuzz import fuzz, process, utils
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from finner.config import help_text
+from finner.config import Config, help_text
 
 
 @dataclass(frozen=True)
-class ClusterConfig:
-    threshold: float = field(default=85.0, metadata=help_text("names with a similarity >= this (0-100) are linked"))
+class ClusterConfig(Config):
+    threshold: float = field(default=85.0, metadata=help_text("names with a similarity >= this (0-100) are linked", more_than=0, at_most=100))
     scorer: Literal["ratio", "token_sort_ratio"] = field(
         default="ratio", metadata=help_text("rapidfuzz scorer: ratio (Levenshtein-based), or the same on sorted words")
     )
@@ -66,16 +66,13 @@ class ClusterConfig:
     )
     min_fuzzy_length: int = field(
         default=5,
-        metadata=help_text("processed names shorter than this link only when equal: at ratio 85, Visa/Vista and Snap/SAP would merge"),
+        metadata=help_text("processed names shorter than this link only when equal: at ratio 85, Visa/Vista and Snap/SAP would merge", at_least=0),
     )
-    chunk_rows: int = field(default=1024, metadata=help_text("rows per cdist call: memory is at most chunk_rows x names bytes"))
-    workers: int = field(default=-1, metadata=help_text("rapidfuzz threads (-1: all cores)"))
+    chunk_rows: int = field(default=1024, metadata=help_text("rows per cdist call: memory is at most chunk_rows x names bytes", at_least=1))
+    workers: int = field(default=-1, metadata=help_text("rapidfuzz threads (-1: all cores)", at_least=-1))
 
     def __post_init__(self) -> None:
-        if not 0 < self.threshold <= 100:
-            raise ValueError(f"ClusterConfig.threshold must be in (0, 100], got {self.threshold}")
-        if self.chunk_rows < 1:
-            raise ValueError(f"ClusterConfig.chunk_rows must be >= 1, got {self.chunk_rows}")
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
@@ -90,13 +87,6 @@ class Clustering:
     @property
     def n_clusters(self) -> int:
         return len(set(self.representative.values()))
-
-    def members(self) -> dict[str, list[str]]:
-        """Representative -> sorted member names."""
-        out: dict[str, list[str]] = {}
-        for name in sorted(self.representative):
-            out.setdefault(self.representative[name], []).append(name)
-        return out
 
 
 # Words that say what kind of company it is, not which. On full names "Arena Pharmaceuticals Inc"

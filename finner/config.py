@@ -15,6 +15,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
+from finner.errors import FinnerError
 from finner.ids import stable_hash
 
 C = TypeVar("C")
@@ -28,9 +29,59 @@ def default_store() -> str:
     return os.environ.get(STORE_ENV, DEFAULT_STORE)
 
 
-def help_text(text: str) -> dict[str, str]:
-    """Field metadata carrying the flag's help text: `field(default=..., metadata=help_text("..."))`."""
-    return {"help": text}
+class ConfigError(FinnerError, ValueError):
+    """A config value out of range: names the flag the user typed, so every job reports it as
+    `error: --flag-name: what is wrong`."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        self.flag = "--" + field_name.replace("_", "-")
+        super().__init__(f"{self.flag}: {message}")
+
+
+BOUNDS = ("at_least", "more_than", "at_most", "below")
+
+
+def help_text(text: str, **bounds: float) -> dict[str, Any]:
+    """Field metadata: the flag's help text and, for a number, its allowed range
+    (`at_least`, `more_than`, `at_most`, `below`), checked by `Config`:
+    `field(default=4, metadata=help_text("rows per batch", at_least=1))`."""
+    unknown = set(bounds) - set(BOUNDS)
+    if unknown:
+        raise TypeError(f"help_text: unknown bound(s) {sorted(unknown)}; expected {BOUNDS}")
+    return {"help": text, **bounds}
+
+
+def _out_of_bounds(value: float, metadata: Any) -> str | None:
+    checks = (("at_least", lambda b: value >= b, "at least"), ("more_than", lambda b: value > b, "more than"),
+              ("at_most", lambda b: value <= b, "at most"), ("below", lambda b: value < b, "below"))
+    failed = [f"{words} {metadata[key]:g}" for key, ok, words in checks if key in metadata and not ok(metadata[key])]
+    return " and ".join(failed) or None
+
+
+def check_config(config: Any) -> None:
+    """Every numeric field within its declared bounds and every Literal field one of its choices,
+    else a `ConfigError` naming the flag: configs built from flags, dicts or code all pass here."""
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if value is None or isinstance(value, bool):
+            continue
+        tp = _unwrap_optional(hints[field.name])
+        if typing.get_origin(tp) is typing.Literal and value not in typing.get_args(tp):
+            raise ConfigError(field.name, f"expected one of {list(typing.get_args(tp))}, got {value!r}")
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, (int, float)) and not isinstance(item, bool):
+                wrong = _out_of_bounds(item, field.metadata)
+                if wrong:
+                    raise ConfigError(field.name, f"must be {wrong}, got {item:g}")
+
+
+class Config:
+    """Base of every stage's frozen config dataclass: checks declared bounds and choices on
+    construction. A subclass with more rules calls `super().__post_init__()` first."""
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 def _unwrap_optional(tp: Any) -> Any:
@@ -87,7 +138,7 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; expected some of {sorted(names)}")
+        raise ConfigError(unknown[0], f"{cls.__name__} has no such setting; expected some of {sorted(names)}")
     return cls(**values)
 
 

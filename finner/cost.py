@@ -13,18 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from finner.config import help_text
+from finner import artifacts
+from finner.config import Config, help_text
+from finner.plots import pyplot, save_figure
 from finner.store import Store
-
-THROUGHPUT_KEY = "score_throughput"  # written by finner.pipeline.score
-LABEL_COST_KEY = "label_cost"  # written by finner.pipeline.label
-PLOT_PARTS = ("reports", "score_cost.png")
 
 
 @dataclass(frozen=True)
-class CostConfig:
-    gpu_usd_per_hour: float = field(default=0.50, metadata=help_text("price of one GPU instance-hour (case study: $0.50)"))
-    cpu_usd_per_hour: float = field(default=0.10, metadata=help_text("price of one CPU instance-hour (case study: $0.10)"))
+class CostConfig(Config):
+    gpu_usd_per_hour: float = field(default=0.50, metadata=help_text("price of one GPU instance-hour (case study: $0.50)", at_least=0))
+    cpu_usd_per_hour: float = field(default=0.10, metadata=help_text("price of one CPU instance-hour (case study: $0.10)", at_least=0))
 
 
 @dataclass(frozen=True)
@@ -94,16 +92,12 @@ def cost_rows(throughput: dict[str, Any] | None, label_cost: dict[str, Any] | No
     return rows, notes
 
 
-def plot_costs(rows: list[CostRow], path: str) -> str | None:
+def plot_costs(rows: list[CostRow], store: Store) -> str | None:
     """Bar chart of $ per million headlines (log scale); None when no row has a figure."""
     priced = [r for r in rows if r.usd_per_million]
     if not priced:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.7 * len(priced) + 1.5))
     ax.barh([r.setting for r in priced], [r.usd_per_million for r in priced], color=["#4c72b0" if "GLiNER" in r.setting else "#c44e52" for r in priced])
     ax.set_xscale("log")
@@ -111,12 +105,9 @@ def plot_costs(rows: list[CostRow], path: str) -> str | None:
     for i, r in enumerate(priced):
         ax.text(r.usd_per_million, i, f" ${r.usd_per_million:,.2f}", va="center")
     ax.set_title("Cost of finding companies in headlines")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, store, artifacts.REPORTS_DIR, "score_cost.png")
 
 
 def cost_report(store: Store, config: CostConfig = CostConfig()) -> CostReport:
-    rows, notes = cost_rows(store.get_json(THROUGHPUT_KEY), store.get_json(LABEL_COST_KEY), config)
-    return CostReport(rows, notes, plot_costs(rows, store.artifact(*PLOT_PARTS)))
+    rows, notes = cost_rows(store.get_json(artifacts.SCORE_THROUGHPUT_KEY), store.get_json(artifacts.LABEL_COST_KEY), config)
+    return CostReport(rows, notes, plot_costs(rows, store))

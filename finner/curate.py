@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
-from finner import schemas
+from finner import artifacts, schemas
 from finner.cluster import ClusterConfig, cluster_names
 from finner.errors import FinnerError
-from finner.evaluate import save_figure
 from finner.label import latest_labels
+from finner.plots import pyplot, save_figure
+from finner.progress import progress_bar
 from finner.sample import SampleConfig, SampleSummary, draw, stratum_of
 from finner.spans import company_names, find_spans
 from finner.store import Store
@@ -105,22 +105,18 @@ def curate(
     del names_of
 
     batches = (_spans_batch(b, clusters_of, summary) for b in ok.to_batches(max_chunksize=batch_rows))
-    store.write("spans", tqdm(batches, total=math.ceil(ok.num_rows / batch_rows), desc="spans", unit="batch", disable=not progress))
+    store.write("spans", progress_bar(batches, desc="spans", unit=" batches", total=math.ceil(ok.num_rows / batch_rows), enabled=progress))
 
     chosen = _draw(rows, clusters_of, sample_config, summary.sample)
     store.write("sample", _sample_table(rows, chosen, clusters_of, summary.sample))
     summary.plot = plot_sample(summary.sample, sample_config, store)
-    store.put_json("curate", {"summary": summary.as_dict(), "cluster": asdict(cluster_config), "sample": asdict(sample_config)})
+    store.put_json(artifacts.CURATE_KEY, {"summary": summary.as_dict(), "cluster": asdict(cluster_config), "sample": asdict(sample_config)})
     return summary
 
 
 def plot_sample(summary: SampleSummary, config: SampleConfig, store: Store) -> str:
     """Headlines per year, eligible and sampled, coloured by split (grey: outside every split); returns where."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     years = sorted(set(summary.eligible_years) | set(summary.out_of_range))
     colours = dict(zip(schemas.SPLITS, ("#4c72b0", "#dd8452", "#55a868")))
     colour = [colours.get(config.split_of(y), "#bbbbbb") for y in years]
@@ -135,9 +131,7 @@ def plot_sample(summary: SampleSummary, config: SampleConfig, store: Store) -> s
     labels = [f"{s} {summary.sampled[s]}" for s in schemas.SPLITS] + ["not sampled"]
     top.legend(handles, labels, fontsize=8)
     top.set_title("Curated sample by year and split")
-    location = save_figure(figure, store, "plots", "curate_sample.png")
-    plt.close(figure)
-    return location
+    return save_figure(figure, store, artifacts.PLOTS_DIR, "curate_sample.png")
 
 
 def _labelled(headlines: pa.Table, labels: pa.Table) -> pa.Table:

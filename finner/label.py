@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from finner import schemas
-from finner.config import help_text
+from finner.config import Config, help_text
 from finner.store import Store
 
 PROMPT_VERSION = "v1"  # bump when SYSTEM_PROMPT or FEW_SHOT change: labels record it
@@ -126,7 +126,7 @@ def response_format(kind: ResponseFormat) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class LabelConfig:
+class LabelConfig(Config):
     """How to call the endpoint. Fields after `max_tokens` change throughput only, never labels."""
 
     endpoint: str = field(default="", metadata=help_text("base URL of the chat-completions server (…/v1/chat/completions is appended)"))
@@ -134,21 +134,17 @@ class LabelConfig:
     response_format: ResponseFormat = field(
         default="tgi", metadata=help_text("constrained-output form: tgi (json_object+value), openai (json_schema), llamacpp (json_object+schema)")
     )
-    temperature: float = field(default=0.1, metadata=help_text("sampling temperature"))
-    max_tokens: int = field(default=256, metadata=help_text("completion token limit per headline"))
-    max_in_flight: int = field(default=32, metadata=help_text("requests in flight per client (per actor): the sliding window"))
+    temperature: float = field(default=0.1, metadata=help_text("sampling temperature", at_least=0, at_most=2))
+    max_tokens: int = field(default=256, metadata=help_text("completion token limit per headline", at_least=1))
+    max_in_flight: int = field(default=32, metadata=help_text("requests in flight per client (per actor): the sliding window", at_least=1))
     requests_per_second: float = field(
-        default=0.0, metadata=help_text("cap on requests/s for the whole job (the label job splits it evenly over its actors); 0 = no cap")
+        default=0.0, metadata=help_text("cap on requests/s for the whole job (the label job splits it evenly over its actors); 0 = no cap", at_least=0)
     )
-    timeout_s: float = field(default=60.0, metadata=help_text("seconds before one request is abandoned and retried"))
-    max_retries: int = field(default=6, metadata=help_text("retries after the first attempt, for 408/429/5xx, timeouts and connection errors"))
-    backoff_base_s: float = field(default=1.0, metadata=help_text("first backoff; doubles per retry, with full jitter"))
-    backoff_max_s: float = field(default=60.0, metadata=help_text("longest backoff (and longest Retry-After honoured)"))
+    timeout_s: float = field(default=60.0, metadata=help_text("seconds before one request is abandoned and retried", more_than=0))
+    max_retries: int = field(default=6, metadata=help_text("retries after the first attempt, for 408/429/5xx, timeouts and connection errors", at_least=0))
+    backoff_base_s: float = field(default=1.0, metadata=help_text("first backoff; doubles per retry, with full jitter", at_least=0))
+    backoff_max_s: float = field(default=60.0, metadata=help_text("longest backoff (and longest Retry-After honoured)", at_least=0))
 
-    def __post_init__(self) -> None:
-        response_format(self.response_format)  # rejects an unknown kind at start-up
-        if self.max_in_flight < 1 or self.max_retries < 0 or self.timeout_s <= 0:
-            raise ValueError("max_in_flight >= 1, max_retries >= 0 and timeout_s > 0 are required")
 
 
 @dataclass

@@ -25,34 +25,42 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finner.config import help_text
+from finner import artifacts
+from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
-from finner.evaluate import EXACT, GOLD_AUTO, MATCHES, PRF, Gold, GoldSource, Result, evaluate, save_figure, write_metrics
+from finner.evaluate import Result, evaluate, write_metrics
+from finner.gold import GOLD_AUTO, Gold
 from finner.ids import stable_hash
+from finner.metrics import EXACT, MATCHES, PRF
 from finner.models.registry import ModelSpec, build_model, load_checkpoint
+from finner.models.train_config import TrainConfig
+from finner.plots import pyplot, save_figure
+from finner.progress import progress_bar
 from finner.store import Store
-from finner.train import GOLD_LABELS, LLM_LABELS, TrainConfig, llm_labelled
+from finner.train import fit_locally
+from finner.training_data import GOLD_LABELS, LLM_LABELS, llm_labelled
 
 STAGE = "learning_curve"
 
 
 @dataclass(frozen=True)
-class CurveConfig:
+class CurveConfig(Config):
     """Which points to draw; the model is a `ModelSpec`, the fine-tuning a `TrainConfig`."""
 
-    sizes: tuple[int, ...] = field(default=(100, 250, 500, 1000), metadata=help_text("training-set sizes (sizes above the rows available are skipped)"))
+    sizes: tuple[int, ...] = field(default=(100, 250, 500, 1000), metadata=help_text("training-set sizes (sizes above the rows available are skipped)", at_least=1))
     include_all: bool = field(default=True, metadata=help_text("add a point trained on every available row"))
     labels: tuple[str, ...] = field(default=(LLM_LABELS, GOLD_LABELS), metadata=help_text("training-label sources to draw curves for: llm, gold"))
-    shuffle_seed: int = field(default=0, metadata=help_text("seed of the shuffle that orders the training headlines (subsets are prefixes)"))
-    gold: GoldSource = field(default=GOLD_AUTO, metadata=help_text("gold: review (the gold table), embedded (the demo feed's truth), auto"))
+    shuffle_seed: int = field(default=0, metadata=help_text("seed of the shuffle that orders the training headlines (subsets are prefixes)", at_least=0))
+    gold: str = field(default=GOLD_AUTO, metadata=help_text("gold: review (the gold table), embedded (the demo feed's truth), auto"))
     split: str = field(default="test", metadata=help_text("split every point is scored on"))
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = sorted(set(self.labels) - {LLM_LABELS, GOLD_LABELS})
         if unknown or not self.labels:
-            raise FinnerError(f"--labels: unknown source(s) {unknown}; expected some of {LLM_LABELS}, {GOLD_LABELS}")
+            raise ConfigError("labels", f"unknown source(s) {unknown}; expected some of {LLM_LABELS}, {GOLD_LABELS}")
         if any(n <= 0 for n in self.sizes):
-            raise FinnerError(f"--sizes must be positive, got {list(self.sizes)}")
+            raise ConfigError("sizes", f"must be positive, got {list(self.sizes)}")
 
 
 def curve_fingerprint(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, gold: Gold) -> str:
@@ -114,24 +122,23 @@ def run_curve(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, store: Stor
     """Fine-tune one fresh model per (labels, size), score each on the gold `cfg.split`, keep the
     numbers in the store as each finishes, and return every point's Result (resumed or new)."""
     import torch
-    from tqdm import tqdm
 
     sets = training_sets(store, gold, cfg)
     test = gold.split(cfg.split)
     if not test.num_rows:
         raise FinnerError(f"no gold rows in the {cfg.split!r} split to score the curve on")
-    key, fingerprint = f"{STAGE}-{spec.kind}", curve_fingerprint(cfg, spec, train, gold)
+    key, fingerprint = artifacts.learning_curve_key(spec.kind), curve_fingerprint(cfg, spec, train, gold)
     saved = store.get_json(key) or {}
     done: dict[str, dict] = saved.get("points", {}) if saved.get("fingerprint") == fingerprint else {}
     points = [(labels, n) for labels in cfg.labels for n in curve_sizes(cfg, len(sets.pool))]
     options = dataclasses.asdict(train)
     results = []
-    for labels, n in tqdm(points, desc=f"learning curve ({spec.kind})", disable=not progress):
+    for labels, n in progress_bar(points, desc=f"learning curve ({spec.kind})", unit=" points", enabled=progress):
         name = setting(labels, n)
         if name not in done:
             torch.manual_seed(train.seed)  # every point starts from the same fresh head
             with tempfile.TemporaryDirectory(prefix="finner-lc-") as output_dir:
-                checkpoint = build_model(spec).fit(sets.subset(labels, n), sets.valid[labels], output_dir, **options)
+                checkpoint = fit_locally(build_model(spec), sets.subset(labels, n), sets.valid[labels], output_dir, **options)
                 predicted = load_checkpoint(spec.kind, checkpoint, threshold=spec.threshold).predict(test.column("title").to_pylist())
             (result,) = evaluate(spec.kind, name, test, predicted)
             write_metrics(store, [result], stage=STAGE)
@@ -173,11 +180,7 @@ def markdown_curve(results: Sequence[Result], match: str = EXACT) -> str:
 
 def plot_curve(results: Sequence[Result], store: Store, model: str, match: str = EXACT) -> str:
     """F1 against training-set size, one line per label source; returns the PNG's location."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     curves = _curves(results, match)
     figure, ax = plt.subplots(figsize=(6, 4))
     for labels, colour in ((GOLD_LABELS, "tab:blue"), (LLM_LABELS, "tab:red")):
@@ -189,6 +192,4 @@ def plot_curve(results: Sequence[Result], store: Store, model: str, match: str =
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"{model}: fine-tuned on LLM labels vs gold labels")
-    location = save_figure(figure, store, "plots", f"learning_curve_{model}.png")
-    plt.close(figure)
-    return location
+    return save_figure(figure, store, artifacts.PLOTS_DIR, f"learning_curve_{model}.png")

@@ -34,9 +34,11 @@ from urllib.parse import urlparse
 import pyarrow as pa
 
 from finner import schemas
-from finner.config import help_text
+from finner.config import Config, help_text
 from finner.errors import FinnerError
-from finner.evaluate import exact_prf
+from finner.metrics import exact_prf
+from finner.progress import progress_bar
+from finner.schemas import make_span
 from finner.store import Store
 
 TEXT_FIELD = "text"
@@ -68,13 +70,13 @@ fix the boundaries, delete wrong ones and add missing ones otherwise.
 
 
 @dataclass(frozen=True)
-class ReviewConfig:
+class ReviewConfig(Config):
     workspace: str = field(default="argilla", metadata=help_text("Argilla workspace holding the review datasets (created when missing)"))
     dataset_name: str = field(default="finner-{split}", metadata=help_text("dataset name per split; `{split}` is replaced by train/valid/test"))
     splits: tuple[str, ...] = field(default=schemas.SPLITS, metadata=help_text("splits to push/pull, one dataset each"))
     llm_model: str = field(default="llm", metadata=help_text("suggestion agent when `llm_labels` has no model name for a headline"))
     model_suggestions: bool = field(default=True, metadata=help_text("show the compact model's spans (`predictions` table, when present) as a second suggestion"))
-    batch_size: int = field(default=200, metadata=help_text("records per upsert request"))
+    batch_size: int = field(default=200, metadata=help_text("records per upsert request", at_least=1))
 
     def name_of(self, split: str) -> str:
         return self.dataset_name.format(split=split)
@@ -331,10 +333,8 @@ def upsert(client, dataset, records: list, batch_size: int) -> None:
     records and crashes on a discarded response without values (`values=None`), i.e. on every
     re-push after a reviewer discarded something.
     """
-    from tqdm import tqdm
-
     batch_size = min(batch_size, client.api.records.MAX_RECORDS_PER_UPSERT_BULK)
-    for start in tqdm(range(0, len(records), batch_size), desc=f"push {dataset.name}", unit="batch", leave=False):
+    for start in progress_bar(range(0, len(records), batch_size), desc=f"push {dataset.name}", unit=" batches"):
         models = []
         for record in records[start : start + batch_size]:
             record.dataset = dataset
@@ -368,10 +368,7 @@ def _utc(stamp: str) -> datetime:
 
 def gold_spans(title: str, values: list[dict] | None) -> list[dict]:
     """Argilla span values -> our spans, in order, with the covered text."""
-    return [
-        {"start": v["start"], "end": v["end"], "text": title[v["start"]:v["end"]], "label": schemas.COMPANY, "normalized": None, "score": None}
-        for v in sorted(values or [], key=lambda v: (v["start"], v["end"]))
-    ]
+    return [make_span(title, v["start"], v["end"]) for v in sorted(values or [], key=lambda v: (v["start"], v["end"]))]
 
 
 @dataclass

@@ -24,30 +24,29 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from finner.config import help_text
+from finner.config import Config, ConfigError, help_text
 from finner.schemas import NO_COMPANY_CLUSTER, SPLITS, UNLABELED_CLUSTER
 
 
 @dataclass(frozen=True)
-class SampleConfig:
-    fraction: float = field(default=0.05, metadata=help_text("share of every stratum (cluster, no company, unlabeled) to sample"))
-    seed: int = field(default=0, metadata=help_text("seed of the draw: same seed and inputs, same sample"))
-    train_years: tuple[int, ...] = field(default=(2010, 2016), metadata=help_text("first and last year (inclusive) of train"))
-    valid_years: tuple[int, ...] = field(default=(2017, 2018), metadata=help_text("first and last year (inclusive) of valid"))
-    test_years: tuple[int, ...] = field(default=(2019, 2020), metadata=help_text("first and last year (inclusive) of test"))
+class SampleConfig(Config):
+    fraction: float = field(default=0.05, metadata=help_text("share of every stratum (cluster, no company, unlabeled) to sample", more_than=0, at_most=1))
+    seed: int = field(default=0, metadata=help_text("seed of the draw: same seed and inputs, same sample", at_least=0))
+    train_years: tuple[int, ...] = field(default=(2010, 2016), metadata=help_text("first and last year (inclusive) of train", at_least=1900, at_most=2100))
+    valid_years: tuple[int, ...] = field(default=(2017, 2018), metadata=help_text("first and last year (inclusive) of valid", at_least=1900, at_most=2100))
+    test_years: tuple[int, ...] = field(default=(2019, 2020), metadata=help_text("first and last year (inclusive) of test", at_least=1900, at_most=2100))
     sample_unlabeled: bool = field(default=True, metadata=help_text("also sample headlines whose LLM label is invalid or failed"))
 
     def __post_init__(self) -> None:
-        if not 0 < self.fraction <= 1:
-            raise ValueError(f"SampleConfig.fraction must be in (0, 1], got {self.fraction}")
+        super().__post_init__()
         ranges = self.year_ranges()
         for split, years in ranges.items():
             if len(years) != 2 or years[0] > years[1]:
-                raise ValueError(f"SampleConfig.{split}_years must be two years, first <= last; got {list(years)}")
-        spans = sorted(ranges.values())
-        for (_, last), (first, _) in zip(spans, spans[1:]):
+                raise ConfigError(f"{split}_years", f"must be two years, first <= last; got {list(years)}")
+        spans = sorted(ranges.items(), key=lambda item: item[1])
+        for (_, (_, last)), (split, (first, _)) in zip(spans, spans[1:]):
             if first <= last:
-                raise ValueError(f"SampleConfig: split year ranges overlap: {ranges}")
+                raise ConfigError(f"{split}_years", f"split year ranges overlap: {dict(ranges)}")
 
     def year_ranges(self) -> dict[str, tuple[int, ...]]:
         return dict(zip(SPLITS, (self.train_years, self.valid_years, self.test_years)))

@@ -6,6 +6,8 @@ breaks loudly in `Store.write` instead of silently downstream.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 
 # A labelled stretch of a headline: character offsets, end exclusive, as Python slices.
@@ -17,6 +19,7 @@ SPAN = pa.struct(
         pa.field("label", pa.string()),
         pa.field("normalized", pa.string()),
         pa.field("score", pa.float32()),
+        pa.field("role", pa.string()),  # gold only: subject or broker (ROLES)
     ]
 )
 SPANS = pa.list_(SPAN)
@@ -98,6 +101,8 @@ GOLD = pa.schema(
         pa.field("id", pa.string(), nullable=False),
         pa.field("split", pa.string()),
         pa.field("title", pa.string()),
+        pa.field("date", TIMESTAMP),
+        pa.field("symbol", pa.string()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("spans", SPANS),
         pa.field("annotator", pa.string()),
@@ -153,3 +158,22 @@ SPLITS = ("train", "valid", "test")  # sample.split
 GOLD_SUBMITTED, GOLD_DISCARDED = "submitted", "discarded"  # gold.status
 NO_COMPANY_CLUSTER = "<none>"  # sample.cluster of headlines without a company
 UNLABELED_CLUSTER = "<no valid label>"  # sample.cluster of headlines whose LLM label is invalid or failed
+# gold span roles: a broker or analyst firm acting on another company's stock, and every other company
+ROLE_SUBJECT, ROLE_BROKER = "subject", "broker"
+ROLES = (ROLE_SUBJECT, ROLE_BROKER)
+
+Span = dict[str, Any]  # one element of a SPANS column
+
+
+def make_span(title: str, start: int, end: int, *, normalized: str | None = None, score: float | None = None, role: str | None = None) -> Span:
+    """A company span of `title` shaped like `SPAN`, its text taken from the title itself (so text and
+    offsets never disagree): the one constructor every labeller, model and gold reader uses."""
+    return {
+        "start": int(start),
+        "end": int(end),
+        "text": title[start:end],
+        "label": COMPANY,
+        "normalized": normalized,
+        "score": None if score is None else float(score),
+        "role": role,
+    }

@@ -35,29 +35,28 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from finner import schemas
-from finner.config import help_text
+from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
-from finner.evaluate import exact_prf, name_key
 from finner.ids import stable_hash
-from finner.models.base import Span
-from finner.models.registry import local_checkpoint
-from finner.store import Store
+from finner.metrics import exact_prf, name_key
+from finner.models.base import best_device, local_checkpoint, offline_encoder_dir
+from finner.models.gliner import FinnerWordsSplitter, GlinerModel
+from finner.models.gliner import load_gliner as load_torch
+from finner.schemas import Span, make_span
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 CONFIG_FILE = "gliner_config.json"  # architecture (max_width, words splitter...) changes spans too
-# The training job records its best GLiNER checkpoint as `{"path": ...}` under this key of the store.
-CHECKPOINT_KEY = "gliner_best_checkpoint"
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
 
 
 @dataclass(frozen=True)
-class ScoreConfig:
+class ScoreConfig(Config):
     """What model scores the feed, and how (per actor)."""
 
     model: str = field(default="", metadata=help_text("GLiNER checkpoint directory or hub id (default: the best fine-tuned checkpoint in the store)"))
     labels: tuple[str, ...] = field(default=(schemas.COMPANY,), metadata=help_text("entity labels asked of GLiNER"))
-    threshold: float = field(default=0.5, metadata=help_text("span score threshold (gliner's default)"))
-    forward_rows: int = field(default=0, metadata=help_text("headlines per forward pass; 0 = 128 on GPU, 32 on CPU"))
+    threshold: float = field(default=0.5, metadata=help_text("span score threshold (gliner's default)", at_least=0, at_most=1))
+    forward_rows: int = field(default=0, metadata=help_text("headlines per forward pass; 0 = 128 on GPU, 32 on CPU", at_least=0))
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=help_text("auto: CUDA when the actor sees a GPU"))
     precision: Literal["auto", "fp32", "fp16", "bf16"] = field(
         default="fp32",
@@ -69,16 +68,13 @@ class ScoreConfig:
     runtime: Literal["torch", "onnx", "onnx-int8"] = field(
         default="torch", metadata=help_text("CPU alternatives: ONNX Runtime fp32, or int8 dynamic quantization")
     )
-    threads: int = field(default=0, metadata=help_text("intra-op CPU threads per actor; 0 = torch's default"))
+    threads: int = field(default=0, metadata=help_text("intra-op CPU threads per actor; 0 = torch's default", at_least=0))
     onnx_cache: str = field(default="", metadata=help_text("where ONNX exports are cached; default: <tmp>/finner-onnx"))
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"ScoreConfig.threshold must be in [0, 1], got {self.threshold}")
-        if self.forward_rows < 0 or self.threads < 0:
-            raise ValueError("ScoreConfig.forward_rows and threads must be >= 0")
+        super().__post_init__()
         if not self.labels:
-            raise ValueError("ScoreConfig.labels must name at least one label")
+            raise ConfigError("labels", "must name at least one label")
 
 
 def weights_digest(model: str) -> str:
@@ -109,29 +105,10 @@ def model_version(config: ScoreConfig) -> str:
     return f"gliner-{stable_hash(key, length=12)}"
 
 
-def best_checkpoint(store: Store) -> str | None:
-    """The best fine-tuned GLiNER checkpoint the training job recorded in the store, if any."""
-    record = store.get_json(CHECKPOINT_KEY)
-    return record.get("path") if record else None
-
-
-def pick_device(config: ScoreConfig) -> str:
-    import torch
-
-    if config.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise FinnerError("--device cuda but this worker sees no CUDA GPU")
-    return config.device
-
-
 def load_gliner(model: str, runtime: str = "torch", onnx_cache: str = "", threads: int = 0) -> Any:
     """A GLiNER from a local checkpoint directory or a hub id, loaded by finner's GLiNER adapter
     (so words are split as in training). For `onnx`/`onnx-int8` the checkpoint is exported once
     with gliner's exporter into a cache directory keyed by its weights, then run by ONNX Runtime."""
-    from finner.models.gliner import FinnerWordsSplitter
-    from finner.models.gliner import load_gliner as load_torch
-
     local_checkpoint(model)  # a path that is neither a directory nor a hub id fails here, at once
     if runtime == "torch":
         return load_torch(model)
@@ -160,8 +137,6 @@ def load_gliner(model: str, runtime: str = "torch", onnx_cache: str = "", thread
 
 def export_onnx(model: str, cache: str = "") -> Path:
     """Export (once) the checkpoint to ONNX fp32 + int8 in `<cache>/<weights digest>/`."""
-    from finner.models.gliner import load_gliner as load_torch
-
     root = Path(cache or os.path.join(tempfile.gettempdir(), "finner-onnx"))
     target = root / stable_hash(weights_digest(model), length=16)
     if all((target / name).is_file() for name in ONNX_FILES.values()):
@@ -187,7 +162,7 @@ class Scorer:
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device = pick_device(config)
+        self.device = best_device(config.device)
         if config.runtime != "torch" and self.device != "cpu":
             raise FinnerError(f"--runtime {config.runtime} is the CPU path; use --runtime torch on GPUs")
         self.model = model if model is not None else load_gliner(config.model, config.runtime, config.onnx_cache, config.threads)
@@ -212,7 +187,7 @@ class Scorer:
 
     def predict(self, titles: Sequence[str]) -> list[list[Span]]:
         """Company spans for each title, in input order (the `finner.schemas.SPAN` shape)."""
-        return [[_span(e) for e in entities] for entities in self.predict_raw(titles)]
+        return [[make_span(title, e["start"], e["end"], score=e["score"]) for e in entities] for title, entities in zip(titles, self.predict_raw(titles))]
 
     def predict_raw(self, titles: Sequence[str]) -> list[list[dict[str, Any]]]:
         """gliner's own entity dicts for each title, exactly as `GLiNER.inference` returns them."""
@@ -278,24 +253,10 @@ class Scorer:
         with torch.inference_mode():
             return self.model.decode_batch(output, batch, threshold=self.config.threshold)
 
-    def close(self) -> None:
-        self._prefetch.shutdown(wait=False)
-
-
-def _span(entity: dict[str, Any]) -> Span:
-    return {
-        "start": int(entity["start"]),
-        "end": int(entity["end"]),
-        "text": entity["text"],
-        "label": entity["label"],
-        "normalized": None,
-        "score": float(entity["score"]),
-    }
-
 
 def normalize_spans(spans: list[Span], names: dict[str, str]) -> list[Span]:
     """Fill each span's `normalized` with its cluster representative (looked up by the name's
-    text, then by `evaluate.name_key`), else the span text itself."""
+    text, then by `metrics.name_key`), else the span text itself."""
     out = []
     for span in spans:
         text = span["text"]
@@ -363,9 +324,6 @@ def untrained_checkpoint(directory: str) -> str:
     carry no meaning (scores sit near 0.5), but its compute is exactly a fine-tuned model's.
     """
     import torch
-
-    from finner.models.base import offline_encoder_dir
-    from finner.models.gliner import GlinerModel
 
     path = Path(directory)
     if not any((path / name).is_file() for name in WEIGHT_FILES):

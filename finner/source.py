@@ -20,9 +20,11 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 
 from finner import schemas
-from finner.config import help_text
+from finner.config import Config, help_text
+from finner.embedded import embedded_feed
 from finner.errors import FinnerError
 from finner.ids import headline_id, normalize_title
+from finner.progress import progress_bar
 from finner.store import Store
 
 HUB_DATASET = "Zihan1004/FNSPID"
@@ -38,7 +40,7 @@ REQUIRED_COLUMNS = ("title", "date")
 
 
 @dataclass(frozen=True)
-class SourceConfig:
+class SourceConfig(Config):
     path: str | None = field(
         default=None,
         metadata=help_text("local CSV/parquet/JSONL file or directory with FNSPID columns; default: the embedded sample"),
@@ -50,10 +52,10 @@ class SourceConfig:
         default="benzinga",
         metadata=help_text("hub rows are kept when their Url or Publisher contains this (case-insensitive); '' keeps all"),
     )
-    limit: int | None = field(default=None, metadata=help_text("stop after this many input rows"))
-    min_title_chars: int = field(default=3, metadata=help_text("shorter titles are rejected"))
-    max_title_chars: int = field(default=400, metadata=help_text("longer titles are rejected (not a headline)"))
-    batch_rows: int = field(default=50_000, metadata=help_text("rows per streamed batch and per written part"))
+    limit: int | None = field(default=None, metadata=help_text("stop after this many input rows", at_least=0))
+    min_title_chars: int = field(default=3, metadata=help_text("shorter titles are rejected", at_least=1))
+    max_title_chars: int = field(default=400, metadata=help_text("longer titles are rejected (not a headline)", at_least=1))
+    batch_rows: int = field(default=50_000, metadata=help_text("rows per streamed batch and per written part", at_least=1))
 
 
 class SourceError(FinnerError):
@@ -225,8 +227,6 @@ def read_hub(cfg: SourceConfig) -> Iterator[RawBatch]:
 
 
 def read_embedded(batch_rows: int) -> Iterator[RawBatch]:
-    from finner.embedded import embedded_feed
-
     rows = [{"title": r["Article_title"], "date": r["Date"], "symbol": r["Stock_symbol"], "publisher": r["Publisher"]} for r in embedded_feed()]
     for start in range(0, len(rows), batch_rows):
         yield "embedded", start, rows[start : start + batch_rows]
@@ -270,12 +270,10 @@ def ingest(cfg: SourceConfig, store: Store, progress: bool = True) -> IngestSumm
     Ids are content hashes, so re-running on the same input gives the same table; rows repeated
     in the feed (same title, date and symbol) are kept once.
     """
-    from tqdm import tqdm
-
     summary = IngestSummary()
     seen: set[str] = set()
     rejects: list[dict] = []
-    bar = tqdm(desc="ingest", unit=" rows", disable=not progress, mininterval=1.0)
+    bar = progress_bar(desc="ingest", unit=" rows", enabled=progress)
 
     def headline_batches() -> Iterator[pa.Table]:
         for source, first, rows in raw_batches(cfg):

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,14 @@ from finner.schemas import TABLES
 CURRENT = "_CURRENT"
 PART_PREFIX = "part-"
 TMP_PREFIX = "_tmp-"
+
+
+def filesystem_of(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) of a local path or a URI (`s3://...`, `gs://...`): the one place that
+    tells them apart."""
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), uri
 
 
 class SchemaError(FinnerError):
@@ -69,15 +78,11 @@ class Store:
     root: str
 
     def __post_init__(self) -> None:
-        if "://" in self.root:
-            self._fs, self._base = pafs.FileSystem.from_uri(self.root)
-        else:
-            import os
-
+        if "://" not in self.root:
             # Absolute before it is pickled: Ray workers run in other directories (a Ray Train
             # worker's is its run's artifact folder), where a relative root means another store.
             self.root = os.path.abspath(self.root)
-            self._fs, self._base = pafs.LocalFileSystem(), self.root
+        self._fs, self._base = filesystem_of(self.root)
         self._base = self._base.rstrip("/")
 
     def __getstate__(self) -> dict[str, Any]:
@@ -127,10 +132,6 @@ class Store:
     def read(self, name: str, columns: list[str] | None = None, filter: pads.Expression | None = None) -> pa.Table:
         """The whole committed table (empty, with its schema, when never written)."""
         return self.dataset(name).to_table(columns=columns, filter=filter)
-
-    def iter_batches(self, name: str, batch_size: int = 65_536, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """Stream a table without loading it whole."""
-        yield from self.dataset(name).to_batches(batch_size=batch_size, columns=columns)
 
     def ids(self, name: str, filter: pads.Expression | None = None) -> set[str]:
         """The `id`s present in a table (optionally only rows matching `filter`): a stage's done-set."""
@@ -225,3 +226,16 @@ def schema_of(name: str) -> pa.Schema:
         return TABLES[name]
     except KeyError:
         raise KeyError(f"unknown table {name!r}; the store knows {sorted(TABLES)}") from None
+
+
+def todo_headlines(store: Store, done_table: str, done_filter: pads.Expression) -> tuple[pa.Table, int]:
+    """(id, title) of the headlines with no row matching `done_filter` in `done_table`, in table
+    order, and how many already have one: the resume rule of every incremental stage."""
+    if not store.exists("headlines"):
+        raise FinnerError("the store has no headlines table: run `python -m jobs.ingest` first")
+    headlines = store.read("headlines", columns=["id", "title"])
+    done = store.ids(done_table, filter=done_filter)
+    if not done:
+        return headlines, 0
+    todo = headlines.filter(pc.invert(pc.is_in(headlines["id"], value_set=pa.array(sorted(done), pa.string()))))
+    return todo, headlines.num_rows - todo.num_rows

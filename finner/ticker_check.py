@@ -24,11 +24,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from rapidfuzz import fuzz, utils
 
-from finner.config import help_text
+from finner import artifacts
+from finner.config import Config, help_text
+from finner.embedded import GAZETTEER
 from finner.errors import FinnerError
 from finner.store import Store
 
-RESULT_KEY = "ticker_check"
 
 # Words of listing names that say nothing about which company it is.
 NOISE_WORDS = re.compile(
@@ -39,22 +40,20 @@ NOISE_WORDS = re.compile(
 
 
 @dataclass(frozen=True)
-class TickerCheckConfig:
+class TickerCheckConfig(Config):
     listings: str = field(
         default="",
         metadata=help_text("CSV with columns symbol,name: the company behind each ticker; empty: the embedded demo feed's companies"),
     )
-    min_similarity: float = field(default=90.0, metadata=help_text("rapidfuzz token_set_ratio (0-100) for a predicted name to match the listed one"))
-    worst: int = field(default=10, metadata=help_text("how many worst symbols and disagreeing rows to list"))
-    min_symbol_rows: int = field(default=20, metadata=help_text("symbols with fewer scored rows are left out of the worst-symbol list"))
+    min_similarity: float = field(default=90.0, metadata=help_text("rapidfuzz token_set_ratio (0-100) for a predicted name to match the listed one", at_least=0, at_most=100))
+    worst: int = field(default=10, metadata=help_text("how many worst symbols and disagreeing rows to list", at_least=0))
+    min_symbol_rows: int = field(default=20, metadata=help_text("symbols with fewer scored rows are left out of the worst-symbol list", at_least=0))
 
 
 def load_listings(path: str) -> dict[str, str]:
     """symbol -> name from a CSV with `symbol` and `name` columns (first row wins per symbol);
     no path: the embedded demo feed's gazetteer, so the demo needs no file."""
     if not path:
-        from finner.embedded import GAZETTEER
-
         return {company.ticker: company.normalized for company in GAZETTEER}
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -192,5 +191,5 @@ def scored_feed(store: Store, model_version: str) -> pa.Table:
 def ticker_check(store: Store, model_version: str, config: TickerCheckConfig = TickerCheckConfig()) -> TickerCheck:
     """Run the check over the scored feed and store it as `ticker_check`."""
     result = check_table(scored_feed(store, model_version), load_listings(config.listings), config, model_version)
-    store.put_json(RESULT_KEY, result.to_json())
+    store.put_json(artifacts.TICKER_CHECK_KEY, result.to_json())
     return result

@@ -13,10 +13,10 @@ from __future__ import annotations
 import sys
 
 from finner.cluster import ClusterConfig
-from finner.config import add_config_args, config_from_args
+from finner.config import add_config_args
 from finner.curate import curate
-from finner.errors import FinnerError
 from finner.pipeline import cli
+from finner.progress import say
 from finner.sample import SampleConfig
 
 
@@ -27,15 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
-    def body() -> None:
-        try:
-            cluster_config, sample_config = config_from_args(ClusterConfig, args), config_from_args(SampleConfig, args)
-        except ValueError as err:
-            raise FinnerError(str(err)) from err
+    def body(cluster_config: ClusterConfig, sample_config: SampleConfig) -> None:
         summary = curate(cli.store_from(args), cluster_config, sample_config, progress=not args.quiet)
-        print("\n".join(summary.lines()))
+        say("\n".join(summary.lines()))
 
-    return cli.run(body)
+    return cli.run(body, args, "curate", configs=(ClusterConfig, SampleConfig))
 
 
 if __name__ == "__main__":

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import sys
 
-from finner.config import add_config_args, config_from_args
+from finner.config import add_config_args
 from finner.evaluate import (
     EvaluateConfig,
     contenders,
-    load_gold,
     markdown_details,
     markdown_table,
     plot_f1,
     run_evaluation,
     write_metrics,
 )
+from finner.gold import load_gold
 from finner.pipeline import cli
+from finner.progress import say
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,23 +35,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
 
-    def body() -> None:
-        cfg = config_from_args(EvaluateConfig, args)
+    def body(cfg: EvaluateConfig) -> None:
         store = cli.store_from(args)
         gold = load_gold(store, cfg.gold)
-        print(f"gold: {gold.description}")
+        say(f"gold: {gold.description}")
         results = run_evaluation(store, gold, cfg.splits, contenders(cfg, store, progress=not args.quiet))
         write_metrics(store, results)
         for split in cfg.splits:
-            print()
-            print(markdown_table(results, match=cfg.match, split=split))
-        print()
-        print(markdown_details(results))
+            say()
+            say(markdown_table(results, match=cfg.match, split=split))
+        say()
+        say(markdown_details(results))
         if not args.no_plot:
             for split in cfg.splits:
-                print(f"\nplot: {plot_f1(results, store, split=split, name=f'evaluate_f1_{split}.png')}")
+                say(f"\nplot: {plot_f1(results, store, split=split, name=f'evaluate_f1_{split}.png')}")
 
-    return cli.run(body)
+    return cli.run(body, args, "evaluate", configs=(EvaluateConfig,))
 
 
 if __name__ == "__main__":

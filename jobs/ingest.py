@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from finner.config import add_config_args, config_from_args
+from finner.config import add_config_args
 from finner.pipeline import cli
+from finner.progress import say
 from finner.source import SourceConfig, ingest
 
 
@@ -20,11 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
-    def body() -> None:
-        summary = ingest(config_from_args(SourceConfig, args), cli.store_from(args), progress=not args.quiet)
-        print(summary.line())
+    def body(config: SourceConfig) -> None:
+        summary = ingest(config, cli.store_from(args), progress=not args.quiet)
+        say(summary.line())
 
-    return cli.run(body)
+    return cli.run(body, args, "ingest", configs=(SourceConfig,))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,13 @@ import contextlib
 import dataclasses
 import sys
 
-from finner.config import add_config_args, config_from_args
+from finner.config import add_config_args
 from finner.errors import FinnerError
 from finner.label import LabelConfig
 from finner.pipeline import cli
 from finner.pipeline.label import LabelRunConfig, estimate_line, run_labeling
+from finner.progress import say
+from finner.testing.chat_server import ServerConfig, serve_chat
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,26 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
-    def body() -> None:
-        label = config_from_args(LabelConfig, args)
-        run = config_from_args(LabelRunConfig, args)
+    def body(label: LabelConfig, run: LabelRunConfig) -> None:
         if not label.endpoint and not args.test_endpoint:
             raise FinnerError("no endpoint: pass --endpoint URL (a chat-completions server) or --test-endpoint")
         store = cli.store_from(args)
         with contextlib.ExitStack() as stack:
             if args.test_endpoint:
-                from finner.testing.chat_server import ServerConfig, serve_chat
-
                 url = stack.enter_context(serve_chat(ServerConfig(listings=args.listings)))
                 label = dataclasses.replace(label, endpoint=url, model="gazetteer", response_format="tgi")
-                print(f"labeling with the built-in gazetteer endpoint at {url} (not an LLM)")
+                say(f"labeling with the built-in gazetteer endpoint at {url} (not an LLM)")
             cli.init_ray()
             summary = run_labeling(store, label, run, progress=not args.quiet)
-        print(summary.line(run))
+        say(summary.line(run))
         if summary.estimate:
-            print(estimate_line(summary.estimate))
+            say(estimate_line(summary.estimate))
 
-    return cli.run(body)
+    return cli.run(body, args, "label", configs=(LabelConfig, LabelRunConfig))
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import sys
 
-from finner.config import add_config_args, config_from_args
-from finner.evaluate import load_gold
+from finner.config import add_config_args
+from finner.gold import load_gold
 from finner.learning_curve import CurveConfig, markdown_curve, plot_curve, run_curve
 from finner.models.registry import ModelSpec
+from finner.models.train_config import TrainConfig
 from finner.pipeline import cli
-from finner.train import TrainConfig
+from finner.progress import say
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,16 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
-    def body() -> None:
-        cfg, spec, train = config_from_args(CurveConfig, args), config_from_args(ModelSpec, args), config_from_args(TrainConfig, args)
+    def body(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig) -> None:
         store = cli.store_from(args)
         gold = load_gold(store, cfg.gold)
-        print(f"gold: {gold.description}")
+        say(f"gold: {gold.description}")
         results = run_curve(cfg, spec, train, store, gold, progress=not args.quiet)
-        print(markdown_curve(results))
-        print(f"\nplot: {plot_curve(results, store, spec.kind)}")
+        say(markdown_curve(results))
+        say(f"\nplot: {plot_curve(results, store, spec.kind)}")
 
-    return cli.run(body)
+    return cli.run(body, args, "learning_curve", configs=(CurveConfig, ModelSpec, TrainConfig))
 
 
 if __name__ == "__main__":

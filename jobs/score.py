@@ -14,20 +14,20 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from finner.config import add_config_args, config_from_args
+from finner import artifacts
+from finner.config import add_config_args
 from finner.cost import CostConfig, cost_report
 from finner.errors import FinnerError
 from finner.pipeline import cli
 from finner.pipeline.score import ScoreRunConfig, run_scoring
+from finner.progress import say
 from finner.score import ScoreConfig
 from finner.ticker_check import TickerCheckConfig, ticker_check
 
 
 def default_model(store) -> str:
     """The best fine-tuned GLiNER checkpoint the training job recorded in the store."""
-    from finner.score import best_checkpoint
-
-    path = best_checkpoint(store)
+    path = artifacts.scoring_default(store)
     if path is None:
         raise FinnerError("no fine-tuned GLiNER checkpoint in the store: run `python -m jobs.train` first, or pass --model PATH_OR_HUB_ID")
     return path
@@ -43,23 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
-    def body() -> None:
+    def body(config: ScoreConfig, run: ScoreRunConfig, check_config: TickerCheckConfig, cost_config: CostConfig) -> None:
         store = cli.store_from(args)
-        config = config_from_args(ScoreConfig, args)
         if not config.model:
             config = dataclasses.replace(config, model=default_model(store))
         cli.init_ray()
-        summary = run_scoring(store, config, config_from_args(ScoreRunConfig, args), progress=not args.quiet)
-        print(summary.line())
+        summary = run_scoring(store, config, run, progress=not args.quiet)
+        say(summary.line())
         if summary.agreement_f1 is not None:
-            print(f"--runtime {config.runtime}: span F1 {summary.agreement_f1:.4f} against the torch path on a sample of the feed")
+            say(f"--runtime {config.runtime}: span F1 {summary.agreement_f1:.4f} against the torch path on a sample of the feed")
         if args.no_report:
             return
-        check = ticker_check(store, summary.model_version, config_from_args(TickerCheckConfig, args))
-        print(check.text())
-        print(cost_report(store, config_from_args(CostConfig, args)).text())
+        check = ticker_check(store, summary.model_version, check_config)
+        say(check.text())
+        say(cost_report(store, cost_config).text())
 
-    return cli.run(body)
+    return cli.run(body, args, "score", configs=(ScoreConfig, ScoreRunConfig, TickerCheckConfig, CostConfig))
 
 
 if __name__ == "__main__":

@@ -15,30 +15,29 @@ from __future__ import annotations
 
 import sys
 
-from finner.config import add_config_args, config_from_args
+from finner.config import add_config_args
 from finner.models.registry import ModelSpec
+from finner.models.train_config import TrainConfig
 from finner.pipeline import cli
-from finner.train import TrainConfig
+from finner.pipeline.train import TrainJobConfig, train_on_ray
+from finner.progress import say
 
 
 def main(argv: list[str] | None = None) -> int:
-    from finner.pipeline.train import TrainJobConfig, train_on_ray
-
     p = cli.parser("python -m jobs.train", __doc__.split("\n\n")[0])
     add_config_args(p, ModelSpec)
     add_config_args(p, TrainJobConfig)
     add_config_args(p, TrainConfig)
     args = p.parse_args(argv)
 
-    def body() -> None:
-        spec, job, config = (config_from_args(cls, args) for cls in (ModelSpec, TrainJobConfig, TrainConfig))
+    def body(spec: ModelSpec, job: TrainJobConfig, config: TrainConfig) -> None:
         store = cli.store_from(args)
         summary = train_on_ray(spec, config, job, store)
         for epoch in summary.epochs:
-            print(f"  epoch {epoch['epoch']:>3}  valid F1 {epoch['valid_f1']:.3f}  (P {epoch['valid_precision']:.3f}  R {epoch['valid_recall']:.3f})")
-        print(summary.line())
+            say(f"  epoch {epoch['epoch']:>3}  valid F1 {epoch['valid_f1']:.3f}  (P {epoch['valid_precision']:.3f}  R {epoch['valid_recall']:.3f})")
+        say(summary.line())
 
-    return cli.run(body)
+    return cli.run(body, args, "train", configs=(ModelSpec, TrainJobConfig, TrainConfig))
 
 
 if __name__ == "__main__":

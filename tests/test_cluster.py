@@ -136,5 +136,5 @@ def test_empty_input():
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="threshold"):
         ClusterConfig(threshold=0)
-    with pytest.raises(ValueError, match="chunk_rows"):
+    with pytest.raises(ValueError, match="--chunk-rows"):
         ClusterConfig(chunk_rows=0)

@@ -10,30 +10,19 @@ import pytest
 from finner import schemas
 from finner.errors import FinnerError
 from finner.evaluate import (
-    COMPANY,
-    EXACT,
     FINE_TUNED,
-    GOLD_EMBEDDED,
-    GOLD_REVIEW,
-    OVERLAP,
-    PRF,
     ZERO_SHOT,
     Result,
-    company_prf,
-    embedded_truth,
     evaluate,
-    exact_prf,
     llm_predictions,
-    load_gold,
     markdown_details,
     markdown_table,
     metrics_table,
-    name_key,
-    overlap_prf,
     plot_f1,
-    score,
     write_metrics,
 )
+from finner.gold import GOLD_EMBEDDED, GOLD_REVIEW, embedded_truth, load_gold
+from finner.metrics import COMPANY, EXACT, OVERLAP, PRF, company_prf, exact_prf, name_key, overlap_prf, score
 
 
 def span(start: int, end: int, text: str = "") -> dict:

@@ -7,9 +7,11 @@ import pyarrow.compute as pc
 import pytest
 
 from finner import schemas
-from finner.evaluate import EXACT, FINE_TUNED, ZERO_SHOT, embedded_truth, exact_prf
+from finner.artifacts import trained_model_path
+from finner.evaluate import FINE_TUNED, ZERO_SHOT
+from finner.gold import embedded_truth
+from finner.metrics import EXACT, exact_prf
 from finner.models.registry import load_checkpoint
-from finner.pipeline.train import trained_model_path
 from finner.testing.labelled_demo import TICKERS, write_labelled_demo
 from jobs import evaluate as job
 from tests.conftest import run_module

@@ -67,7 +67,7 @@ def test_response_formats_per_server_kind():
     assert response_format("llamacpp") == {"type": "json_object", "schema": schema}
     openai = response_format("openai")
     assert openai["type"] == "json_schema" and openai["json_schema"]["schema"] == schema
-    with pytest.raises(ValueError, match="unknown response format"):
+    with pytest.raises(ValueError, match="--response-format: expected one of"):
         LabelConfig(endpoint="http://x", response_format="xml")  # type: ignore[arg-type]
 
 

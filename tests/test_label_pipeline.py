@@ -18,7 +18,9 @@ import pytest
 from finner import schemas
 from finner.label import LabelConfig, latest_labels
 from finner.pipeline import cli
-from finner.pipeline.label import COST_KEY, ESTIMATE_KEY, LabelRunConfig, run_labeling
+from finner.artifacts import LABEL_COST_KEY as COST_KEY
+from finner.artifacts import LABEL_ESTIMATE_KEY as ESTIMATE_KEY
+from finner.pipeline.label import LabelRunConfig, run_labeling
 from finner.source import SourceConfig, ingest
 from finner.store import Store
 from finner.testing.chat_server import ServerConfig, reset_stats, serve_chat, stats

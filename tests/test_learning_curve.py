@@ -7,7 +7,9 @@ import pytest
 
 from finner import schemas
 from finner.errors import FinnerError
-from finner.evaluate import EXACT, GOLD_EMBEDDED, PRF, Result, embedded_truth, load_gold, score
+from finner.evaluate import Result
+from finner.gold import GOLD_EMBEDDED, embedded_truth, load_gold
+from finner.metrics import EXACT, PRF, score
 from finner.learning_curve import CurveConfig, curve_sizes, markdown_curve, point_of, setting, training_sets
 from finner.testing.labelled_demo import write_labelled_demo
 from jobs import learning_curve as job
@@ -42,7 +44,7 @@ def test_sizes_are_clipped_to_what_exists_and_all_is_added():
 def test_bad_config_is_refused():
     with pytest.raises(FinnerError, match="unknown source"):
         CurveConfig(labels=("weak",))
-    with pytest.raises(FinnerError, match="positive"):
+    with pytest.raises(FinnerError, match="--sizes: must be at least 1"):
         CurveConfig(sizes=(0, 10))
 
 

@@ -9,7 +9,7 @@ from finner.errors import FinnerError
 from finner.models.gliner import SkippedBatchError, gliner_example
 from finner.models.registry import ModelSpec, build_model, default_model, load_checkpoint
 from finner.schemas import COMPANY
-from finner.train import TrainConfig
+from finner.models.train_config import TrainConfig
 
 TITLES = [
     "AT&T, Apple's Suppliers And Johnson & Johnson Rally",
@@ -44,7 +44,7 @@ def test_model_spec_checks_and_defaults():
     assert ModelSpec("spanmarker", offline=True).source().startswith("encoder:")
     with pytest.raises(FinnerError, match="either --model"):
         ModelSpec("gliner", model="some/model", encoder="/enc")
-    with pytest.raises(FinnerError, match="unknown model kind"):
+    with pytest.raises(FinnerError, match="--kind: expected one of"):
         ModelSpec("bert")
     with pytest.raises(FinnerError, match="threshold"):
         ModelSpec("gliner", threshold=1.5)

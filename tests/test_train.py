@@ -16,9 +16,11 @@ import pytest
 
 from finner import schemas
 from finner.errors import FinnerError
-from finner.evaluate import exact_prf
-from finner.pipeline.train import RAY_RUNS_DIR
-from finner.train import FRESH_HEAD_COMPANY_WEIGHT, FRESH_HEAD_LEARNING_RATE, KeepBest, examples, gold_labelled, llm_labelled
+from finner.artifacts import RAY_RUNS_DIR, scoring_default
+from finner.metrics import exact_prf
+from finner.models.train_config import FRESH_HEAD_COMPANY_WEIGHT, FRESH_HEAD_LEARNING_RATE, TrainConfig
+from finner.train import KeepBest, examples, fit_locally
+from finner.training_data import gold_labelled, llm_labelled
 from tests.conftest import REPO, run_module, kill_group
 from tests.train_data import write_sample
 
@@ -105,7 +107,6 @@ def ray_session():
 @pytest.mark.parametrize("kind", ["gliner", "spanmarker"])
 def test_fine_tune_on_ray_with_two_workers_keeps_the_best_epoch(kind, ray_session, store, real_headlines_path, company_listings_path, capsys):
     from finner.models.registry import load_checkpoint
-    from finner.score import best_checkpoint
     from jobs.train import main
 
     write_sample(store, real_headlines_path, company_listings_path, train=160, valid=48)
@@ -129,7 +130,7 @@ def test_fine_tune_on_ray_with_two_workers_keeps_the_best_epoch(kind, ray_sessio
     assert (prf.tp, prf.fp, prf.fn) == (best["valid_tp"], best["valid_fp"], best["valid_fn"])
     assert load_checkpoint(kind, summary["path"]).predict([title for _, title, _ in valid]) == predicted
     if kind == "gliner":
-        assert best_checkpoint(store) == summary["path"]  # where the scoring job finds it
+        assert scoring_default(store) == summary["path"]  # where the scoring job finds it
 
     capsys.readouterr()
     assert main(argv) == 0  # same data and settings: nothing to do
@@ -137,18 +138,14 @@ def test_fine_tune_on_ray_with_two_workers_keeps_the_best_epoch(kind, ray_sessio
 
 
 def test_company_weight_defaults_to_up_weighting_only_fresh_heads():
-    from finner.train import TrainConfig
-
     assert TrainConfig().company_span_weight(fresh_head=True) == FRESH_HEAD_COMPANY_WEIGHT > 1
     assert TrainConfig().company_span_weight(fresh_head=False) == 1.0
     assert TrainConfig(company_weight=3.0).company_span_weight(fresh_head=True) == 3.0
-    with pytest.raises(FinnerError, match="--company-weight must be positive"):
+    with pytest.raises(FinnerError, match="--company-weight: must be more than 0"):
         TrainConfig(company_weight=0.0)
 
 
 def test_a_resumed_run_continues_the_learning_rate_schedule():
-    from finner.train import TrainConfig
-
     warm = TrainConfig(epochs=20, warmup_ratio=0.1)
     assert [round(warm.learning_rate_fraction(done), 4) for done in (1, 2, 11, 19)] == [0.5, 1.0, 0.5, round(1 / 18, 4)]
     assert TrainConfig(epochs=20, warmup_ratio=0.0).learning_rate_fraction(5) == 0.75

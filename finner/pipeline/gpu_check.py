@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from finner.config import add_config_args, config_from_args, help_text
+from finner.config import Config, add_config_args, config_from_args, help_text
 from finner.errors import FinnerError
 from finner.pipeline import cli
 from finner.store import Store
 
 
 @dataclass(frozen=True)
-class GpuCheckConfig:
-    actors: int = field(default=1, metadata=help_text("actors in the pool (each asks for --gpus-per-actor)"))
-    gpus_per_actor: float = field(default=1.0, metadata=help_text("GPUs each actor asks for; the autoscaler adds GPU nodes to satisfy it"))
-    batch_size: int = field(default=4096, metadata=help_text("headlines per batch"))
+class GpuCheckConfig(Config):
+    actors: int = field(default=1, metadata=help_text("actors in the pool (each asks for --gpus-per-actor)", at_least=1))
+    gpus_per_actor: float = field(default=1.0, metadata=help_text("GPUs each actor asks for; the autoscaler adds GPU nodes to satisfy it", more_than=0, at_most=1))
+    batch_size: int = field(default=4096, metadata=help_text("headlines per batch", at_least=1))
     require_cuda: bool = field(default=False, metadata=help_text("fail when an actor got no CUDA device (a GPU node with a broken image)"))
 
 

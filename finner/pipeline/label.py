@@ -29,37 +29,34 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finner import schemas
-from finner.config import config_from_dict, help_text
+from finner import artifacts, schemas
+from finner.config import Config, config_from_dict, help_text
 from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.label import PROMPT_VERSION, ChatClient, LabelConfig, label_rows
-from finner.store import Store
+from finner.progress import progress_bar
+from finner.store import Store, todo_headlines
 
 # What the actors send back to the driver (the full rows are already in the store).
 SUMMARY_COLUMNS = ["id", "status", "error", "prompt_tokens", "completion_tokens", "latency_s", "attempts"]
-COST_KEY, ESTIMATE_KEY = "label_cost", "label_estimate"
 
 
 @dataclass(frozen=True)
-class LabelRunConfig:
+class LabelRunConfig(Config):
     """How the labeling job runs on Ray and what the endpoint costs."""
 
-    actors: int = field(default=2, metadata=help_text("actors calling the endpoint; endpoint concurrency = actors x --max-in-flight"))
-    actor_cpus: float = field(default=0.25, metadata=help_text("CPUs reserved per actor (they mostly wait on the network)"))
-    batch_rows: int = field(default=128, metadata=help_text("headlines per batch; each finished batch is one appended part"))
-    batches_per_actor: int = field(default=4, metadata=help_text("batches an actor works on at once (they share its window)"))
-    limit: int = field(default=0, metadata=help_text("label at most this many headlines in this run; 0 = all that are not ok yet"))
-    usd_per_hour: float = field(default=0.0, metadata=help_text("endpoint price per hour (dedicated endpoints)"))
-    usd_per_million_prompt_tokens: float = field(default=0.0, metadata=help_text("price per million prompt tokens (serverless APIs)"))
-    usd_per_million_completion_tokens: float = field(default=0.0, metadata=help_text("price per million completion tokens"))
+    actors: int = field(default=2, metadata=help_text("actors calling the endpoint; endpoint concurrency = actors x --max-in-flight", at_least=1))
+    actor_cpus: float = field(default=0.25, metadata=help_text("CPUs reserved per actor (they mostly wait on the network)", more_than=0))
+    batch_rows: int = field(default=128, metadata=help_text("headlines per batch; each finished batch is one appended part", at_least=1))
+    batches_per_actor: int = field(default=4, metadata=help_text("batches an actor works on at once (they share its window)", at_least=1))
+    limit: int = field(default=0, metadata=help_text("label at most this many headlines in this run; 0 = all that are not ok yet", at_least=0))
+    usd_per_hour: float = field(default=0.0, metadata=help_text("endpoint price per hour (dedicated endpoints)", at_least=0))
+    usd_per_million_prompt_tokens: float = field(default=0.0, metadata=help_text("price per million prompt tokens (serverless APIs)", at_least=0))
+    usd_per_million_completion_tokens: float = field(default=0.0, metadata=help_text("price per million completion tokens", at_least=0))
     estimate: bool = field(default=False, metadata=help_text("label only a random sample and extrapolate time and cost to the whole input"))
-    estimate_rows: int = field(default=200, metadata=help_text("sample size of --estimate"))
-    seed: int = field(default=0, metadata=help_text("random seed of the --estimate sample"))
+    estimate_rows: int = field(default=200, metadata=help_text("sample size of --estimate", at_least=1))
+    seed: int = field(default=0, metadata=help_text("random seed of the --estimate sample", at_least=0))
 
-    def __post_init__(self) -> None:
-        if self.actors < 1 or self.batch_rows < 1 or self.batches_per_actor < 1 or self.estimate_rows < 1:
-            raise ValueError("actors, batch_rows, batches_per_actor and estimate_rows must be >= 1")
 
 
 class LabelActor:
@@ -86,19 +83,6 @@ class LabelActor:
         if self._client is not None and self._loop is not None and self._loop.is_running():
             with contextlib.suppress(Exception):  # best effort: the process is exiting anyway
                 asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=5)
-
-
-def todo_headlines(store: Store) -> tuple[pa.Table, int]:
-    """(id, title) of headlines not yet labelled `ok`, in table order, and how many were already ok."""
-    if not store.exists("headlines"):
-        raise FinnerError("the store has no headlines table: run `python -m jobs.ingest` first")
-    headlines = store.read("headlines", columns=["id", "title"])
-    done = store.ids("llm_labels", filter=pc.field("status") == schemas.LABEL_OK)
-    if not done:
-        return headlines, 0
-    keep = pc.invert(pc.is_in(headlines["id"], value_set=pa.array(sorted(done), pa.string())))
-    todo = headlines.filter(keep)
-    return todo, headlines.num_rows - todo.num_rows
 
 
 @dataclass
@@ -203,7 +187,7 @@ def label_table(store: Store, todo: pa.Table, label: LabelConfig, run: LabelRunC
         ),
         num_cpus=run.actor_cpus,
     )
-    bar = _progress(todo.num_rows, progress)
+    bar = progress_bar(desc="labeling", unit=" headlines", total=todo.num_rows, enabled=progress)
     started = time.perf_counter()
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         summary.add(batch)
@@ -213,15 +197,9 @@ def label_table(store: Store, todo: pa.Table, label: LabelConfig, run: LabelRunC
     return summary
 
 
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="headline", desc="labeling", disable=not enabled)
-
-
 def run_labeling(store: Store, label: LabelConfig, run: LabelRunConfig, progress: bool = True) -> LabelSummary:
     """The labeling stage: resume from `llm_labels`, label what is left (or a sample), store the cost."""
-    todo, already_ok = todo_headlines(store)
+    todo, already_ok = todo_headlines(store, "llm_labels", pc.field("status") == schemas.LABEL_OK)
     if run.limit:
         todo = todo.slice(0, run.limit)
     to_label = _sample(todo, run) if run.estimate else todo
@@ -230,9 +208,9 @@ def run_labeling(store: Store, label: LabelConfig, run: LabelRunConfig, progress
     report = summary.to_json(run, label)
     if run.estimate:
         summary.estimate = report["estimate"] = extrapolate(summary, todo.num_rows, run, label)
-        store.put_json(ESTIMATE_KEY, report)
+        store.put_json(artifacts.LABEL_ESTIMATE_KEY, report)
     elif summary.rows:
-        store.put_json(COST_KEY, report)
+        store.put_json(artifacts.LABEL_COST_KEY, report)
     if summary.rows and not (summary.statuses[schemas.LABEL_OK] or summary.statuses[schemas.LABEL_INVALID]):
         raise FinnerError(
             f"all {summary.rows} headlines failed (last error: {summary.last_error}); "

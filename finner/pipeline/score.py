@@ -24,35 +24,35 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finner.config import config_from_dict, help_text
-from finner.cost import THROUGHPUT_KEY
+from finner import artifacts
+from finner.config import Config, ConfigError, config_from_dict, help_text
 from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.score import ScoreConfig, Scorer, check_runtime, model_version, name_map_from_spans, prediction_rows
-from finner.store import Store
+from finner.progress import progress_bar
+from finner.store import Store, todo_headlines
 
 
 @dataclass(frozen=True)
-class ScoreRunConfig:
+class ScoreRunConfig(Config):
     """How the scoring job runs on Ray."""
 
-    min_actors: int = field(default=1, metadata=help_text("actors kept alive; the pool grows to --max-actors while work queues"))
-    max_actors: int = field(default=1, metadata=help_text("most actors (GPU nodes the autoscaler may add, or CPU workers)"))
-    actor_cpus: float = field(default=1.0, metadata=help_text("CPUs reserved per actor (CPU actors compute with --threads threads)"))
+    min_actors: int = field(default=1, metadata=help_text("actors kept alive; the pool grows to --max-actors while work queues", at_least=1))
+    max_actors: int = field(default=1, metadata=help_text("most actors (GPU nodes the autoscaler may add, or CPU workers)", at_least=1))
+    actor_cpus: float = field(default=1.0, metadata=help_text("CPUs reserved per actor (CPU actors compute with --threads threads)", more_than=0))
     gpus: Literal["auto", "yes", "no"] = field(
         default="auto", metadata=help_text("GPU actors: auto = when the cluster has GPUs now; yes = also when the autoscaler must add GPU nodes first")
     )
-    gpus_per_actor: float = field(default=1.0, metadata=help_text("GPUs per GPU actor (0.5: two actors share one GPU)"))
-    batch_rows: int = field(default=512, metadata=help_text("headlines per actor call; each finished batch is one appended part"))
-    limit: int = field(default=0, metadata=help_text("score at most this many headlines in this run; 0 = all not yet scored"))
-    agreement_rows: int = field(default=200, metadata=help_text("with --runtime onnx/onnx-int8: headlines used to compare it with the torch path first"))
-    agreement_tolerance: float = field(default=0.02, metadata=help_text("refuse the faster runtime when its span F1 against torch is below 1 - this"))
+    gpus_per_actor: float = field(default=1.0, metadata=help_text("GPUs per GPU actor (0.5: two actors share one GPU)", more_than=0, at_most=1))
+    batch_rows: int = field(default=512, metadata=help_text("headlines per actor call; each finished batch is one appended part", at_least=1))
+    limit: int = field(default=0, metadata=help_text("score at most this many headlines in this run; 0 = all not yet scored", at_least=0))
+    agreement_rows: int = field(default=200, metadata=help_text("with --runtime onnx/onnx-int8: headlines used to compare it with the torch path first", at_least=1))
+    agreement_tolerance: float = field(default=0.02, metadata=help_text("refuse the faster runtime when its span F1 against torch is below 1 - this", at_least=0, at_most=1))
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_actors <= self.max_actors:
-            raise ValueError("ScoreRunConfig needs 1 <= min_actors <= max_actors")
-        if self.batch_rows < 1 or self.actor_cpus <= 0:
-            raise ValueError("ScoreRunConfig.batch_rows and actor_cpus must be positive")
+        super().__post_init__()
+        if self.min_actors > self.max_actors:
+            raise ConfigError("min_actors", f"must be at most --max-actors ({self.max_actors}), got {self.min_actors}")
 
 
 @dataclass
@@ -147,18 +147,6 @@ class ScoreActor:
         )
 
 
-def todo_headlines(store: Store, version: str) -> tuple[pa.Table, int]:
-    """(id, title) of the headlines this model version has not scored, in table order, and how many it has."""
-    if not store.exists("headlines"):
-        raise FinnerError("the store has no headlines table: run `python -m jobs.ingest` first")
-    headlines = store.read("headlines", columns=["id", "title"])
-    done = store.ids("predictions", filter=pc.field("model_version") == version)
-    if not done:
-        return headlines, 0
-    todo = headlines.filter(pc.invert(pc.is_in(headlines["id"], value_set=pa.array(sorted(done), pa.string()))))
-    return todo, headlines.num_rows - todo.num_rows
-
-
 def name_map(store: Store) -> dict[str, str]:
     """Name -> cluster representative from the curation stage's `spans` table, when it exists."""
     return name_map_from_spans(store.read("spans", columns=["spans"])) if store.exists("spans") else {}
@@ -177,7 +165,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
     import ray
 
     version = model_version(config)
-    todo, already = todo_headlines(store, version)
+    todo, already = todo_headlines(store, "predictions", pc.field("model_version") == version)
     summary = ScoreSummary(model_version=version, already_scored=already, runtime=config.runtime)
     if run.limit:
         todo = todo.slice(0, run.limit)
@@ -206,18 +194,14 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         num_cpus=run.actor_cpus,
         num_gpus=run.gpus_per_actor if gpus else 0,
     )
-    bar = _progress(todo.num_rows, progress)
+    bar = progress_bar(desc="scoring", unit=" headlines", total=todo.num_rows, enabled=progress)
     started = time.perf_counter()
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         summary.add(batch)
         bar.update(int(pc.sum(batch["rows"]).as_py()))
     summary.elapsed_s = time.perf_counter() - started
     bar.close()
-    store.put_json(THROUGHPUT_KEY, summary.to_json() | {"gpus_per_actor": run.gpus_per_actor if summary.device == "cuda" else None})
+    store.put_json(artifacts.SCORE_THROUGHPUT_KEY, summary.to_json() | {"gpus_per_actor": run.gpus_per_actor if summary.device == "cuda" else None})
     return summary
 
 
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="headline", desc="scoring", disable=not enabled, mininterval=5)

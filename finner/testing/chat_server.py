@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from finner.config import add_config_args, config_from_args, help_text
+from finner.config import Config, ConfigError, add_config_args, config_from_args, help_text
 from finner.testing.gazetteer import Gazetteer
 
 # Fault kinds, in the order the mixed fault rate is spread over them.
@@ -54,27 +54,26 @@ READY_PREFIX = "chat server listening on "
 
 
 @dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(Config):
     """What the server answers with and how it misbehaves. Defaults: an instant, faultless server."""
 
     listings: str | None = field(default=None, metadata=help_text("company listing CSV (symbol,name,source); default: the embedded gazetteer"))
-    capacity: int = field(default=0, metadata=help_text("requests served at once (the rest queue); 0 = unlimited"))
-    latency_median_s: float = field(default=0.0, metadata=help_text("median service time per request"))
-    latency_sigma: float = field(default=1.0, metadata=help_text("log-normal sigma of the service time (heavier tail when larger)"))
-    latency_cap_s: float = field(default=30.0, metadata=help_text("longest service time"))
-    fault_rate: float = field(default=0.0, metadata=help_text("share of requests that misbehave, spread evenly over --faults"))
+    capacity: int = field(default=0, metadata=help_text("requests served at once (the rest queue); 0 = unlimited", at_least=0))
+    latency_median_s: float = field(default=0.0, metadata=help_text("median service time per request", at_least=0))
+    latency_sigma: float = field(default=1.0, metadata=help_text("log-normal sigma of the service time (heavier tail when larger)", at_least=0))
+    latency_cap_s: float = field(default=30.0, metadata=help_text("longest service time", at_least=0))
+    fault_rate: float = field(default=0.0, metadata=help_text("share of requests that misbehave, spread evenly over --faults", at_least=0, at_most=1))
     faults: tuple[str, ...] = field(default=FAULTS, metadata=help_text(f"fault kinds to inject, among {', '.join(FAULTS)}"))
-    retry_after_s: float = field(default=1.0, metadata=help_text("Retry-After sent with 429"))
-    slow_s: float = field(default=2.0, metadata=help_text("extra seconds of a slow answer"))
-    hang_s: float = field(default=120.0, metadata=help_text("seconds a hanging request waits before answering"))
-    seed: int = field(default=0, metadata=help_text("random seed for latencies and faults"))
+    retry_after_s: float = field(default=1.0, metadata=help_text("Retry-After sent with 429", at_least=0))
+    slow_s: float = field(default=2.0, metadata=help_text("extra seconds of a slow answer", at_least=0))
+    hang_s: float = field(default=120.0, metadata=help_text("seconds a hanging request waits before answering", at_least=0))
+    seed: int = field(default=0, metadata=help_text("random seed for latencies and faults", at_least=0))
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = sorted(set(self.faults) - set(FAULTS))
         if unknown:
-            raise ValueError(f"unknown fault kind(s) {unknown}; known: {FAULTS}")
-        if not 0.0 <= self.fault_rate <= 1.0:
-            raise ValueError(f"fault_rate must be within [0, 1], got {self.fault_rate}")
+            raise ConfigError("faults", f"unknown fault kind(s) {unknown}; known: {FAULTS}")
 
 
 @dataclass

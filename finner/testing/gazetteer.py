@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from finner.embedded import gazetteer_entries
 from finner.tokens import word_tokens
 
 NAME, TICKER, INDEX = "name", "ticker", "index"
@@ -193,8 +194,6 @@ class Gazetteer:
     @classmethod
     def embedded(cls) -> Gazetteer:
         """The embedded demo gazetteer (`finner.embedded`): works on a fresh clone with no data."""
-        from finner.embedded import gazetteer_entries
-
         return cls.from_pairs(gazetteer_entries())
 
     # -- labeling ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from finner import schemas
 from finner.embedded import GAZETTEER, NICKNAMES
-from finner.evaluate import embedded_truth
+from finner.gold import embedded_truth
 from finner.source import SourceConfig, ingest
 from finner.store import Store
 

@@ -1,0 +1,56 @@
+"""Names of everything the stages store besides tables: run records under `_meta/`, model
+checkpoints, Ray Train's run folders, plots. One module, importable from every layer, so a
+writer and its readers can never disagree on a name.
+"""
+
+from __future__ import annotations
+
+from finner.store import Store
+
+MODELS_DIR = "models"  # store.artifact(MODELS_DIR, name): fine-tuned checkpoints
+RAY_RUNS_DIR = "ray_train"  # Ray Train's storage_path under the store, emptied after each run
+PLOTS_DIR, REPORTS_DIR, LOGS_DIR = "plots", "reports", "logs"
+
+# _meta keys (Store.put_json / get_json)
+SCORING_DEFAULT_KEY = "gliner_best_checkpoint"  # {"path", "name"}: the model jobs.score uses by default
+SCORE_THROUGHPUT_KEY = "score_throughput"  # written by the scoring job, read by the cost report
+LABEL_COST_KEY, LABEL_ESTIMATE_KEY = "label_cost", "label_estimate"  # written by the labeling job
+LABEL_RUN_KEY = "label_run"  # the latest labeling run's label identity (what downstream stages read)
+CURATE_KEY = "curate"
+TICKER_CHECK_KEY = "ticker_check"
+ALIASES_KEY = "ticker_aliases"
+
+
+def model_name(kind: str, labels: str, name: str = "") -> str:
+    """A fine-tuned model's name in the store: `<kind>-<labels>` unless the user named it."""
+    return name or f"{kind}-{labels}"
+
+
+def train_summary_key(name: str) -> str:
+    return f"train-{name}"
+
+
+def train_history_key(name: str) -> str:
+    """Per-epoch (or per-evaluation) validation metrics, written by the run as it goes."""
+    return f"train-{name}-epochs"
+
+
+def learning_curve_key(kind: str) -> str:
+    return f"learning_curve-{kind}"
+
+
+def model_path(store: Store, name: str) -> str:
+    """Where `jobs.train` puts the best checkpoint of model `name` (path or URI)."""
+    return store.artifact(MODELS_DIR, name)
+
+
+def trained_model_path(store: Store, name: str) -> str | None:
+    """The checkpoint of a finished `jobs.train` run of `name`, or None."""
+    summary = store.get_json(train_summary_key(name))
+    return summary["path"] if summary else None
+
+
+def scoring_default(store: Store) -> str | None:
+    """The best fine-tuned GLiNER checkpoint the training job recorded for scoring, if any."""
+    record = store.get_json(SCORING_DEFAULT_KEY)
+    return record.get("path") if record else None

@@ -1,0 +1,110 @@
+"""Fine-tuning settings every adapter builds its Hugging Face Trainer from.
+
+They live beside the adapters, below the fine-tuning loop (`finner.train`), because each adapter's
+`trainer()` turns them into its library's own Trainer and loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from finner.config import Config, help_text
+from finner.models.base import best_device
+from finner.schemas import Span
+
+Example = tuple[str, str, list[Span]]  # (row id, title, company spans)
+FRESH_HEAD_LEARNING_RATE = 1e-3  # default head rate of a model built on a bare encoder
+# Default loss weight of company spans against the far more numerous non-entity candidate spans
+# for a SpanMarker head built on a bare encoder: with plain cross-entropy it first learns to
+# predict no company at all and stays there for hundreds of steps.
+FRESH_HEAD_COMPANY_WEIGHT = 10.0
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """Fine-tuning hyper-parameters. Defaults are the case study's (20 epochs, lr 5e-6, batch 4,
+    focal loss alpha 0.75 gamma 2); a fresh head on a bare encoder wants a larger head rate."""
+
+    epochs: int = field(default=20, metadata=help_text("passes over the training rows", at_least=1))
+    learning_rate: float = field(default=5e-6, metadata=help_text("learning rate of the encoder (and of the head unless --head-learning-rate)", more_than=0))
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata=help_text(
+            f"learning rate of everything but the encoder (the entity head); default: --learning-rate for a "
+            f"pretrained checkpoint, {FRESH_HEAD_LEARNING_RATE:g} for a fresh head built on --encoder/--offline"
+        , more_than=0),
+    )
+    batch_size: int = field(default=4, metadata=help_text("training headlines per step and worker", at_least=1))
+    focal_loss_alpha: float = field(default=0.75, metadata=help_text("gliner focal loss alpha (weight of positive spans)", at_least=-1, at_most=1))
+    focal_loss_gamma: float = field(default=2.0, metadata=help_text("gliner focal loss gamma (focus on hard spans)", at_least=0))
+    company_weight: float | None = field(
+        default=None,
+        metadata=help_text(
+            f"spanmarker: cross-entropy weight of company spans against non-entity spans; default: 1 for a "
+            f"pretrained checkpoint, {FRESH_HEAD_COMPANY_WEIGHT:g} for a fresh head built on --encoder/--offline"
+        , more_than=0),
+    )
+    weight_decay: float = field(default=0.01, metadata=help_text("AdamW weight decay", at_least=0))
+    warmup_ratio: float = field(default=0.1, metadata=help_text("share of steps with a linear learning-rate warm-up", at_least=0, below=1))
+    seed: int = field(default=0, metadata=help_text("seed of head initialisation and data order", at_least=0))
+    valid_batch_size: int = field(default=32, metadata=help_text("headlines per prediction batch in validation", at_least=1))
+
+    def head_rate(self, fresh_head: bool) -> float:
+        """The entity head's learning rate: an untrained head needs a far larger one than a pretrained head."""
+        if self.head_learning_rate is not None:
+            return self.head_learning_rate
+        return FRESH_HEAD_LEARNING_RATE if fresh_head else self.learning_rate
+
+    def company_span_weight(self, fresh_head: bool) -> float:
+        """SpanMarker's loss weight of company spans: an untrained head needs them up-weighted."""
+        if self.company_weight is not None:
+            return self.company_weight
+        return FRESH_HEAD_COMPANY_WEIGHT if fresh_head else 1.0
+
+    def learning_rate_fraction(self, done_epochs: int) -> float:
+        """Where the Trainer's linear schedule (warm-up, then decay to 0) stands after `done_epochs`."""
+        done, warmup = done_epochs / self.epochs, self.warmup_ratio
+        decay = (1 - done) / (1 - warmup) if warmup < 1 else 0.0
+        return min(done / warmup, decay) if warmup > 0 else 1 - done
+
+    def remaining(self, done_epochs: int, fresh_head: bool) -> "TrainConfig":
+        """The rest of this run once `done_epochs` epochs are finished: the remaining epochs, on
+        the rest of the learning-rate schedule (decaying from where it stood; the optimizer's
+        moment estimates start afresh). Head rate and loss weight keep the original defaults."""
+        scale = self.learning_rate_fraction(done_epochs)
+        return dataclasses.replace(
+            self,
+            epochs=self.epochs - done_epochs,
+            learning_rate=self.learning_rate * scale,
+            head_learning_rate=self.head_rate(fresh_head) * scale,
+            company_weight=self.company_span_weight(fresh_head),
+            warmup_ratio=0.0,
+            seed=self.seed + done_epochs,  # a fresh data order, not a replay of epoch 1's
+        )
+
+
+
+def hf_arguments(config: "TrainConfig", work_dir: str) -> dict[str, Any]:
+    """`TrainingArguments` both adapters share: the config's optimisation settings, no HF
+    checkpoints or evaluation (validation and checkpoints are ours, per epoch), no experiment
+    trackers, data loading in the worker, no per-step progress bars, CUDA when present."""
+    return {
+        "output_dir": work_dir,
+        "learning_rate": config.learning_rate,
+        "weight_decay": config.weight_decay,
+        "warmup_ratio": config.warmup_ratio,
+        "per_device_train_batch_size": config.batch_size,
+        "num_train_epochs": config.epochs,
+        "seed": config.seed,
+        "use_cpu": best_device() == "cpu",
+        "disable_tqdm": True,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "report_to": "none",
+        "logging_strategy": "epoch",
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,
+        "ddp_find_unused_parameters": True,  # both models carry parameters the loss never uses (the encoder pooler)
+    }
