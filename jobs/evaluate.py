@@ -5,6 +5,8 @@ case study's table; rows go to the `metrics` table and a bar chart to plots/eval
     python -m jobs.evaluate --offline --gold embedded       # offline demo: zero-shot heads untrained
     python -m jobs.evaluate --encoder /models/my-encoder    # offline, on any local encoder directory
     python -m jobs.evaluate --models spacy llm --settings zero-shot
+    python -m jobs.evaluate --gold real --offline           # the hand-labelled real headlines shipped with finner
+    python -m jobs.evaluate --gold real --models llm --settings zero-shot --labeller-endpoint http://127.0.0.1:8000 --labeller-model smollm2
 
 Fine-tuned rows use the best checkpoints the training job (jobs.train) wrote to the store.
 """
@@ -15,6 +17,7 @@ import sys
 
 from finner.config import add_config_args
 from finner.evaluate import (
+    WITH_BROKERS,
     EvaluateConfig,
     contenders,
     markdown_details,
@@ -42,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         results = run_evaluation(store, gold, cfg.splits, contenders(cfg, store, progress=not args.quiet))
         write_metrics(store, results)
         for split in cfg.splits:
-            say()
-            say(markdown_table(results, match=cfg.match, split=split))
+            for scored in (split, split + WITH_BROKERS):
+                if any(r.split == scored for r in results):
+                    say()
+                    say(markdown_table(results, match=cfg.match, split=scored))
         say()
         say(markdown_details(results))
         if not args.no_plot:

@@ -151,7 +151,7 @@ def results_fixture() -> list[Result]:
 def test_markdown_table_has_the_case_study_shape():
     text = markdown_table(results_fixture())
     lines = text.splitlines()
-    assert lines[0] == "Test-set F1, exact match, micro-averaged over 1 headlines."
+    assert lines[0] == "F1 on the `test` gold split, exact match, subject companies, micro-averaged over 1 headlines."
     assert lines[2] == "| Model | F1 (zero-shot) | F1 (fine-tuned) |"
     # gliner zero-shot: tp1 fp1 fn1 -> 50%; fine-tuned perfect; llm: tp1 fn1 -> P 1, R .5, F1 2/3
     assert "| gliner | 50.0% | 100.0% |" in lines
@@ -216,7 +216,9 @@ def test_review_gold_keeps_submitted_rows_only(store):
     assert result.table.column("id").to_pylist() == ["a", "b"]  # discarded c is not gold
     assert result.table.column("split").to_pylist() == ["test", "train"]  # b's split from the sample
     test = result.split("test")
-    # the LLM row is scored with the same code: sample spans [Apple] vs gold [Apple, Microsoft]
+    # the LLM row is scored with the same code: its curated spans [Apple] vs gold [Apple, Microsoft]
+    sample = store.read("sample").select(["id", "title", "date", "symbol", "spans", "tokens", "token_spans"])
+    store.write("spans", sample.append_column("not_found", pa.nulls(3, schemas.STRINGS)).append_column("clusters", pa.nulls(3, schemas.STRINGS)))
     predicted = llm_predictions(store, test.column("id").to_pylist())
     assert exact_prf(test.column("spans").to_pylist(), predicted) == PRF(1, 0, 1)
 

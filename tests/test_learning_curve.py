@@ -73,7 +73,8 @@ def test_tiny_curve_on_the_packaged_encoder_resumes(store, capsys):
     argv = ["--store", store.root, "--offline", "--gold", "embedded", "--sizes", "4", "8", "--no-include-all",
             "--epochs", "1", "--batch-size", "4", "--learning-rate", "5e-5", "--head-learning-rate", "1e-3", "--quiet"]  # fmt: skip
     assert job.main(argv) == 0
-    out = capsys.readouterr().out
+    details, out = capsys.readouterr().out.split("\n", 1)
+    assert details == f"learning_curve: details in {store.root}/logs/learning_curve.log"
     assert out.startswith("gold: embedded demo feed's generated ground truth (36 sample rows; no human review)\n")
     assert "| Training headlines | F1 (llm labels) | F1 (gold labels) |" in out
     metrics = store.read("metrics")
@@ -97,6 +98,6 @@ def test_tiny_curve_on_the_packaged_encoder_resumes(store, capsys):
     # the same command again trains nothing (no trainer logs), prints the same table, and leaves
     # the rows (and their timestamps) as they were
     assert job.main(argv) == 0
-    assert capsys.readouterr().out == out[: out.index("\n") + 1] + out[out.index("Test-set F1") :]
+    assert capsys.readouterr().out.split("\n", 1)[1] == out[: out.index("\n") + 1] + out[out.index("Test-set F1") :]
     again = store.read("metrics")
     assert sorted(again.column("created_at").to_pylist()) == sorted(metrics.column("created_at").to_pylist())

@@ -1,8 +1,8 @@
 """A labelled sample of the embedded demo feed for evaluation and learning-curve tests.
 
-Builds, without Ray or an endpoint, the two tables those stages read: `headlines` (the embedded
-feed, ingested) and `sample` (every headline, split by date as the curation stage does, with
-"LLM" spans). The stand-in LLM is the feed's ground truth minus every bare-ticker span, a
+Builds, without Ray or an endpoint, the tables those stages read: `headlines` (the embedded
+feed, ingested), `spans` (the "LLM" spans of every headline, as curation writes them) and `sample`
+(every headline, split by date as the curation stage does). The stand-in LLM is the feed's ground truth minus every bare-ticker span, a
 labeller with a known, systematic blind spot, so its labels differ from the gold (the embedded
 truth) in a way a test can count.
 """
@@ -45,5 +45,7 @@ def write_labelled_demo(store: Store, per_split: int | None = None) -> pa.Table:
     if per_split is not None:
         rows = [row for split in schemas.SPLITS for row in [r for r in rows if r["split"] == split][:per_split]]
     sample = pa.Table.from_pylist(rows, schema=schemas.SAMPLE)
+    spans = sample.select(["id", "title", "date", "symbol", "spans", "tokens", "token_spans"])
+    store.write("spans", spans.append_column("not_found", pa.nulls(spans.num_rows, schemas.STRINGS)).append_column("clusters", pa.nulls(spans.num_rows, schemas.STRINGS)))
     store.write("sample", sample)
     return sample
