@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from finner import artifacts, schemas
 from finner.cluster import ClusterConfig, cluster_names
 from finner.errors import FinnerError
-from finner.label import latest_labels
+from finner.label import current_label_version, latest_labels
 from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
 from finner.sample import SampleConfig, SampleSummary, draw, stratum_of
@@ -34,6 +34,7 @@ from finner.tokens import word_tokens
 @dataclass
 class CurateSummary:
     headlines: int = 0
+    label_version: str | None = None  # the labels this curation read
     labels: Counter = field(default_factory=Counter)  # llm status -> headlines
     not_labeled: int = 0  # headlines with no label row yet
     orphan_labels: int = 0  # label rows whose headline is not in `headlines`
@@ -52,6 +53,7 @@ class CurateSummary:
     def lines(self) -> list[str]:
         labels = ", ".join(f"{status} {n}" for status, n in sorted(self.labels.items()))
         out = [
+            f"labels of version {self.label_version or '(unversioned)'}",
             f"headlines: {self.headlines}; labels: {labels}; not labeled yet: {self.not_labeled}"
             + (f"; labels with no headline (ignored): {self.orphan_labels}" if self.orphan_labels else ""),
             f"ok labels: {self.with_companies} with companies, {self.without_companies} without; "
@@ -74,8 +76,10 @@ def curate(
     sample_config: SampleConfig = SampleConfig(),
     progress: bool = True,
     batch_rows: int = 50_000,
+    label_version: str = "",
 ) -> CurateSummary:
-    """Write the `spans` and `sample` tables from `headlines` and `llm_labels`; return the counts.
+    """Write the `spans` and `sample` tables from `headlines` and the `llm_labels` of one label
+    version (`label_version`, default the latest labeling run's); return the counts.
 
     Memory stays small at feed scale: only ids, dates and company names are held for the whole
     feed; spans rows are computed and written one batch at a time, after the clusters are known.
@@ -85,9 +89,10 @@ def curate(
     if not store.exists("llm_labels"):
         raise FinnerError(f"no `llm_labels` table in {store.root}: run the labeling stage first")
     headlines = store.read("headlines", columns=["id", "title", "date", "symbol"])
-    labels = latest_labels(store).select(["id", "status", "result", "normalized_result"])
+    version = current_label_version(store, label_version)
+    labels = latest_labels(store, version).select(["id", "status", "result", "normalized_result"])
     rows = _labelled(headlines, labels)
-    summary = CurateSummary(headlines=headlines.num_rows, labels=Counter(rows["status"].to_pylist()))
+    summary = CurateSummary(headlines=headlines.num_rows, labels=Counter(rows["status"].to_pylist()), label_version=version)
     summary.not_labeled = headlines.num_rows - rows.num_rows
     summary.orphan_labels = labels.num_rows - rows.num_rows
     del headlines, labels

@@ -15,8 +15,13 @@ to the case study's batch-of-128 `asyncio.gather` loop:
   kept) or `failed` (the last error after retries). Nothing raises out of `label_rows`;
 * **usage**: prompt/completion tokens, request seconds and attempts per row, for cost accounting.
 
-The Ray Data wiring (actor pool, resume, summary, cost) is `finner.pipeline.label`; other stages
-read the labels through `latest_labels`.
+A label belongs to what made it: its `label_version` hashes the system prompt (the built-in one, or
+`--prompt-file`), the model and the response format. A run labels every headline with no `ok` label
+under its own version, so a new prompt or model relabels the feed; `llm_labels` keeps every
+version's rows, and downstream stages read one version (`latest_labels`: the latest run's, or the
+one named by `--label-version`).
+
+The Ray Data wiring (actor pool, resume, summary, cost) is `finner.pipeline.label`.
 """
 
 from __future__ import annotations
@@ -36,11 +41,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from finner import schemas
+from finner import artifacts, schemas
 from finner.config import Config, help_text
+from finner.errors import FinnerError
+from finner.ids import stable_hash
 from finner.store import Store
 
-PROMPT_VERSION = "v1"  # bump when SYSTEM_PROMPT or FEW_SHOT change: labels record it
 TOKEN_ENV = "HF_TOKEN"  # the only place the endpoint token is read from
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 ResponseFormat = Literal["tgi", "openai", "llamacpp"]
@@ -93,19 +99,46 @@ headline misspells them. An empty list when the headline names no company.
 "normalized_result": the standard company name of each entry of "result", in the same order. It has
 exactly as many entries as "result".
 Never return a company that is not written in the headline.
+The message gives the headline, then on its own line the ticker the news feed filed it under
+("Ticker: ..."): that company is often, not always, the one the headline names; return the ticker
+itself only when the headline writes it.
 
 ### Examples ###
 {examples}"""
 
 
-def system_prompt() -> str:
+TICKER_LINE = "\nTicker: "  # separates the headline from the feed's ticker in the user message
+
+
+@functools.cache
+def system_prompt(prompt_file: str = "") -> str:
+    """The built-in few-shot prompt, or the text of `prompt_file` (an `{examples}` slot in it gets
+    the built-in examples)."""
+    template = SYSTEM_PROMPT
+    if prompt_file:
+        try:
+            with open(prompt_file, encoding="utf-8") as f:
+                template = f.read()
+        except OSError as err:
+            raise FinnerError(f"--prompt-file: cannot read {prompt_file!r}: {err.strerror}") from err
     examples = "\n".join(f"Input: {json.dumps(title)}\nOutput: {answer.model_dump_json()}" for title, answer in FEW_SHOT)
-    return SYSTEM_PROMPT.format(examples=examples)
+    return template.replace("{examples}", examples)
 
 
-def messages_for(title: str) -> list[dict[str, str]]:
+def user_message(title: str, symbol: str | None = None) -> str:
+    """The headline, and the feed's ticker on its own line when the row has one."""
+    return f"{title}{TICKER_LINE}{symbol}" if symbol else title
+
+
+def split_user_message(content: str) -> tuple[str, str | None]:
+    """(headline, ticker or None) of a `user_message`: what a labelling server reads back."""
+    title, _, symbol = content.partition(TICKER_LINE)
+    return title, symbol or None
+
+
+def messages_for(title: str, symbol: str | None = None, prompt_file: str = "") -> list[dict[str, str]]:
     """The chat for one headline; the headline is the last user message."""
-    return [{"role": "system", "content": system_prompt()}, {"role": "user", "content": title}]
+    return [{"role": "system", "content": system_prompt(prompt_file)}, {"role": "user", "content": user_message(title, symbol)}]
 
 
 def response_format(kind: ResponseFormat) -> dict[str, Any]:
@@ -144,7 +177,17 @@ class LabelConfig(Config):
     max_retries: int = field(default=6, metadata=help_text("retries after the first attempt, for 408/429/5xx, timeouts and connection errors", at_least=0))
     backoff_base_s: float = field(default=1.0, metadata=help_text("first backoff; doubles per retry, with full jitter", at_least=0))
     backoff_max_s: float = field(default=60.0, metadata=help_text("longest backoff (and longest Retry-After honoured)", at_least=0))
+    prompt_file: str = field(
+        default="", metadata=help_text("system prompt of your own (text; an {examples} slot gets the built-in examples); default: the built-in prompt")
+    )
 
+    def prompt_version(self) -> str:
+        """Hash of the system prompt and the user-message format: a changed prompt is a new version."""
+        return "p-" + stable_hash([system_prompt(self.prompt_file), user_message("{title}", "{symbol}")], length=8)
+
+    def label_version(self) -> str:
+        """What a label belongs to: the prompt, the model and the response format that made it."""
+        return stable_hash([self.prompt_version(), self.model, self.response_format], length=12)
 
 
 @dataclass
@@ -405,14 +448,18 @@ def label_row(row_id: str, title: str, outcome: CallOutcome, config: LabelConfig
         "latency_s": round(outcome.latency_s, 6),
         "attempts": outcome.attempts,
         "model": config.model,
-        "prompt_version": PROMPT_VERSION,
+        "prompt_version": config.prompt_version(),
+        "response_format": config.response_format,
+        "label_version": config.label_version(),
         "labeled_at": labeled_at,
     }
 
 
-async def label_rows(ids: Sequence[str], titles: Sequence[str], client: ChatClient) -> pa.Table:
+async def label_rows(ids: Sequence[str], titles: Sequence[str], client: ChatClient, symbols: Sequence[str | None] | None = None) -> pa.Table:
     """Label headlines concurrently (the client's window bounds it); one row per input, in order."""
-    outcomes = await asyncio.gather(*(client.complete(messages_for(title)) for title in titles))
+    symbols = symbols if symbols is not None else [None] * len(titles)
+    prompt_file = client.config.prompt_file
+    outcomes = await asyncio.gather(*(client.complete(messages_for(title, symbol, prompt_file)) for title, symbol in zip(titles, symbols)))
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     rows = [label_row(i, t, o, client.config, now) for i, t, o in zip(ids, titles, outcomes)]
     return pa.Table.from_pylist(rows, schema=schemas.LLM_LABELS)
@@ -433,10 +480,29 @@ def pick_latest(labels: pa.Table) -> pa.Table:
     return labels.take(order["i"].take(pa.array(first)))
 
 
-def latest_labels(store: Store) -> pa.Table:
-    """The `llm_labels` table with exactly one row per headline id (ok wins, else the latest attempt).
+def current_label_version(store: Store, requested: str = "") -> str | None:
+    """The label version downstream stages read: `requested` when given (it must exist), else the
+    latest labeling run's, else that of the most recently written label (None: no labels)."""
+    versions = store.read("llm_labels", columns=["label_version", "labeled_at"])
+    known = set(versions.column("label_version").to_pylist())
+    if requested:
+        if requested not in known:
+            raise FinnerError(f"--label-version {requested!r}: no such labels; the store has {sorted(v for v in known if v)}")
+        return requested
+    run = store.get_json(artifacts.LABEL_RUN_KEY)
+    if run and run.get("label_version") in known:
+        return run["label_version"]
+    if not versions.num_rows:
+        return None
+    latest = pc.index(versions.column("labeled_at"), pc.max(versions.column("labeled_at")))
+    return versions.column("label_version")[latest.as_py()].as_py()
 
-    A headline can have several rows over re-runs (failed, then ok); every downstream stage reads
-    labels through this function.
+
+def latest_labels(store: Store, label_version: str | None = None) -> pa.Table:
+    """One row per headline id of the labels of `label_version` (ok wins, else the latest attempt).
+
+    A headline can have several rows over re-runs (failed, then ok) and over versions (prompts,
+    models); every downstream stage reads labels through this function, one version at a time.
     """
-    return pick_latest(store.read("llm_labels"))
+    version_filter = pc.field("label_version") == label_version if label_version else pc.field("label_version").is_null()
+    return pick_latest(store.read("llm_labels", filter=version_filter))

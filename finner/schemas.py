@@ -63,6 +63,8 @@ LLM_LABELS = pa.schema(
         pa.field("attempts", pa.int16()),
         pa.field("model", pa.string()),
         pa.field("prompt_version", pa.string()),
+        pa.field("response_format", pa.string()),
+        pa.field("label_version", pa.string()),  # hash of prompt, model and response format: what the label belongs to
         pa.field("labeled_at", TIMESTAMP),
     ]
 )

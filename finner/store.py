@@ -228,12 +228,12 @@ def schema_of(name: str) -> pa.Schema:
         raise KeyError(f"unknown table {name!r}; the store knows {sorted(TABLES)}") from None
 
 
-def todo_headlines(store: Store, done_table: str, done_filter: pads.Expression) -> tuple[pa.Table, int]:
-    """(id, title) of the headlines with no row matching `done_filter` in `done_table`, in table
+def todo_headlines(store: Store, done_table: str, done_filter: pads.Expression, columns: tuple[str, ...] = ("id", "title")) -> tuple[pa.Table, int]:
+    """`columns` of the headlines with no row matching `done_filter` in `done_table`, in table
     order, and how many already have one: the resume rule of every incremental stage."""
     if not store.exists("headlines"):
         raise FinnerError("the store has no headlines table: run `python -m jobs.ingest` first")
-    headlines = store.read("headlines", columns=["id", "title"])
+    headlines = store.read("headlines", columns=list(columns))
     done = store.ids(done_table, filter=done_filter)
     if not done:
         return headlines, 0

@@ -20,7 +20,7 @@ from finner.config import add_config_args
 from finner.errors import FinnerError
 from finner.label import LabelConfig
 from finner.pipeline import cli
-from finner.pipeline.label import LabelRunConfig, estimate_line, run_labeling
+from finner.pipeline.label import LabelRunConfig, agreement_line, estimate_line, run_labeling
 from finner.progress import say
 from finner.testing.chat_server import ServerConfig, serve_chat
 
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         say(summary.line(run))
         if summary.estimate:
             say(estimate_line(summary.estimate))
+        if summary.agreement:
+            say(agreement_line(summary.agreement))
 
     return cli.run(body, args, "label", configs=(LabelConfig, LabelRunConfig))
 

@@ -38,7 +38,7 @@ def test_clean_name_drops_share_class_and_legal_suffixes(raw, surface, normalize
         ("Black Diamond Stock Falling After Tweet", ["Black Diamond"]),
         ("Stocks To Watch For August 16 (URBN, LOW, SYY, A)", ["URBN", "LOW", "SYY", "A"]),
         ("Agilent Technologies (A) Reports 23% Profit Rise", ["Agilent Technologies", "A"]),
-        ("Wedbush Upgrades Advance Auto Parts Inc to Outperform, Raises PT to $120.00", ["Advance Auto Parts"]),
+        ("Wedbush Upgrades Advance Auto Parts Inc to Outperform, Raises PT to $120.00", ["Advance Auto Parts Inc"]),
         ("KeyBanc Upgrades Aaron's To Buy", ["Aaron's"]),
         ("Option Alert: NVDA Jun16 45.5 Puts Sweep", ["NVDA"]),
         ("Alcoa Shares Fall As Dow Jones Drops 200 Points; S&P 500, Nasdaq Follow", ["Alcoa"]),
@@ -52,6 +52,31 @@ def test_listing_gazetteer_on_headlines(listings, title, expected):
     assert result == expected
     assert len(normalized) == len(result) and all(normalized)
     assert all(company in title for company in result)
+
+
+@pytest.mark.parametrize(
+    ("title", "symbol", "expected"),
+    [
+        # the legal form the headline attaches belongs to the name; a leading "The" of the listed name too
+        ("Alcoa Corp. Posts Loss", None, ["Alcoa Corp."]),
+        ("The Coca-Cola Company Raises Dividend", None, ["The Coca-Cola Company"]),
+        # a broker acting on another company's stock is not a subject; the same firm about itself is
+        ("Morgan Stanley Downgrades Alcoa To Underweight", None, ["Alcoa"]),
+        ("Morgan Stanley Reports Q2 Profit", None, ["Morgan Stanley"]),
+        # every ticker of a parenthesised list, listed or not; funds are not companies
+        ("Stocks Moving Premarket (XQZW, AAPL)", None, ["XQZW", "AAPL"]),
+        ("Emerging Markets Funds Slide (EEM, VWO)", None, []),
+        # unlisted companies read off the headline's shape
+        ("Quintrex Biologics, Inc. Prices IPO", None, ["Quintrex Biologics, Inc."]),
+        ("Zorbatek Announces Layoffs", None, ["Zorbatek"]),
+        ("Fed Announces Rate Decision", None, []),
+        # the row's own company: its first word, and its name in any spacing
+        ("Amazon Opens New Warehouse", "AMZN", ["Amazon"]),
+        ("Puts Purchased On Amerisource Bergen", "ABC", ["Amerisource Bergen"]),
+    ],
+)
+def test_headline_shapes_the_listing_cannot_know(listings, title, symbol, expected):
+    assert listings.label(title, symbol)[0] == expected
 
 
 def test_normalized_names_come_from_the_listing(listings):

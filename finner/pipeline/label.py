@@ -1,7 +1,8 @@
 """Ray Data wiring of the labeling stage: headlines not yet `ok` -> async endpoint actors -> `llm_labels`.
 
-* **Resume**: the input is `headlines` minus the ids already `ok` in `llm_labels`; failed and
-  invalid rows are tried again. Each finished batch is appended to `llm_labels` as one atomic
+* **Resume**: the input is `headlines` minus the ids already `ok` in `llm_labels` under this run's
+  label version (prompt, model, response format: `LabelConfig.label_version`); failed and invalid
+  rows are tried again, and a new prompt or model relabels every headline once. Each finished batch is appended to `llm_labels` as one atomic
   part (named after its ids, so a Ray retry of the same batch overwrites instead of duplicating),
   so killing the job at any point loses only requests still in flight.
 * **Concurrency**: `map_batches` with an async callable class in a fixed actor pool. Every actor
@@ -33,7 +34,9 @@ from finner import artifacts, schemas
 from finner.config import Config, config_from_dict, help_text
 from finner.errors import FinnerError
 from finner.ids import stable_hash
-from finner.label import PROMPT_VERSION, ChatClient, LabelConfig, label_rows
+from finner.label import ChatClient, LabelConfig, label_rows, latest_labels
+from finner.metrics import exact_prf
+from finner.spans import find_spans
 from finner.progress import progress_bar
 from finner.store import Store, todo_headlines
 
@@ -73,7 +76,7 @@ class LabelActor:
         if self._client is None:  # built on first use, inside the event loop Ray runs us in
             self._client, self._loop = ChatClient(self.config), asyncio.get_running_loop()
         ids = batch["id"].to_pylist()
-        labels = await label_rows(ids, batch["title"].to_pylist(), self._client)
+        labels = await label_rows(ids, batch["title"].to_pylist(), self._client, batch["symbol"].to_pylist())
         part = f"{self.run_id}-{stable_hash(ids)}"
         await asyncio.to_thread(self.store.append, "llm_labels", labels, part)
         yield labels.select(SUMMARY_COLUMNS)
@@ -97,6 +100,9 @@ class LabelSummary:
     request_s: float = 0.0
     elapsed_s: float = 0.0
     already_ok: int = 0
+    relabelled: int = 0  # rows labelled ok before, under another prompt or model
+    label_version: str = ""
+    agreement: dict[str, Any] | None = None  # with --estimate: the sample against the previous version's labels
     last_error: str | None = None
     estimate: dict[str, Any] | None = None  # with --estimate: the extrapolation to the whole input
 
@@ -140,7 +146,9 @@ class LabelSummary:
             },
             "concurrency": run.actors * label.max_in_flight,
             "model": label.model,
-            "prompt_version": PROMPT_VERSION,
+            "prompt_version": label.prompt_version(),
+            "label_version": label.label_version(),
+            "relabelled": self.relabelled,
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
 
@@ -150,7 +158,8 @@ class LabelSummary:
         return (
             f"labeled {self.rows} headlines in {self.elapsed_s:.1f}s ({rate:.1f}/s, {self.requests / max(self.elapsed_s, 1e-9):.1f} requests/s): "
             f"{s.get(schemas.LABEL_OK, 0)} ok, {s.get(schemas.LABEL_INVALID, 0)} invalid_output, {s.get(schemas.LABEL_FAILED, 0)} failed; "
-            f"{self.already_ok} already ok; tokens {self.prompt_tokens} prompt + {self.completion_tokens} completion; "
+            f"{self.already_ok} already ok, {self.relabelled} relabelled (their label came from another prompt or model); "
+            f"label version {self.label_version}; tokens {self.prompt_tokens} prompt + {self.completion_tokens} completion; "
             f"cost ${self.usd(run):.4f}"
         )
 
@@ -199,24 +208,62 @@ def label_table(store: Store, todo: pa.Table, label: LabelConfig, run: LabelRunC
 
 def run_labeling(store: Store, label: LabelConfig, run: LabelRunConfig, progress: bool = True) -> LabelSummary:
     """The labeling stage: resume from `llm_labels`, label what is left (or a sample), store the cost."""
-    todo, already_ok = todo_headlines(store, "llm_labels", pc.field("status") == schemas.LABEL_OK)
+    version = label.label_version()
+    ok = pc.field("status") == schemas.LABEL_OK
+    previous = current_version(store)
+    todo, already_ok = todo_headlines(store, "llm_labels", ok & (pc.field("label_version") == version), columns=("id", "title", "symbol"))
     if run.limit:
         todo = todo.slice(0, run.limit)
     to_label = _sample(todo, run) if run.estimate else todo
     summary = label_table(store, to_label, label, run, progress)
-    summary.already_ok = already_ok
+    summary.already_ok, summary.label_version = already_ok, version
+    other = store.ids("llm_labels", filter=ok & (pc.field("label_version") != version)) if summary.rows else set()
+    summary.relabelled = len(other & set(to_label.column("id").to_pylist()))
     report = summary.to_json(run, label)
     if run.estimate:
         summary.estimate = report["estimate"] = extrapolate(summary, todo.num_rows, run, label)
+        if previous and previous != version:
+            summary.agreement = report["agreement"] = agreement(store, to_label, previous, version)
         store.put_json(artifacts.LABEL_ESTIMATE_KEY, report)
-    elif summary.rows:
-        store.put_json(artifacts.LABEL_COST_KEY, report)
+    else:
+        if summary.rows:
+            store.put_json(artifacts.LABEL_COST_KEY, report)
+        store.put_json(artifacts.LABEL_RUN_KEY, {"label_version": version, "model": label.model, "prompt_version": label.prompt_version(), "response_format": label.response_format})
     if summary.rows and not (summary.statuses[schemas.LABEL_OK] or summary.statuses[schemas.LABEL_INVALID]):
         raise FinnerError(
             f"all {summary.rows} headlines failed (last error: {summary.last_error}); "
             "check --endpoint, --response-format and $HF_TOKEN; re-running retries them"
         )
     return summary
+
+
+def current_version(store: Store) -> str | None:
+    """The label version of the latest finished run (what downstream stages read by default)."""
+    record = store.get_json(artifacts.LABEL_RUN_KEY)
+    return record["label_version"] if record else None
+
+
+def agreement(store: Store, rows: pa.Table, previous: str, version: str) -> dict[str, Any]:
+    """Exact-span F1 of this version's labels of `rows` against the `previous` version's, on the
+    rows both labelled ok: what a prompt or model change does, seen before paying for the feed."""
+    wanted = pa.array(rows.column("id").to_pylist(), pa.string())
+    titles = dict(zip(rows.column("id").to_pylist(), rows.column("title").to_pylist()))
+
+    def spans_of(v: str) -> dict[str, list]:
+        labels = latest_labels(store, v).filter(pc.field("id").isin(wanted) & (pc.field("status") == schemas.LABEL_OK))
+        return {i: find_spans(titles[i], r, n).spans for i, r, n in zip(*(labels.column(c).to_pylist() for c in ("id", "result", "normalized_result")))}
+
+    old, new = spans_of(previous), spans_of(version)
+    both = sorted(set(old) & set(new))
+    prf = exact_prf([old[i] for i in both], [new[i] for i in both])
+    return {"previous_version": previous, "rows": len(both), "exact_f1": round(prf.f1, 4), "precision": round(prf.precision, 4), "recall": round(prf.recall, 4)}
+
+
+def agreement_line(a: dict[str, Any]) -> str:
+    return (
+        f"against the previous labels ({a['previous_version']}) on {a['rows']} sampled headlines both labelled ok: "
+        f"exact-span F1 {a['exact_f1']:.3f} (precision {a['precision']:.3f}, recall {a['recall']:.3f} of the new labels against the old)"
+    )
 
 
 def _sample(todo: pa.Table, run: LabelRunConfig) -> pa.Table:

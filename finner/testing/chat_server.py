@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from finner.config import Config, ConfigError, add_config_args, config_from_args, help_text
+from finner.label import split_user_message
 from finner.testing.gazetteer import Gazetteer
 
 # Fault kinds, in the order the mixed fault rate is spread over them.
@@ -159,7 +160,7 @@ class ChatServer:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json()
-            headline = next(m["content"] for m in reversed(body["messages"]) if m.get("role") == "user")
+            headline, symbol = split_user_message(next(m["content"] for m in reversed(body["messages"]) if m.get("role") == "user"))
         except (json.JSONDecodeError, KeyError, TypeError, StopIteration):
             return web.json_response({"error": "body must be JSON with messages ending in a user message"}, status=400)
         stats = self.stats
@@ -172,11 +173,11 @@ class ChatServer:
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
-            return await self._respond(request, body, headline, stats)
+            return await self._respond(request, body, headline, symbol, stats)
         finally:
             stats.in_flight -= 1
 
-    async def _respond(self, request: web.Request, body: dict, headline: str, stats: Stats) -> web.StreamResponse:
+    async def _respond(self, request: web.Request, body: dict, headline: str, symbol: str | None, stats: Stats) -> web.StreamResponse:
         fault = self._draw_fault()
         if fault:
             stats.faults[fault] += 1
@@ -204,7 +205,7 @@ class ChatServer:
         stats.answer_times.append(now)
         if fault == "broken_body":
             return web.Response(text='{"id": "chatcmpl-broken", "choices": [', content_type="application/json")
-        content, finish_reason = self._answer(headline, fault)
+        content, finish_reason = self._answer(headline, symbol, fault)
         prompt_text = " ".join(str(m.get("content", "")) for m in body["messages"])
         return web.json_response(
             {
@@ -245,8 +246,8 @@ class ChatServer:
         async with self._slots:
             yield
 
-    def _answer(self, headline: str, fault: str | None) -> tuple[str, str]:
-        result, normalized = self.gazetteer.label(headline)
+    def _answer(self, headline: str, symbol: str | None, fault: str | None) -> tuple[str, str]:
+        result, normalized = self.gazetteer.label(headline, symbol)
         if fault == "not_in_headline":
             result, normalized = [*result, NOT_IN_HEADLINE], [*normalized, NOT_IN_HEADLINE]
         elif fault == "mismatched_lengths":
