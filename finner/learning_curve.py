@@ -1,11 +1,18 @@
 """The learning curve of the case study's last figure: test F1 against training-set size, when a
 compact model is fine-tuned on (a) the LLM's labels and (b) gold labels.
 
-Both curves train on the same headlines (train-split rows that have both an LLM label and a gold
-label), shuffled once with a seed; the subset of size n is the first n of that order, so every
-larger subset contains the smaller ones. Only the labels differ. Model selection uses the
-validation split labelled the same way as the training rows (the LLM curve never sees gold
-before the test), and every point is scored on the gold test split with `finner.evaluate`.
+Both curves train on the same headlines, shuffled once with a seed; the subset of size n is the
+first n of that order, so every larger subset contains the smaller ones. Only the labels differ.
+Model selection uses validation rows labelled the same way as the training rows (the LLM curve
+never sees gold before the test), and every point is scored on the gold test split with
+`finner.evaluate`, subject companies.
+
+* Reviewed or embedded gold: the train-split rows that have both an LLM label and a gold label;
+  validation is the valid split.
+* The real gold (`--gold real`, split dev/test): the dev headlines, less `--valid-rows` of them held
+  out for validation. The LLM curve then goes on past the dev part with the feed's own labelled
+  headlines (`--feed-sizes`, train years, no gold twin): can thousands of weak labels beat
+  hundreds of human ones?
 
 Training runs in-process through the adapters' `NerModel.fit` (no Ray needed: each point is one
 small fine-tuning). Finished points are kept in the store (`_meta/learning_curve-<model>.json`,
@@ -25,11 +32,11 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finner import artifacts
+from finner import artifacts, schemas
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
-from finner.evaluate import Result, evaluate, write_metrics
-from finner.gold import GOLD_AUTO, Gold
+from finner.evaluate import Result, evaluate, llm_predictions, write_metrics
+from finner.gold import DEV, GOLD_AUTO, GOLD_REAL, Gold, gold_title_keys
 from finner.ids import stable_hash
 from finner.metrics import EXACT, MATCHES, PRF
 from finner.models.registry import ModelSpec, build_model, load_checkpoint
@@ -38,7 +45,7 @@ from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
 from finner.store import Store
 from finner.train import fit_locally
-from finner.training_data import GOLD_LABELS, LLM_LABELS, llm_labelled
+from finner.training_data import GOLD_LABELS, LLM_LABELS, ROW_COLUMNS, feed_rows, llm_labelled
 
 STAGE = "learning_curve"
 
@@ -51,8 +58,12 @@ class CurveConfig(Config):
     include_all: bool = field(default=True, metadata=help_text("add a point trained on every available row"))
     labels: tuple[str, ...] = field(default=(LLM_LABELS, GOLD_LABELS), metadata=help_text("training-label sources to draw curves for: llm, gold"))
     shuffle_seed: int = field(default=0, metadata=help_text("seed of the shuffle that orders the training headlines (subsets are prefixes)", at_least=0))
-    gold: str = field(default=GOLD_AUTO, metadata=help_text("gold: review (the gold table), embedded (the demo feed's truth), auto"))
+    gold: str = field(default=GOLD_AUTO, metadata=help_text("gold: review (the gold table), real (the shipped hand-labelled headlines), embedded (the demo feed's truth), auto"))
     split: str = field(default="test", metadata=help_text("split every point is scored on"))
+    valid_rows: int = field(default=40, metadata=help_text("with --gold real: dev headlines held out to choose each point's best epoch", at_least=1))
+    feed_sizes: tuple[int, ...] = field(
+        default=(1000, 3000), metadata=help_text("with --gold real: LLM-curve sizes past the dev part, from the feed's labelled train-year headlines", at_least=1)
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,20 +95,26 @@ def point_of(name: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class TrainingSets:
-    """The shared pool of training headlines and, per label source, its train and valid tables."""
+    """The shared pool of training headlines and, per label source, its train and valid tables;
+    `extra`: ids past the pool that only the LLM curve trains on (the feed's own labels)."""
 
     pool: list[str]  # ids, in subset order
-    train: dict[str, pa.Table]  # labels -> (id, title, spans) of the train split
+    train: dict[str, pa.Table]  # labels -> (id, title, spans)
     valid: dict[str, pa.Table]
+    extra: list[str] = dataclasses.field(default_factory=list)
+
+    def available(self, labels: str) -> int:
+        return len(self.pool) + (len(self.extra) if labels == LLM_LABELS else 0)
 
     def subset(self, labels: str, size: int) -> pa.Table:
-        wanted = pa.array(self.pool[:size], pa.string())
+        wanted = pa.array((self.pool + (self.extra if labels == LLM_LABELS else []))[:size], pa.string())
         return self.train[labels].filter(pc.is_in(self.train[labels].column("id"), wanted))
 
 
 def training_sets(store: Store, gold: Gold, cfg: CurveConfig) -> TrainingSets:
-    """The headlines of the train split that have both labels, in a seeded order, and each label
-    source's train and valid rows."""
+    """The headlines both curves train on, in a seeded order, and each label source's rows."""
+    if gold.source == GOLD_REAL:
+        return real_training_sets(store, gold, cfg)
     train = {LLM_LABELS: llm_labelled(store, "train"), GOLD_LABELS: gold.split("train").select(["id", "title", "spans"])}
     both = set(train[LLM_LABELS].column("id").to_pylist()) & set(train[GOLD_LABELS].column("id").to_pylist())
     if not both:
@@ -111,8 +128,34 @@ def training_sets(store: Store, gold: Gold, cfg: CurveConfig) -> TrainingSets:
     return TrainingSets(pool, train, valid)
 
 
-def curve_sizes(cfg: CurveConfig, available: int) -> list[int]:
-    sizes = sorted({n for n in cfg.sizes if n <= available} | ({available} if cfg.include_all else set()))
+def real_training_sets(store: Store, gold: Gold, cfg: CurveConfig) -> TrainingSets:
+    """The real gold's dev headlines (human spans, subject companies) and the store's LLM spans of
+    the same headlines, less a held-out validation part; then the feed's LLM-labelled train-year
+    headlines with no gold twin, for the LLM curve's larger points."""
+    dev = gold.subjects().split(DEV).select(ROW_COLUMNS)
+    ids = dev.column("id").to_pylist()
+    llm = pa.table({"id": ids, "title": dev.column("title"), "spans": pa.array(llm_predictions(store, ids), schemas.SPANS)})
+    order = list(ids)
+    random.Random(cfg.shuffle_seed).shuffle(order)
+    held_out, pool = order[: cfg.valid_rows], order[cfg.valid_rows :]
+    if not pool:
+        raise FinnerError(f"--valid-rows {cfg.valid_rows} leaves no dev headline to train on ({len(ids)} in dev)")
+    feed = feed_rows(store, gold_title_keys(gold))
+    extra = feed.column("id").to_pylist()
+    random.Random(cfg.shuffle_seed).shuffle(extra)
+    rows = lambda table, wanted: table.filter(pc.is_in(table.column("id"), pa.array(wanted, pa.string())))  # noqa: E731
+    return TrainingSets(
+        pool,
+        {LLM_LABELS: pa.concat_tables([rows(llm, pool), feed]), GOLD_LABELS: rows(dev, pool)},
+        {LLM_LABELS: rows(llm, held_out), GOLD_LABELS: rows(dev, held_out)},
+        extra,
+    )
+
+
+def curve_sizes(cfg: CurveConfig, sets: TrainingSets, labels: str) -> list[int]:
+    available = sets.available(labels)
+    wanted = set(cfg.sizes) | (set(cfg.feed_sizes) if sets.extra and labels == LLM_LABELS else set())
+    sizes = sorted({n for n in wanted if n <= available} | ({available} if cfg.include_all else set()))
     if not sizes:
         raise FinnerError(f"every size in --sizes exceeds the {available} training rows available; add smaller sizes or --include-all")
     return sizes
@@ -124,13 +167,13 @@ def run_curve(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, store: Stor
     import torch
 
     sets = training_sets(store, gold, cfg)
-    test = gold.split(cfg.split)
+    test = gold.subjects().split(cfg.split)
     if not test.num_rows:
         raise FinnerError(f"no gold rows in the {cfg.split!r} split to score the curve on")
     key, fingerprint = artifacts.learning_curve_key(spec.kind), curve_fingerprint(cfg, spec, train, gold)
     saved = store.get_json(key) or {}
     done: dict[str, dict] = saved.get("points", {}) if saved.get("fingerprint") == fingerprint else {}
-    points = [(labels, n) for labels in cfg.labels for n in curve_sizes(cfg, len(sets.pool))]
+    points = [(labels, n) for labels in cfg.labels for n in curve_sizes(cfg, sets, labels)]
     options = dataclasses.asdict(train)
     results = []
     for labels, n in progress_bar(points, desc=f"learning curve ({spec.kind})", unit=" points", enabled=progress):
