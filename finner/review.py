@@ -33,9 +33,10 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
-from finner import schemas
+from finner import artifacts, schemas
 from finner.config import Config, help_text
 from finner.errors import FinnerError
+from finner.gold import GUIDELINE
 from finner.metrics import exact_prf
 from finner.progress import progress_bar
 from finner.schemas import make_span
@@ -47,23 +48,23 @@ SPAN_QUESTION = "span_label"
 # model's spans live on a copy of the headline with its own optional question.
 MODEL_FIELD = "model_text"
 MODEL_QUESTION = "model_span_label"
-ARGILLA_LABEL = "Company"  # what reviewers see; stored as schemas.COMPANY
+ARGILLA_LABEL = "Company"  # what reviewers see; stored as schemas.COMPANY, role subject
+BROKER_LABEL = "Broker"  # a company with role broker (see the guideline)
 PAGE_SIZE = 500  # records per page when reading a dataset back
 
 # Why a record is reviewed when it is (metadata `review_reason`), most informative first.
 LLM_INVALID, DISAGREEMENT, LLM_ONLY, AGREEMENT = "llm_invalid", "disagreement", "llm_only", "agreement"
 PRIORITY = {LLM_INVALID: 0, DISAGREEMENT: 0, LLM_ONLY: 1, AGREEMENT: 2}
 
-GUIDELINES = """\
-Mark every **company** named in the headline, and nothing else.
+# What reviewers read in the UI's guidelines panel: the labelling guideline the shipped gold set
+# was made with, then how this review works.
+GUIDELINES = GUIDELINE.read_text(encoding="utf-8") + """
+## In this review
 
 - The boxes are pre-filled by an LLM (and, where shown, a compact model). Accept them when they are right; \
-fix the boundaries, delete wrong ones and add missing ones otherwise.
-- A company span covers the name as written, without a trailing possessive: `Apple` in "Apple's", \
-`Coca-Cola Co.` in full. Tickers written as names (`AAPL`) count; people, products, indices \
-(`S&P 500`), agencies and countries do not.
+fix the boundaries, delete wrong ones and add missing ones otherwise. Mark a broker acting on another \
+company's stock with the `Broker` label, every other company with `Company`.
 - A headline with no company is submitted with **no spans**: that is an answer ("no company").
-- Discard a headline that is not a headline (garbled, truncated, not English).
 - Records with `priority` 0 are the ones where the LLM failed or the two models disagree: sort by \
 `priority` to review them first.
 """
@@ -141,7 +142,7 @@ def build_settings(with_model_question: bool):
     import argilla as rg
 
     questions = [
-        rg.SpanQuestion(name=SPAN_QUESTION, field=TEXT_FIELD, labels=[ARGILLA_LABEL], allow_overlapping=False,
+        rg.SpanQuestion(name=SPAN_QUESTION, field=TEXT_FIELD, labels=[ARGILLA_LABEL, BROKER_LABEL], allow_overlapping=False,
                         title="Companies named in the headline", required=True),
     ]
     fields = [rg.TextField(name=TEXT_FIELD, title="Headline", use_markdown=False)]
@@ -211,7 +212,7 @@ def to_argilla_spans(spans: list[dict] | None) -> tuple[list[dict], list[float] 
             continue
         kept.append(span)
     scores = [s.get("score") for s in kept]
-    values = [{"label": ARGILLA_LABEL, "start": int(s["start"]), "end": int(s["end"])} for s in kept]
+    values = [{"label": BROKER_LABEL if s.get("role") == schemas.ROLE_BROKER else ARGILLA_LABEL, "start": int(s["start"]), "end": int(s["end"])} for s in kept]
     return values, ([float(x) for x in scores] if kept and None not in scores else None), len(spans or []) - len(kept)
 
 
@@ -238,11 +239,13 @@ class PushSummary:
     reasons: Counter = field(default_factory=Counter)  # review_reason -> records
     dropped_overlaps: int = 0
     model_suggestions: int = 0
+    label_version: str | None = None  # the labels the curated sample carries
+
 
     def line(self) -> str:
         per_split = ", ".join(f"{s}={n}" for s, n in self.pushed.items()) or "nothing"
         reasons = ", ".join(f"{r}={n}" for r, n in sorted(self.reasons.items(), key=lambda kv: PRIORITY[kv[0]]))
-        return (f"pushed {sum(self.pushed.values())} records ({per_split}); review order: {reasons}; "
+        return (f"pushed {sum(self.pushed.values())} records ({per_split}) with suggestions from label version {self.label_version}; review order: {reasons}; "
                 f"{self.model_suggestions} compact-model suggestions; {self.dropped_overlaps} overlapping LLM spans dropped")
 
 
@@ -314,7 +317,8 @@ def push(store: Store, client, cfg: ReviewConfig) -> PushSummary:
         check_spans(row["id"], row["title"], row["spans"], "sample")
         if row["id"] in predictions:
             check_spans(row["id"], row["title"], predictions[row["id"]]["spans"], "predictions")
-    summary = PushSummary()
+    curated = store.get_json(artifacts.CURATE_KEY) or {}
+    summary = PushSummary(label_version=curated.get("summary", {}).get("label_version"))
     for split in cfg.splits:
         rows = [r for r in rows_all if r["split"] == split]
         if not rows:
@@ -368,7 +372,10 @@ def _utc(stamp: str) -> datetime:
 
 def gold_spans(title: str, values: list[dict] | None) -> list[dict]:
     """Argilla span values -> our spans, in order, with the covered text."""
-    return [make_span(title, v["start"], v["end"]) for v in sorted(values or [], key=lambda v: (v["start"], v["end"]))]
+    return [
+        make_span(title, v["start"], v["end"], role=schemas.ROLE_BROKER if v.get("label") == BROKER_LABEL else schemas.ROLE_SUBJECT)
+        for v in sorted(values or [], key=lambda v: (v["start"], v["end"]))
+    ]
 
 
 @dataclass
@@ -400,10 +407,13 @@ def read_split(client, dataset, split: str, usernames: dict[str, str]) -> SplitR
         best = max(final, key=lambda r: (r["status"] == schemas.GOLD_SUBMITTED, r["updated_at"], usernames.get(r["user_id"], "")))
         submitted = best["status"] == schemas.GOLD_SUBMITTED
         values = ((best.get("values") or {}).get(SPAN_QUESTION) or {}).get("value")
+        metadata = record.get("metadata") or {}
         review.gold.append({
             "id": headline_id,
             "split": split,
             "title": title,
+            "date": _utc(metadata["date"]) if metadata.get("date") else None,
+            "symbol": metadata.get("symbol"),
             "status": best["status"],
             "spans": gold_spans(title, values) if submitted else None,
             "annotator": usernames.get(best["user_id"], best["user_id"]),

@@ -176,3 +176,39 @@ def test_estimate_labels_a_sample_and_extrapolates(tmp_path, real_headlines_path
     expected_usd = estimate["elapsed_s"] / 3600 * 10.0 + estimate["prompt_tokens"] / 1e6
     assert estimate["usd"] == pytest.approx(expected_usd, abs=0.01)
     assert store.get_json(COST_KEY) is None  # an estimate is not a run's cost
+
+
+def test_a_new_prompt_relabels_every_row_once_and_curation_reads_one_version(tmp_path, real_headlines_path, company_listings_path, ray_local):
+    """Label, change the prompt, re-run: every headline is sent exactly once more; a third run sends
+    nothing; both versions stay in `llm_labels` and curation reads the latest run's."""
+    from finner.curate import curate
+
+    store = headlines_store(tmp_path / "store", real_headlines_path, 300)
+    titles = titles_by_id(store)
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("Return the companies the headline names, as JSON.\n{examples}\n")
+    run = LabelRunConfig(actors=1, batch_rows=50)
+    with serve_chat(ServerConfig(listings=str(company_listings_path))) as url:
+        patient = {**FAST_CLIENT, "timeout_s": 60.0}  # no retry on a busy machine: each request is one headline
+        first = LabelConfig(endpoint=url, **patient)
+        second = LabelConfig(endpoint=url, prompt_file=str(prompt), **patient)
+        assert first.label_version() != second.label_version() and first.prompt_version() != second.prompt_version()
+
+        done = run_labeling(store, first, run, progress=False)
+        assert (done.rows, done.relabelled) == (len(titles), 0)
+        reset_stats(url)
+        again = run_labeling(store, second, run, progress=False)
+        sent = stats(url)["by_headline"]
+        assert (again.rows, again.relabelled, again.already_ok) == (len(titles), len(titles), 0)
+        assert sent == dict(Counter(titles.values()))  # each headline once (a title the feed repeats, once per row)
+        reset_stats(url)
+        third = run_labeling(store, second, run, progress=False)
+        assert (third.rows, third.already_ok) == (0, len(titles)) and stats(url)["requests"] == 0
+
+    labels = store.read("llm_labels")
+    assert Counter(labels["label_version"].to_pylist()) == {first.label_version(): len(titles), second.label_version(): len(titles)}
+    assert set(labels["prompt_version"].to_pylist()) == {first.prompt_version(), second.prompt_version()}
+    assert latest_labels(store, first.label_version()).num_rows == len(titles)
+    summary = curate(store, progress=False)
+    assert summary.label_version == second.label_version()  # the latest run's labels
+    assert curate(store, progress=False, label_version=first.label_version()).label_version == first.label_version()
