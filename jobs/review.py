@@ -14,7 +14,7 @@ import argparse
 import signal
 import sys
 
-from finner.config import add_config_args, config_from_args
+from finner.config import add_config_args
 from finner.errors import FinnerError
 from finner.pipeline import cli
 from finner.review import Connection, ReviewConfig, connect, pull, push, server_errors, status_lines
@@ -34,10 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(serve, LocalArgillaConfig)
     args = p.parse_args(argv)
 
-    def body() -> int:
-        if args.command == "serve":
-            return _serve(config_from_args(LocalArgillaConfig, args))
-        cfg = config_from_args(ReviewConfig, args)
+    def body(cfg: ReviewConfig | LocalArgillaConfig) -> int:
+        if isinstance(cfg, LocalArgillaConfig):
+            return _serve(cfg)
         conn = Connection.from_env()
         client = connect(conn)
         with server_errors(conn):
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(status_lines(client, cfg)))
         return 0
 
-    return cli.run(body)
+    return cli.run(body, args, configs=(LocalArgillaConfig if args.command == "serve" else ReviewConfig,))
 
 
 def _serve(cfg: LocalArgillaConfig) -> int:
