@@ -19,6 +19,7 @@ import pyarrow as pa
 from finner.config import Config, add_config_args, help_text
 from finner.errors import FinnerError
 from finner.pipeline import cli
+from finner.progress import say
 from finner.store import Store
 
 
@@ -105,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     def body(cfg: GpuCheckConfig) -> None:
         reports = gpu_check(cfg, cli.store_from(args))
         for report in reports:
-            print(report.line())
-        print(f"gpu_check: {sum(r.rows for r in reports)} headlines on {len({r.node_id for r in reports})} node(s)")
+            say(report.line())
+        say(f"gpu_check: {sum(r.rows for r in reports)} headlines on {len({r.node_id for r in reports})} node(s)")
 
     return cli.run(body, args, configs=(GpuCheckConfig,))
 
