@@ -46,6 +46,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from finner.config import Config, help_text
+from finner.metrics import company_key
 
 
 @dataclass(frozen=True)
@@ -87,31 +88,6 @@ class Clustering:
     @property
     def n_clusters(self) -> int:
         return len(set(self.representative.values()))
-
-
-# Words that say what kind of company it is, not which. On full names "Arena Pharmaceuticals Inc"
-# and "Acadia Pharmaceuticals Inc" score 86, and chains of such near neighbours put Sony, FedEx,
-# Dover... into one "X Corporation" cluster (measured on gazetteer labels of the real headlines).
-LEGAL_FORMS = frozenset(
-    "inc incorporated corp corporation co company companies ltd limited llc lp llp plc sa ag nv se ab asa spa bv "
-    "gmbh holdings holding group the".split()
-)
-DESCRIPTORS = frozenset(
-    "pharmaceuticals pharmaceutical pharma biopharma biotechnology biotech therapeutics biosciences bioscience biotherapeutics "
-    "technologies technology "
-    "financial international industries capital energy resources gold mining semiconductor semiconductors systems "
-    "solutions software networks communications entertainment enterprises partners brands class common stock shares "
-    "ordinary adr ads acquisition".split()
-)
-
-
-def company_key(name: str) -> str:
-    """The distinctive words of a company name, lower-case, punctuation dropped:
-    `Apple Inc.` -> `apple`, `ACADIA Pharmaceuticals, Inc.` -> `acadia`. A name made only of such
-    words (`Technology Inc`) keeps them all."""
-    words = utils.default_process(name).split()
-    distinctive = [w for w in words if w not in LEGAL_FORMS and w not in DESCRIPTORS]
-    return " ".join(distinctive or words)
 
 
 def comparison_key(name: str, config: ClusterConfig) -> str:
