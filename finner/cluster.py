@@ -2,7 +2,7 @@
 
 Two names are *similar* when rapidfuzz's Levenshtein-based `ratio` (normalized Indel
 similarity, 0-100) of their processed forms is at least the threshold (85, as in the case study).
-The default processing keeps only a name's distinctive words (`company_key`): on full legal
+The default processing keeps only a name's distinctive words (`finner.metrics.company_key`): on full legal
 names, ratio 85 chains "Sony Corporation", "FedEx Corporation"... into one cluster through their
 shared suffix; and names shorter than `min_fuzzy_length` only join on equality (Visa/Vista).
 Clusters are the connected components of the similarity relation (transitive), each named by
@@ -21,16 +21,10 @@ is bounded whatever N is:
 * `method="all_pairs"` scores the whole upper triangle: the reference the tests and the benchmark
   compare against.
 
-Why no n-gram blocking: at ratio 85 two similar names may differ by 30% of their characters
-(Indel distance up to 0.15 (l1 + l2)), so the exact q-gram bounds are nearly vacuous. Measured on
-10k listing names with variants (rapidfuzz default processing), an exact bigram prefix filter
-(PPJoin) kept 20-28% of all pairs as candidates (two shared prefix bigrams: 21%), and scoring
-those one by one (`cpdist`) plus the Python bookkeeping took 5x longer than letting `cdist`
-reject every pair of the window at ~20 ns each. Blocking that *is* sub-quadratic loses pairs and
-so splits clusters: sorted-neighbourhood blocking (each name against its 30 neighbours in forward
-and reversed sort order, linear) put only 98.6% of 10k benchmark names in their exact cluster.
-Exactness was chosen; the cost still grows slower than N^2 in names (about N^1.5 measured on
-10k-100k), because variants collapse into one processed key and the window skips ~3/4 of pairs.
+No n-gram blocking: at ratio 85 two similar names may differ by 30% of their characters, so exact
+q-gram bounds prune little, and blocking that does prune loses pairs and splits clusters; exact
+clusters were chosen (the measurements are in the README's benchmark section). Variants collapse
+into one processed key and the window skips most pairs, so the cost grows slower than N^2.
 The edges feed `scipy.sparse.csgraph.connected_components` (union-find in C).
 """
 
