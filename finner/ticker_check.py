@@ -57,10 +57,12 @@ class TickerCheckConfig(Config):
     min_similarity: float = field(default=90.0, metadata=help_text("rapidfuzz token_set_ratio (0-100) for a predicted name to match the listed one", at_least=0, at_most=100))
     alias_min_rows: int = field(default=10, metadata=help_text("a learned alias is named on at least this many of its symbol's rows", at_least=1))
     alias_min_share: float = field(
-        default=0.1, metadata=help_text("... and on at least this share of them (a company's other name is common on its rows; a rival's is not)", at_least=0, at_most=1)
+        default=0.1,
+        metadata=help_text("a learned alias is named on at least this share of its symbol's rows (a company's other name is common there; a rival's is not)", at_least=0, at_most=1),
     )
     alias_min_lift: float = field(
-        default=10.0, metadata=help_text("... and at least this many times as often as on other rows (a name spread over many symbols is nobody's)", at_least=1)
+        default=10.0,
+        metadata=help_text("a learned alias is named on its symbol's rows at least this many times as often as on other rows (a name spread over many symbols is nobody's)", at_least=1),
     )
     worst: int = field(default=10, metadata=help_text("how many worst symbols, disagreeing rows and aliases to list", at_least=0))
     min_symbol_rows: int = field(default=20, metadata=help_text("symbols with fewer scored rows are left out of the worst-symbol list", at_least=0))
@@ -153,19 +155,15 @@ def learn_aliases(labelled: pa.Table, listings: dict[str, str], config: TickerCh
     aliases = []
     for key, rows_by_symbol in naming.items():
         named = sum(rows_by_symbol.values())
-
-        def lift(symbol: str) -> float:
-            rows, others = rows_by_symbol[symbol], named - rows_by_symbol[symbol]
-            return float("inf") if others == 0 else (rows / symbol_rows[symbol]) / (others / (total - symbol_rows[symbol]))
-
+        lifts = {s: _lift(rows, named - rows, symbol_rows[s], total - symbol_rows[s]) for s, rows in rows_by_symbol.items()}
         candidates = [
             s
             for s, rows in rows_by_symbol.items()
-            if s in listings and rows >= max(config.alias_min_rows, config.alias_min_share * symbol_rows[s]) and lift(s) >= config.alias_min_lift
+            if s in listings and rows >= max(config.alias_min_rows, config.alias_min_share * symbol_rows[s]) and lifts[s] >= config.alias_min_lift
         ]
         if not candidates:
             continue
-        symbol = max(candidates, key=lambda s: (lift(s), rows_by_symbol[s], s))
+        symbol = max(candidates, key=lambda s: (lifts[s], rows_by_symbol[s], s))
         name = min(spellings[key], key=lambda text: (-spellings[key][text], len(text), text))
         if agrees([name], symbol, [listings[symbol]], config.min_similarity):
             continue  # the listing already knows it
@@ -173,6 +171,13 @@ def learn_aliases(labelled: pa.Table, listings: dict[str, str], config: TickerCh
             continue  # another listed company's name or ticker
         aliases.append(Alias(symbol, name, rows=rows_by_symbol[symbol], symbol_rows=symbol_rows[symbol], other_rows=named - rows_by_symbol[symbol]))
     return sorted(aliases, key=lambda a: (-a.rows, a.symbol, a.name))
+
+
+def _lift(rows: int, other_rows: int, symbol_rows: int, other_symbol_rows: int) -> float:
+    """How many times as often a name is on a symbol's rows as on the other rows."""
+    if other_rows == 0:
+        return float("inf")
+    return (rows / symbol_rows) / (other_rows / other_symbol_rows)
 
 
 def labelled_feed(store: Store) -> pa.Table:
