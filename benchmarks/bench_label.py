@@ -14,7 +14,11 @@ sent:
   `AsyncInferenceClient.chat_completion`, each batch waiting for its slowest request.
   `label_vs_seed_loop` is our sustained rate over the seed's.
 
-Ends with `BENCH label_saturation <ratio>` and `BENCH label_vs_seed_loop <ratio>`.
+The gazetteer behind the test endpoint answers every request, so its own speed (the listing
+gazetteer over every real headline, in this process) is measured too: `gazetteer_headlines_per_s`.
+
+Ends with `BENCH label_saturation <ratio>`, `BENCH label_vs_seed_loop <ratio>` and
+`BENCH gazetteer_headlines_per_s <rate>`.
 """
 
 from __future__ import annotations
@@ -90,6 +94,20 @@ def run_seed_loop(url: str, titles: list[str]) -> None:
     print(f"  seed loop: {len(answers)} answers, {sum(a == 'failed' for a in answers)} failed")
 
 
+def gazetteer_rate() -> float:
+    """Headlines/s of the listing gazetteer labelling every real headline."""
+    import pyarrow.parquet as pq
+
+    from finner.testing.gazetteer import Gazetteer
+
+    gazetteer = Gazetteer.from_listings(LISTINGS)
+    titles = pq.read_table(HEADLINES, columns=["title"]).column("title").to_pylist()
+    started = time.perf_counter()
+    for title in titles:
+        gazetteer.label(title)
+    return len(titles) / (time.perf_counter() - started)
+
+
 def plot(series: dict[str, list[float]], capacity: float, path: str) -> None:
     import matplotlib
 
@@ -161,6 +179,7 @@ def main() -> None:
     plot({"our job (Ray actors, sliding window)": ours["answer_times"], "seed loop (gather batches of 128)": seed["answer_times"]}, capacity, args.plot)
     print(f"BENCH label_saturation {our_rate / capacity:.3f}")
     print(f"BENCH label_vs_seed_loop {our_rate / seed_rate:.2f}")
+    print(f"BENCH gazetteer_headlines_per_s {gazetteer_rate():.0f}")
 
 
 if __name__ == "__main__":

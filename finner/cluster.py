@@ -2,7 +2,7 @@
 
 Two names are *similar* when rapidfuzz's Levenshtein-based `ratio` (normalized Indel
 similarity, 0-100) of their processed forms is at least the threshold (85, as in the case study).
-The default processing keeps only a name's distinctive words (`company_key`): on full legal
+The default processing keeps only a name's distinctive words (`finner.metrics.company_key`): on full legal
 names, ratio 85 chains "Sony Corporation", "FedEx Corporation"... into one cluster through their
 shared suffix; and names shorter than `min_fuzzy_length` only join on equality (Visa/Vista).
 Clusters are the connected components of the similarity relation (transitive), each named by
@@ -21,16 +21,10 @@ is bounded whatever N is:
 * `method="all_pairs"` scores the whole upper triangle: the reference the tests and the benchmark
   compare against.
 
-Why no n-gram blocking: at ratio 85 two similar names may differ by 30% of their characters
-(Indel distance up to 0.15 (l1 + l2)), so the exact q-gram bounds are nearly vacuous. Measured on
-10k listing names with variants (rapidfuzz default processing), an exact bigram prefix filter
-(PPJoin) kept 20-28% of all pairs as candidates (two shared prefix bigrams: 21%), and scoring
-those one by one (`cpdist`) plus the Python bookkeeping took 5x longer than letting `cdist`
-reject every pair of the window at ~20 ns each. Blocking that *is* sub-quadratic loses pairs and
-so splits clusters: sorted-neighbourhood blocking (each name against its 30 neighbours in forward
-and reversed sort order, linear) put only 98.6% of 10k benchmark names in their exact cluster.
-Exactness was chosen; the cost still grows slower than N^2 in names (about N^1.5 measured on
-10k-100k), because variants collapse into one processed key and the window skips ~3/4 of pairs.
+No n-gram blocking: at ratio 85 two similar names may differ by 30% of their characters, so exact
+q-gram bounds prune little, and blocking that does prune loses pairs and splits clusters; exact
+clusters were chosen (the measurements are in the README's benchmark section). Variants collapse
+into one processed key and the window skips most pairs, so the cost grows slower than N^2.
 The edges feed `scipy.sparse.csgraph.connected_components` (union-find in C).
 """
 
@@ -46,6 +40,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from finner.config import Config, help_text
+from finner.metrics import company_key
 
 
 @dataclass(frozen=True)
@@ -87,31 +82,6 @@ class Clustering:
     @property
     def n_clusters(self) -> int:
         return len(set(self.representative.values()))
-
-
-# Words that say what kind of company it is, not which. On full names "Arena Pharmaceuticals Inc"
-# and "Acadia Pharmaceuticals Inc" score 86, and chains of such near neighbours put Sony, FedEx,
-# Dover... into one "X Corporation" cluster (measured on gazetteer labels of the real headlines).
-LEGAL_FORMS = frozenset(
-    "inc incorporated corp corporation co company companies ltd limited llc lp llp plc sa ag nv se ab asa spa bv "
-    "gmbh holdings holding group the".split()
-)
-DESCRIPTORS = frozenset(
-    "pharmaceuticals pharmaceutical pharma biopharma biotechnology biotech therapeutics biosciences bioscience biotherapeutics "
-    "technologies technology "
-    "financial international industries capital energy resources gold mining semiconductor semiconductors systems "
-    "solutions software networks communications entertainment enterprises partners brands class common stock shares "
-    "ordinary adr ads acquisition".split()
-)
-
-
-def company_key(name: str) -> str:
-    """The distinctive words of a company name, lower-case, punctuation dropped:
-    `Apple Inc.` -> `apple`, `ACADIA Pharmaceuticals, Inc.` -> `acadia`. A name made only of such
-    words (`Technology Inc`) keeps them all."""
-    words = utils.default_process(name).split()
-    distinctive = [w for w in words if w not in LEGAL_FORMS and w not in DESCRIPTORS]
-    return " ".join(distinctive or words)
 
 
 def comparison_key(name: str, config: ClusterConfig) -> str:

@@ -59,17 +59,18 @@ def _out_of_bounds(value: float, metadata: Any) -> str | None:
 
 
 def check_config(config: Any) -> None:
-    """Every numeric field within its declared bounds and every Literal field one of its choices,
+    """Every number within its field's declared bounds and every Literal value one of its choices
+    (items of a tuple field one by one),
     else a `ConfigError` naming the flag: configs built from flags, dicts or code all pass here."""
     hints = typing.get_type_hints(type(config))
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if value is None or isinstance(value, bool):
             continue
-        tp = _unwrap_optional(hints[field.name])
-        if typing.get_origin(tp) is typing.Literal and value not in typing.get_args(tp):
-            raise ConfigError(field.name, f"expected one of {list(typing.get_args(tp))}, got {value!r}")
+        tp = _item_type(_unwrap_optional(hints[field.name]))
         for item in value if isinstance(value, tuple) else (value,):
+            if typing.get_origin(tp) is typing.Literal and item not in typing.get_args(tp):
+                raise ConfigError(field.name, f"expected one of {list(typing.get_args(tp))}, got {item!r}")
             if isinstance(item, (int, float)) and not isinstance(item, bool):
                 wrong = _out_of_bounds(item, field.metadata)
                 if wrong:
@@ -93,6 +94,13 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
+def _item_type(tp: Any) -> Any:
+    """`tuple[X, ...]` -> `X`: a repeated flag's values are typed and checked one by one."""
+    if typing.get_origin(tp) in (tuple, list):
+        (tp,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
+    return tp
+
+
 def add_config_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
     """Add one `--flag` per field of dataclass `cls` (bools become `--flag/--no-flag`).
 
@@ -112,9 +120,9 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, prefix: str = ""
             group.add_argument(flag, action=argparse.BooleanOptionalAction, help=doc, **kwargs)
             continue
         if typing.get_origin(tp) in (tuple, list):
-            (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
-            kwargs.update(nargs="*", type=item)
-        elif tp in (int, float, str):
+            kwargs["nargs"] = "*"
+        tp = _item_type(tp)
+        if tp in (int, float, str):
             kwargs["type"] = tp
         elif typing.get_origin(tp) is typing.Literal:
             kwargs.update(choices=typing.get_args(tp), type=str)

@@ -18,9 +18,12 @@ adds nothing to the counts. A precision, recall or F1 whose denominator is zero 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+from rapidfuzz import utils
 
 from finner.schemas import Span
 
@@ -110,6 +113,35 @@ def name_key(name: str) -> str:
     """A company name compared case-, accent-form-, punctuation- and spacing-insensitively:
     `AT&T` == `at&t` == `AT T`, `Coca-Cola` == `Coca Cola`, `McDonald's` == `McDonalds`."""
     return "".join(ch for ch in unicodedata.normalize("NFKC", name).casefold() if ch.isalnum())
+
+
+# Words that say what kind of company it is, not which. On full names "Arena Pharmaceuticals Inc"
+# and "Acadia Pharmaceuticals Inc" score 86, and chains of such near neighbours put Sony, FedEx,
+# Dover... into one "X Corporation" cluster (measured on gazetteer labels of the real headlines).
+LEGAL_FORMS = frozenset(
+    "inc incorporated corp corporation co company companies ltd limited llc lp llp plc sa ag nv se ab asa spa bv "
+    "gmbh holdings holding group the cos".split()
+)
+DESCRIPTORS = frozenset(
+    "pharmaceuticals pharmaceutical pharma biopharma biotechnology biotech therapeutics biosciences bioscience biotherapeutics "
+    "technologies technology "
+    "financial international industries capital energy resources gold mining semiconductor semiconductors systems "
+    "solutions software networks communications entertainment enterprises partners brands common stock shares "
+    "ordinary adr ads depositary acquisition".split()
+)
+# Share classes of listing names: "Alphabet Inc. (Class C)", "... ADS (Each representing 1 Common Share)".
+SHARE_CLASS = re.compile(r"\b(?:class|series) [a-z0-9]\b|\beach representing\b.*$")
+
+
+def company_key(name: str) -> str:
+    """The distinctive words of a company name, lower-case, punctuation, share class and legal form
+    dropped: `Apple Inc.` -> `apple`, `ACADIA Pharmaceuticals, Inc.` -> `acadia`, `Alphabet Inc.
+    (Class C)` -> `alphabet`. A name made only of such words (`Technology Inc`) keeps them all.
+    What fuzzy matching compares: clustering the labels' names, and the ticker check's names
+    against a listing's (`name_key` is exact identity, for scoring)."""
+    words = SHARE_CLASS.sub(" ", utils.default_process(name)).split() or utils.default_process(name).split()
+    distinctive = [w for w in words if w not in LEGAL_FORMS and w not in DESCRIPTORS]
+    return " ".join(distinctive or words)
 
 
 def _names(spans: Iterable[Span] | None) -> set[str]:

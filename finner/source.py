@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 
 from finner import schemas
-from finner.config import Config, help_text
+from finner.config import Config, ConfigError, help_text
 from finner.embedded import embedded_feed
 from finner.errors import FinnerError
 from finner.ids import headline_id, normalize_title
@@ -56,6 +56,11 @@ class SourceConfig(Config):
     min_title_chars: int = field(default=3, metadata=help_text("shorter titles are rejected", at_least=1))
     max_title_chars: int = field(default=400, metadata=help_text("longer titles are rejected (not a headline)", at_least=1))
     batch_rows: int = field(default=50_000, metadata=help_text("rows per streamed batch and per written part", at_least=1))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.path and not os.path.exists(self.path):
+            raise ConfigError("path", f"{self.path}: no such file or directory")
 
 
 class SourceError(FinnerError):
@@ -162,9 +167,9 @@ def _local_files(path: str) -> list[str]:
     return [path]
 
 
-def read_local(path: str, batch_rows: int) -> Iterator[RawBatch]:
+def read_local(files: list[str], batch_rows: int) -> Iterator[RawBatch]:
     """Stream CSV, parquet or JSONL files; every value is read as text and parsed by us."""
-    for file in _local_files(path):
+    for file in files:
         if file.endswith(".parquet"):
             dataset = pads.dataset(file, format="parquet")
             batches = (pa.Table.from_batches([b]) for b in dataset.to_batches(batch_size=batch_rows))
@@ -233,16 +238,19 @@ def read_embedded(batch_rows: int) -> Iterator[RawBatch]:
 
 
 def raw_batches(cfg: SourceConfig) -> Iterator[RawBatch]:
+    """The configured source's batches. A local path is resolved to its files here, not when the
+    first batch is read, so a folder with no feed file fails before a progress bar is drawn."""
     if cfg.hub:
         batches = read_hub(cfg)
     elif cfg.path:
-        batches = read_local(cfg.path, cfg.batch_rows)
+        batches = read_local(_local_files(cfg.path), cfg.batch_rows)
     else:
         batches = read_embedded(cfg.batch_rows)
-    if cfg.limit is None:
-        yield from batches
-        return
-    left = cfg.limit
+    return batches if cfg.limit is None else _first_rows(batches, cfg.limit)
+
+
+def _first_rows(batches: Iterator[RawBatch], limit: int) -> Iterator[RawBatch]:
+    left = limit
     for source, first, rows in batches:
         if left <= 0:
             return
@@ -273,10 +281,10 @@ def ingest(cfg: SourceConfig, store: Store, progress: bool = True) -> IngestSumm
     summary = IngestSummary()
     seen: set[str] = set()
     rejects: list[dict] = []
-    bar = progress_bar(desc="ingest", unit=" rows", enabled=progress)
+    batches = raw_batches(cfg)
 
-    def headline_batches() -> Iterator[pa.Table]:
-        for source, first, rows in raw_batches(cfg):
+    def headline_batches(bar) -> Iterator[pa.Table]:
+        for source, first, rows in batches:
             good, bad = normalize_rows(rows, source, first, cfg)
             summary.read += len(rows)
             rejects.extend(bad)
@@ -292,8 +300,8 @@ def ingest(cfg: SourceConfig, store: Store, progress: bool = True) -> IngestSumm
             if unique:
                 yield pa.Table.from_pylist(unique, schema=schemas.HEADLINES)
 
-    store.write("headlines", headline_batches())
-    bar.close()
+    with progress_bar(desc="ingest", unit=" rows", enabled=progress) as bar:  # closed on error too: its line ends before the error's
+        store.write("headlines", headline_batches(bar))
     summary.rejected = len(rejects)
     store.write("rejects", pa.Table.from_pylist(rejects, schema=schemas.REJECTS))
     return summary

@@ -3,8 +3,17 @@
 Every FNSPID row carries the ticker it was filed under (`symbol`). Through a symbol -> company name
 list (`symbol,name` CSV; `../shared/data/company_listings.csv` style, or the user's own via
 `--listings`), a row *agrees* when one of its predicted companies is that company: the ticker itself
-(`AAPL`), or a name that fuzzy-matches the listed name after dropping legal and share-class words
-(`Apple` ~ `Apple Inc. Common Stock`, rapidfuzz `token_set_ratio` >= `min_similarity`).
+(`AAPL`), or a name that fuzzy-matches the listed name or one of the company's aliases after dropping
+legal and share-class words (`Apple` ~ `Apple Inc. Common Stock`, rapidfuzz `token_set_ratio` of
+`finner.metrics.company_key` >= `min_similarity`).
+
+A listing knows one name per ticker, and headlines use others: GOOG is listed as "Alphabet Inc."
+while its headlines say "Google". The labelled feed (the curated `spans` table) says which names go
+with which symbol: a name the labels put on many of a symbol's rows (`alias_min_rows`,
+`alias_min_share`) and far more often than on other rows (`alias_min_lift`) is that symbol's alias,
+unless the listing already matches it or it is another listed company's name or ticker (in a feed
+of few symbols, Intel is named mostly on Nvidia's rows). Each alias keeps the counts that justify
+it, in the store (`ticker_aliases`) and in the report; `--aliases FILE` adds a user's own.
 
 Not every headline names its ticker's company (market wraps, sector pieces), so the rate is not a
 recall; what matters is its level across model versions and where it is worst: the per-symbol table
@@ -15,28 +24,24 @@ on other days is listed once, with its count).
 from __future__ import annotations
 
 import csv
-import re
-from collections import Counter
+import dataclasses
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from rapidfuzz import fuzz, utils
+from rapidfuzz import fuzz
 
-from finner import artifacts
+from finner import artifacts, schemas
 from finner.config import Config, help_text
 from finner.embedded import GAZETTEER
 from finner.errors import FinnerError
+from finner.metrics import company_key
 from finner.store import Store
 
-
-# Words of listing names that say nothing about which company it is.
-NOISE_WORDS = re.compile(
-    r"\b(inc|incorporated|corp|corporation|co|company|ltd|limited|plc|llc|lp|l p|sa|s a|nv|ag|se|group|holdings?|"
-    r"the|common|stock|shares?|ordinary|class [a-z]|american depositary|ads|adr|each representing.*|"
-    r"warrants?|units?|preferred|depositary|series [a-z0-9]+|new)\b"
-)
+LEARNED = "labels"  # Alias.source of an alias learned from the labelled feed
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,40 @@ class TickerCheckConfig(Config):
         default="",
         metadata=help_text("CSV with columns symbol,name: the company behind each ticker; empty: the embedded demo feed's companies"),
     )
+    aliases: str = field(
+        default="",
+        metadata=help_text("CSV with columns symbol,name: more names of a ticker's company (brands, former names), added to those learned from the labelled feed"),
+    )
     min_similarity: float = field(default=90.0, metadata=help_text("rapidfuzz token_set_ratio (0-100) for a predicted name to match the listed one", at_least=0, at_most=100))
-    worst: int = field(default=10, metadata=help_text("how many worst symbols and disagreeing rows to list", at_least=0))
+    alias_min_rows: int = field(default=10, metadata=help_text("a learned alias is named on at least this many of its symbol's rows", at_least=1))
+    alias_min_share: float = field(
+        default=0.1,
+        metadata=help_text("a learned alias is named on at least this share of its symbol's rows (a company's other name is common there; a rival's is not)", at_least=0, at_most=1),
+    )
+    alias_min_lift: float = field(
+        default=10.0,
+        metadata=help_text("a learned alias is named on its symbol's rows at least this many times as often as on other rows (a name spread over many symbols is nobody's)", at_least=1),
+    )
+    worst: int = field(default=10, metadata=help_text("how many worst symbols, disagreeing rows and aliases to list", at_least=0))
     min_symbol_rows: int = field(default=20, metadata=help_text("symbols with fewer scored rows are left out of the worst-symbol list", at_least=0))
+
+
+def _symbol_names(path: str, flag: str) -> list[tuple[str, str]]:
+    """(SYMBOL, name) rows of a CSV with `symbol` and `name` columns."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"symbol", "name"} <= set(reader.fieldnames):
+                raise FinnerError(f"{path}: needs columns symbol,name (found {reader.fieldnames})")
+            pairs = []
+            for line, row in enumerate(reader, start=2):
+                symbol, name = (row["symbol"] or "").strip().upper(), (row["name"] or "").strip()
+                if not symbol or not name:
+                    raise FinnerError(f"{path}, line {line}: empty symbol or name")
+                pairs.append((symbol, name))
+    except FileNotFoundError:
+        raise FinnerError(f"{flag} file not found: {path} (pass {flag} PATH, a CSV with columns symbol,name)") from None
+    return pairs
 
 
 def load_listings(path: str) -> dict[str, str]:
@@ -55,37 +91,100 @@ def load_listings(path: str) -> dict[str, str]:
     no path: the embedded demo feed's gazetteer, so the demo needs no file."""
     if not path:
         return {company.ticker: company.normalized for company in GAZETTEER}
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"symbol", "name"} <= set(reader.fieldnames):
-                raise FinnerError(f"{path}: needs columns symbol,name (found {reader.fieldnames})")
-            listings: dict[str, str] = {}
-            for line, row in enumerate(reader, start=2):
-                symbol, name = (row["symbol"] or "").strip().upper(), (row["name"] or "").strip()
-                if not symbol or not name:
-                    raise FinnerError(f"{path}, line {line}: empty symbol or name")
-                listings.setdefault(symbol, name)
-    except FileNotFoundError:
-        raise FinnerError(f"listings file not found: {path} (pass --listings PATH, a CSV with columns symbol,name)") from None
+    listings: dict[str, str] = {}
+    for symbol, name in _symbol_names(path, "--listings"):
+        listings.setdefault(symbol, name)
     return listings
 
 
-def core_name(name: str) -> str:
-    """`Apple Inc. Common Stock` -> `apple`: lower case, no punctuation, no legal/share-class words."""
-    cleaned = NOISE_WORDS.sub(" ", utils.default_process(name))
-    return " ".join(cleaned.split()) or utils.default_process(name)
+@dataclass(frozen=True)
+class Alias:
+    """Another name of a symbol's company, and why: learned from the labels (with its counts) or given."""
+
+    symbol: str
+    name: str  # as the labels most often write it
+    source: str = LEARNED  # or the --aliases file
+    rows: int = 0  # the symbol's rows the labels name it on
+    symbol_rows: int = 0  # labelled rows filed under the symbol
+    other_rows: int = 0  # other labelled rows naming it
+
+    def line(self) -> str:
+        why = f"on {self.rows} of its {self.symbol_rows} rows, {self.other_rows} other rows" if self.source == LEARNED else self.source
+        return f"    {self.symbol:>8}  {self.name}  ({why})"
 
 
-def agrees(companies: list[str], symbol: str, listed_name: str, min_similarity: float) -> bool:
-    """Whether one predicted company is the ticker itself or fuzzy-matches the listed name."""
-    target = core_name(listed_name)
+def load_aliases(path: str) -> list[Alias]:
+    """The user's aliases (`--aliases`): every row counts, several names per symbol."""
+    return [Alias(symbol, name, source=path) for symbol, name in _symbol_names(path, "--aliases")] if path else []
+
+
+def agrees(companies: list[str], symbol: str, names: Sequence[str], min_similarity: float) -> bool:
+    """Whether one predicted company is the ticker itself or fuzzy-matches one of the company's names."""
+    targets = [company_key(name) for name in names]
     for company in companies:
         if company.strip().upper().lstrip("$") == symbol:
             return True
-        if fuzz.token_set_ratio(core_name(company), target) >= min_similarity:
+        key = company_key(company)
+        if any(fuzz.token_set_ratio(key, target) >= min_similarity for target in targets):
             return True
     return False
+
+
+def learn_aliases(labelled: pa.Table, listings: dict[str, str], config: TickerCheckConfig) -> list[Alias]:
+    """Aliases from a labelled feed with `symbol` and `spans` columns (the curated `spans` table):
+    each name (spellings grouped by `company_key`) goes to the listed symbol on whose rows it is
+    most over-represented, when it is named there often enough (`alias_min_rows`, `alias_min_share`)
+    and far more often than elsewhere (`alias_min_lift`), and is neither the symbol's listed name
+    nor another listed company's name or ticker."""
+    symbols = [(s or "").strip().upper() for s in labelled["symbol"].to_pylist()]
+    symbol_rows = Counter(symbols)
+    naming: dict[str, Counter] = defaultdict(Counter)  # name key -> symbol -> rows naming it
+    spellings: dict[str, Counter] = defaultdict(Counter)
+    for symbol, spans in zip(symbols, labelled["spans"].to_pylist()):
+        keys = set()
+        for span in spans or ():
+            if key := company_key(span["text"] or ""):
+                keys.add(key)
+                spellings[key][span["text"]] += 1
+        for key in keys:
+            naming[key][symbol] += 1
+    owners: dict[str, set[str]] = defaultdict(set)  # name key -> listed symbols with that name
+    for symbol, name in listings.items():
+        owners[company_key(name)].add(symbol)
+    total = len(symbols)
+    aliases = []
+    for key, rows_by_symbol in naming.items():
+        named = sum(rows_by_symbol.values())
+        lifts = {s: _lift(rows, named - rows, symbol_rows[s], total - symbol_rows[s]) for s, rows in rows_by_symbol.items()}
+        candidates = [
+            s
+            for s, rows in rows_by_symbol.items()
+            if s in listings and rows >= max(config.alias_min_rows, config.alias_min_share * symbol_rows[s]) and lifts[s] >= config.alias_min_lift
+        ]
+        if not candidates:
+            continue
+        symbol = max(candidates, key=lambda s: (lifts[s], rows_by_symbol[s], s))
+        name = min(spellings[key], key=lambda text: (-spellings[key][text], len(text), text))
+        if agrees([name], symbol, [listings[symbol]], config.min_similarity):
+            continue  # the listing already knows it
+        if owners[key] - {symbol} or (name.upper() in listings and name.upper() != symbol):
+            continue  # another listed company's name or ticker
+        aliases.append(Alias(symbol, name, rows=rows_by_symbol[symbol], symbol_rows=symbol_rows[symbol], other_rows=named - rows_by_symbol[symbol]))
+    return sorted(aliases, key=lambda a: (-a.rows, a.symbol, a.name))
+
+
+def _lift(rows: int, other_rows: int, symbol_rows: int, other_symbol_rows: int) -> float:
+    """How many times as often a name is on a symbol's rows as on the other rows."""
+    if other_rows == 0:
+        return float("inf")
+    return (rows / symbol_rows) / (other_rows / other_symbol_rows)
+
+
+def labelled_feed(store: Store) -> pa.Table:
+    """The curated labels (`spans`: symbol and company spans of every labelled headline), or none yet."""
+    if not store.exists("spans"):
+        return pa.table({"symbol": pa.array([], pa.string()), "spans": pa.array([], schemas.SPANS)})
+    return store.read("spans", columns=["symbol", "spans"])
 
 
 @dataclass
@@ -97,8 +196,11 @@ class TickerCheck:
     checked: int  # of them, rows whose symbol is in the listings
     agreeing: int
     no_prediction: int  # checked rows where the model found no company at all
+    through_alias: int = 0  # agreeing rows that name the company by an alias only
     worst_symbols: list[dict[str, Any]] = field(default_factory=list)
     worst_rows: list[dict[str, Any]] = field(default_factory=list)
+    aliases: list[Alias] = field(default_factory=list)  # of the checked symbols
+    worst: int = 10  # how many aliases the report lists
 
     @property
     def rate(self) -> float:
@@ -112,6 +214,7 @@ class TickerCheck:
             "agreeing": self.agreeing,
             "agreement_rate": round(self.rate, 4),
             "no_prediction": self.no_prediction,
+            "through_alias": self.through_alias,
             "worst_symbols": self.worst_symbols,
             "worst_rows": self.worst_rows,
         }
@@ -119,7 +222,7 @@ class TickerCheck:
     def text(self) -> str:
         lines = [
             f"ticker check ({self.model_version}): {self.agreeing}/{self.checked} rows ({self.rate:.1%}) name the company "
-            f"behind their symbol; {self.no_prediction} rows with no company found; "
+            f"behind their symbol ({self.through_alias} by an alias); {self.no_prediction} rows with no company found; "
             f"{self.rows - self.checked} of {self.rows} scored rows have a symbol missing from the listings"
         ]
         if self.worst_symbols:
@@ -128,6 +231,10 @@ class TickerCheck:
         if self.worst_rows:
             lines.append("  most confident disagreements (score, symbol, predicted companies | title):")
             lines += [f"    {r['score']:.3f} {r['symbol']:>6} {r['companies']} | {r['title']}{_times(r['rows'])}" for r in self.worst_rows]
+        if self.aliases:
+            more = len(self.aliases) - self.worst
+            lines.append(f"  aliases of the checked symbols ({len(self.aliases)}; {artifacts.ALIASES_KEY} in the store):")
+            lines += [alias.line() for alias in self.aliases[: self.worst]] + ([f"    ... and {more} more"] if more > 0 else [])
         return "\n".join(lines)
 
 
@@ -135,11 +242,16 @@ def _times(rows: int) -> str:
     return f"  (x{rows})" if rows > 1 else ""
 
 
-def check_table(scored: pa.Table, listings: dict[str, str], config: TickerCheckConfig, model_version: str = "") -> TickerCheck:
+def check_table(
+    scored: pa.Table, listings: dict[str, str], config: TickerCheckConfig, model_version: str = "", aliases: Sequence[Alias] = ()
+) -> TickerCheck:
     """The check over a table with `id, title, symbol, companies, spans` (one row per scored headline)."""
+    alias_names: dict[str, list[str]] = defaultdict(list)
+    for alias in aliases:
+        alias_names[alias.symbol].append(alias.name)
     per_symbol: Counter = Counter()
     per_symbol_ok: Counter = Counter()
-    checked = agreeing = empty = 0
+    checked = agreeing = empty = by_alias = 0
     # One entry per (symbol, title, companies): feeds repeat a headline on other days (other ids).
     disagreements: dict[tuple, dict[str, Any]] = {}
     columns = [scored[c].to_pylist() for c in ("id", "title", "symbol", "companies", "spans")]
@@ -152,8 +264,9 @@ def check_table(scored: pa.Table, listings: dict[str, str], config: TickerCheckC
         companies = companies or []
         if not companies:
             empty += 1
-        elif agrees(companies, symbol, listings[symbol], config.min_similarity):
+        elif agrees(companies, symbol, [listings[symbol], *alias_names[symbol]], config.min_similarity):
             agreeing += 1
+            by_alias += not agrees(companies, symbol, [listings[symbol]], config.min_similarity)
             per_symbol_ok[symbol] += 1
             continue
         if companies:
@@ -170,10 +283,13 @@ def check_table(scored: pa.Table, listings: dict[str, str], config: TickerCheckC
         checked=checked,
         agreeing=agreeing,
         no_prediction=empty,
+        through_alias=by_alias,
         worst_symbols=[
             {"symbol": s, "name": listings[s], "rows": per_symbol[s], "rate": round(per_symbol_ok[s] / per_symbol[s], 4)} for s in worst
         ],
         worst_rows=sorted(disagreements.values(), key=lambda r: (-r["score"], r["id"]))[: config.worst],
+        aliases=[alias for alias in aliases if alias.symbol in per_symbol],
+        worst=config.worst,
     )
 
 
@@ -189,7 +305,11 @@ def scored_feed(store: Store, model_version: str) -> pa.Table:
 
 
 def ticker_check(store: Store, model_version: str, config: TickerCheckConfig = TickerCheckConfig()) -> TickerCheck:
-    """Run the check over the scored feed and store it as `ticker_check`."""
-    result = check_table(scored_feed(store, model_version), load_listings(config.listings), config, model_version)
+    """Learn the aliases from the labelled feed (plus `--aliases`), run the check over the scored
+    feed, and store both (`ticker_aliases`, `ticker_check`)."""
+    listings = load_listings(config.listings)
+    aliases = learn_aliases(labelled_feed(store), listings, config) + load_aliases(config.aliases)
+    store.put_json(artifacts.ALIASES_KEY, [dataclasses.asdict(alias) for alias in aliases])
+    result = check_table(scored_feed(store, model_version), listings, config, model_version, aliases)
     store.put_json(artifacts.TICKER_CHECK_KEY, result.to_json())
     return result

@@ -14,9 +14,10 @@ import argparse
 import signal
 import sys
 
-from finner.config import add_config_args, config_from_args
+from finner.config import add_config_args
 from finner.errors import FinnerError
 from finner.pipeline import cli
+from finner.progress import say
 from finner.review import Connection, ReviewConfig, connect, pull, push, server_errors, status_lines
 from finner.review_server.launcher import DEFAULT_USERNAME, LocalArgilla, LocalArgillaConfig
 
@@ -34,35 +35,34 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(serve, LocalArgillaConfig)
     args = p.parse_args(argv)
 
-    def body() -> int:
-        if args.command == "serve":
-            return _serve(config_from_args(LocalArgillaConfig, args))
-        cfg = config_from_args(ReviewConfig, args)
+    def body(cfg: ReviewConfig | LocalArgillaConfig) -> int:
+        if isinstance(cfg, LocalArgillaConfig):
+            return _serve(cfg)
         conn = Connection.from_env()
         client = connect(conn)
         with server_errors(conn):
             if args.command == "push":
-                print(push(cli.store_from(args), client, cfg).line())
+                say(push(cli.store_from(args), client, cfg).line())
             elif args.command == "pull":
-                print(pull(cli.store_from(args), client, cfg).line())
+                say(pull(cli.store_from(args), client, cfg).line())
             else:
-                print("\n".join(status_lines(client, cfg)))
+                say("\n".join(status_lines(client, cfg)))
         return 0
 
-    return cli.run(body)
+    return cli.run(body, args, configs=(LocalArgillaConfig if args.command == "serve" else ReviewConfig,))
 
 
 def _serve(cfg: LocalArgillaConfig) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the processes we started too
     with LocalArgilla(cfg) as argilla:
-        print(f"Argilla is running at {argilla.url} (data in {argilla.home})", flush=True)
-        print(f"  UI login: {DEFAULT_USERNAME} / {cfg.password}")
-        print(f"  export ARGILLA_API_URL={argilla.url} ARGILLA_API_KEY={argilla.api_key}")
-        print("Press Ctrl-C to stop.", flush=True)
+        say(f"Argilla is running at {argilla.url} (data in {argilla.home})")
+        say(f"  UI login: {DEFAULT_USERNAME} / {cfg.password}")
+        say(f"  export ARGILLA_API_URL={argilla.url} ARGILLA_API_KEY={argilla.api_key}")
+        say("Press Ctrl-C to stop.")
         try:
             status = argilla.wait()
         except KeyboardInterrupt:
-            print("stopping Argilla", flush=True)
+            say("stopping Argilla")
             return 0
     raise FinnerError(f"the Argilla server exited with status {status}; see {argilla.home}/server.log")
 

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz import fuzz, utils
 
-from finner.cluster import ClusterConfig, cluster_names, comparison_key, company_key, max_partner_length, similar_pairs
+from finner.cluster import ClusterConfig, cluster_names, comparison_key, max_partner_length, similar_pairs
+from finner.metrics import company_key
 
 
 def test_spellings_of_one_company_form_one_cluster_named_by_the_most_frequent():

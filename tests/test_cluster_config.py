@@ -34,7 +34,9 @@ def prepared(config: dict) -> dict:
 
 
 def test_cluster_yaml_passes_ray_validation(cluster):
-    prepared(cluster)
+    config = prepared(cluster)  # raises on a config `ray up` would refuse
+    assert set(config["available_node_types"]) == set(cluster["available_node_types"])  # Ray's defaults add no node type
+    assert config["head_node_type"] in config["available_node_types"]
 
 
 def test_fake_cluster_for_the_autoscaling_test_is_valid_and_mirrors_the_gpu_type():

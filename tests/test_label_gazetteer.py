@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pyarrow.parquet as pq
 import pytest
 
@@ -92,12 +90,10 @@ def test_embedded_gazetteer_recovers_most_true_spans():
     assert exact / len(rows) > 0.9
 
 
-def test_real_headlines_fast_and_consistent(listings, real_headlines_path):
+def test_real_headlines_consistent(listings, real_headlines_path):
+    """Its speed is benchmarks/bench_label.py's `gazetteer_headlines_per_s`."""
     titles = pq.read_table(real_headlines_path, columns=["title"]).column("title").to_pylist()
-    started = time.perf_counter()
     labels = [listings.label(t) for t in titles]
-    rate = len(titles) / (time.perf_counter() - started)
-    assert rate > 1000, f"{rate:.0f} headlines/s"
     for title, (result, normalized) in zip(titles, labels):
         assert len(result) == len(normalized) == len(set(result))
         assert all(company in title for company in result)

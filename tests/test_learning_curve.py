@@ -42,8 +42,10 @@ def test_sizes_are_clipped_to_what_exists_and_all_is_added():
 
 
 def test_bad_config_is_refused():
-    with pytest.raises(FinnerError, match="unknown source"):
+    with pytest.raises(FinnerError, match="--labels: expected one of"):
         CurveConfig(labels=("weak",))
+    with pytest.raises(FinnerError, match="--labels: name one or both"):
+        CurveConfig(labels=())
     with pytest.raises(FinnerError, match="--sizes: must be at least 1"):
         CurveConfig(sizes=(0, 10))
 

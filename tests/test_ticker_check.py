@@ -1,15 +1,22 @@
-"""The ticker check on the real headlines and the real symbol -> name listings."""
+"""The ticker check on the real headlines and the real symbol -> name listings, and the aliases it
+learns from the labelled feed."""
 
 from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from finner import schemas
+from finner import artifacts, schemas
 from finner.errors import FinnerError
+from finner.metrics import company_key
 from finner.score import prediction_rows
-from finner.ticker_check import TickerCheckConfig, agrees, check_table, core_name, load_listings, ticker_check
+from finner.spans import find_spans
+from finner.testing.gazetteer import Gazetteer
+from finner.ticker_check import TickerCheckConfig, agrees, check_table, learn_aliases, load_aliases, load_listings, ticker_check
 
 
 def span(title: str, text: str, score: float = 0.9) -> dict:
@@ -20,12 +27,13 @@ def span(title: str, text: str, score: float = 0.9) -> dict:
 def test_names_match_listings(company_listings_path):
     listings = load_listings(str(company_listings_path))
     assert listings["AAPL"].startswith("Apple")
-    assert core_name("Agilent Technologies Inc") == "agilent technologies"
-    assert agrees(["Agilent"], "A", listings["A"], 90)
-    assert agrees(["Apple Inc."], "AAPL", listings["AAPL"], 90)
-    assert agrees(["$NVDA"], "NVDA", listings["NVDA"], 90)  # the ticker itself
-    assert not agrees(["Tesla"], "AAPL", listings["AAPL"], 90)
-    assert not agrees([], "AAPL", listings["AAPL"], 90)
+    assert company_key(listings["GOOG"]) == "alphabet"  # "Alphabet Inc. (Class C)"
+    assert agrees(["Agilent"], "A", [listings["A"]], 90)
+    assert agrees(["Apple Inc."], "AAPL", [listings["AAPL"]], 90)
+    assert agrees(["$NVDA"], "NVDA", [listings["NVDA"]], 90)  # the ticker itself
+    assert not agrees(["Tesla"], "AAPL", [listings["AAPL"]], 90)
+    assert not agrees([], "AAPL", [listings["AAPL"]], 90)
+    assert agrees(["Google"], "GOOG", [listings["GOOG"], "Google"], 90) and not agrees(["Google"], "GOOG", [listings["GOOG"]], 90)
 
 
 def test_check_over_a_scored_feed(store, real_headlines_path, company_listings_path):
@@ -92,3 +100,103 @@ def test_a_repeated_disagreement_is_listed_once_with_its_count():
     assert (result.checked, result.agreeing) == (4, 1)
     assert result.worst_rows == [{"score": 0.9, "id": "d1", "symbol": "DIS", "companies": ["Mickey Mouse"], "title": title, "rows": 3}]
     assert [line for line in result.text().splitlines() if "Mickey" in line] == [f"    0.900    DIS ['Mickey Mouse'] | {title}  (x3)"]
+
+
+# -- aliases -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled(real_headlines_path, company_listings_path) -> pa.Table:
+    """Every real headline with its symbol and company spans, labelled without Ray by the listing
+    gazetteer (`find_spans` places the strings), plus the brands an LLM also knows and no listing
+    holds: the embedded gazetteer's names (Google for Alphabet)."""
+    listing, brands = Gazetteer.from_listings(company_listings_path), Gazetteer.embedded()
+    rows = []
+    for row in pq.read_table(real_headlines_path, columns=["title", "symbol"]).to_pylist():
+        result, normalized = listing.label(row["title"])
+        for text, name in zip(*brands.label(row["title"])):
+            if text not in result:
+                result.append(text)
+                normalized.append(name)
+        rows.append({**row, "spans": find_spans(row["title"], result, normalized).spans})
+    return pa.Table.from_pylist(rows, schema=pa.schema([("title", pa.string()), ("symbol", pa.string()), ("spans", schemas.SPANS)]))
+
+
+def names_by_symbol(labelled: pa.Table) -> dict[str, Counter]:
+    """company_key of a labelled name -> rows naming it per symbol."""
+    found: dict[str, Counter] = defaultdict(Counter)
+    for symbol, spans in zip(labelled["symbol"].to_pylist(), labelled["spans"].to_pylist()):
+        for key in {company_key(s["text"]) for s in spans or ()}:
+            found[key][symbol] += 1
+    return found
+
+
+def test_goog_rows_naming_google_agree_through_a_learned_alias(labelled, company_listings_path):
+    listings, config = load_listings(str(company_listings_path)), TickerCheckConfig(min_symbol_rows=1)
+    aliases = learn_aliases(labelled, listings, config)
+    (google,) = [a for a in aliases if a.name == "Google"]
+    goog_rows = labelled["symbol"].to_pylist().count("GOOG")
+    named = names_by_symbol(labelled)["google"]
+    assert (google.symbol, google.rows, google.symbol_rows, google.other_rows) == ("GOOG", named["GOOG"], goog_rows, sum(named.values()) - named["GOOG"])
+    assert google.rows > 100 and google.other_rows < google.rows / 5  # the counts that justify it
+
+    # The model names Google on the GOOG rows that do.
+    rows = [r for r in labelled.to_pylist() if r["symbol"] == "GOOG" and any(s["text"] == "Google" for s in r["spans"])]
+    scored = pa.table(
+        {
+            "id": [f"g{i}" for i in range(len(rows))],
+            "title": [r["title"] for r in rows],
+            "symbol": ["GOOG"] * len(rows),
+            "companies": [["Google"]] * len(rows),
+            "spans": [[{**s, "score": 0.9} for s in r["spans"] if s["text"] == "Google"] for r in rows],
+        }
+    )
+    check = check_table(scored, listings, config, aliases=aliases)
+    assert check.checked == len(rows) == google.rows and check.agreeing == check.through_alias == len(rows)
+    assert check_table(scored, listings, config).agreeing == 0  # "Alphabet Inc. (Class C)" alone knows no Google
+    assert any(line.strip().startswith("GOOG  Google  (on ") for line in check.text().splitlines())
+
+
+def test_a_name_spread_over_many_symbols_is_no_alias(labelled, company_listings_path):
+    """Even when the listings know only the feed's own companies, so that only the counts can refuse it."""
+    listings = load_listings(str(company_listings_path))
+    feed_companies = {s: listings[s] for s in set(labelled["symbol"].to_pylist()) if s in listings}
+    aliases = learn_aliases(labelled, feed_companies, TickerCheckConfig())
+    spread = {key for key, rows in names_by_symbol(labelled).items() if len(rows) >= 8 and max(rows.values()) < sum(rows.values()) / 2}
+    assert {"goldman sachs", "microsoft", "disney"} <= spread
+    assert not spread & {company_key(a.name) for a in aliases}
+    assert [(a.symbol, a.name) for a in aliases] == [("GOOG", "Google")]
+
+
+def spans_rows(rows: list[dict]) -> pa.Table:
+    """A `spans` table (what curation writes) for (id, title, symbol, result) rows."""
+    date = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    out = []
+    for row in rows:
+        found = find_spans(row["title"], row["result"])
+        out.append({"id": row["id"], "title": row["title"], "date": date, "symbol": row["symbol"], "spans": found.spans, "tokens": found.tokens,
+                    "token_spans": found.token_spans, "not_found": found.not_found, "clusters": None})
+    return pa.Table.from_pylist(out, schema=schemas.SPANS_TABLE)
+
+
+def test_the_check_stores_and_reports_its_aliases_and_takes_the_users(store, tmp_path):
+    feed = [{"id": f"g{i}", "title": f"Google Unveils Gadget No. {i}", "symbol": "GOOG", "result": ["Google"]} for i in range(12)]
+    feed += [{"id": f"a{i}", "title": f"Cupertino Giant Reports Quarter {i}", "symbol": "AAPL", "result": []} for i in range(3)]
+    headlines = pa.Table.from_pylist([{"id": r["id"], "title": r["title"], "date": dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc), "symbol": r["symbol"], "publisher": None} for r in feed], schema=schemas.HEADLINES)
+    store.write("headlines", headlines)
+    store.write("spans", spans_rows(feed))
+    predicted = [[span(r["title"], "Google")] for r in feed[:12]] + [[span(r["title"], "Cupertino Giant")] for r in feed[12:]]
+    store.write("predictions", prediction_rows([r["id"] for r in feed], predicted, "v1"))
+    mine = tmp_path / "aliases.csv"
+    mine.write_text("symbol,name\naapl,Cupertino Giant\n")
+
+    result = ticker_check(store, "v1", TickerCheckConfig(aliases=str(mine), min_symbol_rows=1))
+    assert (result.checked, result.agreeing, result.through_alias) == (15, 15, 15)  # the embedded listing says Alphabet Inc., Apple Inc.
+    assert store.get_json(artifacts.ALIASES_KEY) == [
+        {"symbol": "GOOG", "name": "Google", "source": "labels", "rows": 12, "symbol_rows": 12, "other_rows": 0},
+        {"symbol": "AAPL", "name": "Cupertino Giant", "source": str(mine), "rows": 0, "symbol_rows": 0, "other_rows": 0},
+    ]
+    assert f"AAPL  Cupertino Giant  ({mine})" in [line.strip() for line in result.text().splitlines()]
+    assert load_aliases("") == []
+    with pytest.raises(FinnerError, match="--aliases file not found"):
+        load_aliases(str(tmp_path / "missing.csv"))

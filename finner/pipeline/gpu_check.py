@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from finner.config import Config, add_config_args, config_from_args, help_text
+from finner.config import Config, add_config_args, help_text
 from finner.errors import FinnerError
 from finner.pipeline import cli
+from finner.progress import say
 from finner.store import Store
 
 
@@ -102,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(p, GpuCheckConfig)
     args = p.parse_args(argv)
 
-    def body() -> None:
-        reports = gpu_check(config_from_args(GpuCheckConfig, args), cli.store_from(args))
+    def body(cfg: GpuCheckConfig) -> None:
+        reports = gpu_check(cfg, cli.store_from(args))
         for report in reports:
-            print(report.line())
-        print(f"gpu_check: {sum(r.rows for r in reports)} headlines on {len({r.node_id for r in reports})} node(s)")
+            say(report.line())
+        say(f"gpu_check: {sum(r.rows for r in reports)} headlines on {len({r.node_id for r in reports})} node(s)")
 
-    return cli.run(body)
+    return cli.run(body, args, configs=(GpuCheckConfig,))
 
 
 if __name__ == "__main__":

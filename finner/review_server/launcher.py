@@ -55,7 +55,7 @@ def free_port() -> int:
 @dataclass(frozen=True)
 class LocalArgillaConfig(Config):
     home: str = field(default="./finner-data/argilla", metadata=help_text("folder of the server's SQLite database, Redis files and logs (kept between runs)"))
-    port: int = field(default=6900, metadata=help_text("port of the Argilla UI/API on 127.0.0.1 (0: any free port)", at_least=1, at_most=65535))
+    port: int = field(default=6900, metadata=help_text("port of the Argilla UI/API on 127.0.0.1 (0: any free port)", at_least=0, at_most=65535))
     api_key: str = field(default="finner.apikey", metadata=help_text("API key of the owner user `argilla`, set when the database is created"))
     password: str = field(default="finner-review", metadata=help_text("UI password of the owner user `argilla`, set when the database is created"))
     python: str = field(default_factory=default_server_python, metadata=help_text(f"python of the argilla-server environment (${PYTHON_ENV})"))

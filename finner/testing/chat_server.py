@@ -15,7 +15,8 @@ with `usage` token counts. Two knobs make it a test bench:
 
 `GET /stats` counts requests per headline (so tests can prove no finished row is sent again),
 per fault, per response-format kind and per auth kind (bearer or none; never the token), and the
-most requests it ever had in flight and the client connections it saw; `POST /stats/reset` clears them.
+most requests it ever had in flight and the client connections it saw, with the times requests
+arrived and answers left; `POST /stats/reset` clears them.
 
     python -m finner.testing.chat_server --port 8089 [--listings CSV] [--fault-rate 0.2]
 
@@ -92,6 +93,7 @@ class Stats:
     first_request_at: float | None = None
     last_answer_at: float | None = None
     answer_times: list[float] = field(default_factory=list)  # monotonic time of each answer
+    request_times: list[float] = field(default_factory=list)  # monotonic time each request arrived
 
     def to_json(self) -> dict:
         return {
@@ -107,6 +109,7 @@ class Stats:
             "first_request_at": self.first_request_at,
             "last_answer_at": self.last_answer_at,
             "answer_times": self.answer_times,
+            "request_times": self.request_times,
         }
 
 
@@ -165,7 +168,8 @@ class ChatServer:
             return web.json_response({"error": "body must be JSON with messages ending in a user message"}, status=400)
         stats = self.stats
         stats.requests += 1
-        stats.first_request_at = stats.first_request_at or time.monotonic()
+        stats.request_times.append(time.monotonic())
+        stats.first_request_at = stats.first_request_at or stats.request_times[-1]
         stats.by_headline[headline] += 1
         stats.formats[format_kind(body.get("response_format"))] += 1
         stats.auth["bearer" if request.headers.get("Authorization", "").startswith("Bearer ") else "none"] += 1
