@@ -1,6 +1,7 @@
 """Run finner's stages in order on one store; with no arguments, the embedded demo end to end.
 
     python -m jobs.pipeline                                  # embedded sample, local Ray, ./finner-data, offline
+    python -m jobs.pipeline --real --store ./finner-real     # the real headlines of ../shared/data, scored on the real gold
     python -m jobs.pipeline --path feed.parquet --endpoint URL --until review-push
     # ... reviewers work in Argilla ...
     python -m jobs.pipeline --path feed.parquet --endpoint URL --from review-pull
@@ -23,6 +24,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import pyarrow.compute as pc
@@ -39,6 +41,9 @@ from finner.store import Store
 
 ARGILLA_URL_ENV = "ARGILLA_API_URL"
 DEMO_EPOCHS = 3
+# `--real`: the real Benzinga headlines and listing that ship beside a checkout (../shared/data).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REAL_EPOCHS = 2
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,16 @@ class PipelineConfig(Config):
     epochs: int | None = field(default=None, metadata=help_text(f"fine-tuning epochs; none: the training job's (20), or {DEMO_EPOCHS} for the demo", at_least=1))
     train_workers: int = field(default=1, metadata=help_text("Ray Train workers", at_least=1))
     learning_curve: bool = field(default=False, metadata=help_text("also run the learning curve (always on for the demo)"))
+    gold: str | None = field(
+        default=None, metadata=help_text("gold to evaluate on: real (the hand-labelled real headlines shipped with finner) or a gold JSONL file; none: reviewed gold")
+    )
+    real: bool = field(
+        default=False,
+        metadata=help_text(
+            "the real-text run: the real headlines and listing of ../shared/data, labelled by the built-in labeller, models "
+            "trained on the whole labelled feed, evaluated and drawn against the shipped hand-labelled gold"
+        ),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,7 +85,19 @@ class PipelineConfig(Config):
         return not (self.path or self.hub)
 
     def with_demo_defaults(self) -> PipelineConfig:
-        """The embedded demo runs offline and trains a few epochs, unless told otherwise."""
+        """The embedded demo runs offline and trains a few epochs, unless told otherwise; `--real`
+        fills in the real feed, its listing, the real gold and the learning curve."""
+        if self.real:
+            return dataclasses.replace(
+                self,
+                path=self.path or str(SHARED_DATA / "benzinga_headlines.parquet"),
+                listings=self.listings or str(SHARED_DATA / "company_listings.csv"),
+                gold=self.gold or "real",
+                offline=True if self.offline is None else self.offline,
+                epochs=self.epochs or REAL_EPOCHS,
+                learning_curve=True,
+                real=False,
+            )
         offline = self.embedded if self.offline is None else self.offline
         epochs = DEMO_EPOCHS if self.embedded and self.epochs is None else self.epochs
         return dataclasses.replace(self, offline=offline, epochs=epochs)
@@ -94,6 +121,7 @@ DEMO_FIT_FLAGS = {
     "spanmarker": ["--learning-rate", "1e-4", "--head-learning-rate", "5e-3", "--batch-size", "2"],
 }
 DEMO_CURVE_SIZES = ["--sizes", "25", "50", "100"]
+REAL_CURVE_SIZES = ["--sizes", "25", "50", "100", "200", "--feed-sizes", "1000", "3000"]
 
 
 def _fit_flags(cfg: PipelineConfig, kind: str) -> list[str]:
@@ -133,21 +161,26 @@ def _has_gold(store: Store) -> bool:
 
 def train_argv(cfg, store):
     labels = "gold" if _has_gold(store) else "llm"
-    return [["--kind", kind, "--labels", labels, "--num-workers", str(cfg.train_workers), *_fit_flags(cfg, kind)] for kind in cfg.models]
+    rows = ["--rows", "feed"] if cfg.gold == "real" else []  # weak supervision: every labelled train-year headline
+    return [["--kind", kind, "--labels", labels, *rows, "--num-workers", str(cfg.train_workers), *_fit_flags(cfg, kind)] for kind in cfg.models]
 
 
 NO_GOLD = "no reviewed gold yet (review-pull found no submitted rows): skipped"
 
 
 def _no_gold(cfg: PipelineConfig, store: Store) -> bool:
-    """Evaluation needs gold: reviewed rows, or the embedded feed's generated truth."""
-    return not (cfg.embedded or _has_gold(store))
+    """Evaluation needs gold: reviewed rows, a gold file, or the embedded feed's generated truth."""
+    return not (cfg.embedded or cfg.gold or _has_gold(store))
+
+
+def _gold(cfg: PipelineConfig) -> list[str]:
+    return ["--gold", cfg.gold] if cfg.gold else ["--gold", "embedded"] if cfg.embedded else []
 
 
 def evaluate_argv(cfg, store):
     if _no_gold(cfg, store):
         return NO_GOLD
-    gold = ["--gold", "embedded"] if cfg.embedded else []
+    gold = _gold(cfg)
     labels = ["--train-labels", "gold" if _has_gold(store) else "llm"]
     return [["--models", *cfg.models, "spacy", "llm", *gold, *labels, *_offline(cfg)]]
 
@@ -157,8 +190,8 @@ def learning_curve_argv(cfg, store):
         return "learning curve not asked for (--learning-curve)"
     if _no_gold(cfg, store):
         return NO_GOLD
-    demo = ["--gold", "embedded", *DEMO_CURVE_SIZES] if cfg.embedded else []
-    return [["--kind", cfg.models[0], *demo, *_fit_flags(cfg, cfg.models[0])]]
+    sizes = DEMO_CURVE_SIZES if cfg.embedded else REAL_CURVE_SIZES if cfg.gold == "real" else []
+    return [["--kind", cfg.models[0], *_gold(cfg), *sizes, *_fit_flags(cfg, cfg.models[0])]]
 
 
 def score_argv(cfg, store):
