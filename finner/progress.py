@@ -54,10 +54,18 @@ def quiet_output(log_path: str) -> Iterator[None]:
     with open(log_path, "a", buffering=1, encoding="utf-8") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        sys.stdout = sys.stderr = log
+        # sys.stdout/sys.stderr on fds 1 and 2 now write to the log: they stay the streams they
+        # were, so a logging handler made in the block keeps a stream that outlives the log (the
+        # pipeline runs several stages in one process). Only a test's capture objects are swapped.
+        if not _writes_to(sys.stdout, 1):
+            sys.stdout = log
+        if not _writes_to(sys.stderr, 2):
+            sys.stderr = log
         try:
             yield
         finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
             sys.stdout, sys.stderr = old_streams
             for fd, copy in saved.items():
                 os.dup2(copy, fd)
