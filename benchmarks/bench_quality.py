@@ -75,12 +75,12 @@ def main() -> None:
     import pyarrow as pa
 
     from finner.evaluate import llm_predictions
-    from finner.gold import DEV, TEST, gold_title_keys, load_gold
+    from finner.gold import DEV, TEST, load_gold
     from finner.metrics import exact_prf
     from finner.models.registry import load_checkpoint
     from finner.models.spacy_baseline import SpacyBaseline
     from finner.store import Store
-    from finner.training_data import feed_rows
+    from finner.training_data import LLM_LABELS, SAMPLE_ROWS, VALID_SPLIT, feed_train_rows, training_rows
 
     started = time.perf_counter()
     store = Store(args.store)
@@ -88,10 +88,8 @@ def main() -> None:
     gold = load_gold(store, "real")
     subjects = gold.subjects()
     dev, test = subjects.split(DEV), subjects.split(TEST)
-    feed = feed_rows(store, gold_title_keys(gold))
-    valid = feed_rows(store, gold_title_keys(gold), years=(2017, 2018)).slice(0, 300)
-    if args.quick:
-        feed = feed.slice(0, 800)
+    feed = feed_train_rows(store, limit=800 if args.quick else 0)
+    valid = training_rows(store, LLM_LABELS, SAMPLE_ROWS, VALID_SPLIT).read(store)
     epochs = 1 if args.quick else args.epochs
     print(f"feed: {feed.num_rows} labelled train-year headlines; gold dev {dev.num_rows}, test {test.num_rows}", flush=True)
 

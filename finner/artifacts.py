@@ -21,9 +21,10 @@ TICKER_CHECK_KEY = "ticker_check"
 ALIASES_KEY = "ticker_aliases"
 
 
-def model_name(kind: str, labels: str, name: str = "") -> str:
-    """A fine-tuned model's name in the store: `<kind>-<labels>` unless the user named it."""
-    return name or f"{kind}-{labels}"
+def model_name(kind: str, labels: str, name: str = "", rows: str = "sample") -> str:
+    """A fine-tuned model's name in the store unless the user named it: `<kind>-<labels>`, and
+    `<kind>-<labels>-feed` for one trained on the whole feed (`jobs.train --rows feed`)."""
+    return name or (f"{kind}-{labels}" if rows == "sample" else f"{kind}-{labels}-{rows}")
 
 
 def train_summary_key(name: str) -> str:
@@ -31,7 +32,7 @@ def train_summary_key(name: str) -> str:
 
 
 def train_history_key(name: str) -> str:
-    """Per-epoch (or per-evaluation) validation metrics, written by the run as it goes."""
+    """Validation metrics of every evaluation (every epoch or `--eval-every` steps), written by the run as it goes."""
     return f"train-{name}-epochs"
 
 

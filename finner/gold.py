@@ -182,11 +182,6 @@ def load_gold(store: Store, source: str = GOLD_AUTO) -> Gold:
     return Gold(table, GOLD_EMBEDDED, f"embedded demo feed's generated ground truth ({table.num_rows} sample rows; no human review)")
 
 
-def gold_title_keys(*golds: Gold) -> set[str]:
-    """Title keys of every row of these gold sets: headlines never to train on."""
-    return {title_key(t) for g in golds for t in g.table.column("title").to_pylist()}
-
-
 # -- drawing a set to label by hand ------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ from finner import artifacts, schemas
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
 from finner.evaluate import Result, evaluate, llm_predictions, write_metrics
-from finner.gold import DEV, GOLD_AUTO, GOLD_REAL, Gold, gold_title_keys
+from finner.gold import DEV, GOLD_AUTO, GOLD_REAL, Gold
 from finner.ids import stable_hash
 from finner.metrics import EXACT, MATCHES, PRF
 from finner.models.registry import ModelSpec, build_model, load_checkpoint
@@ -45,7 +45,7 @@ from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
 from finner.store import Store
 from finner.train import fit_locally
-from finner.training_data import GOLD_LABELS, LLM_LABELS, ROW_COLUMNS, LabelSource, feed_rows, llm_labelled
+from finner.training_data import GOLD_LABELS, LLM_LABELS, ROW_COLUMNS, LabelSource, feed_train_rows, llm_labelled
 
 STAGE = "learning_curve"
 
@@ -137,7 +137,7 @@ def real_training_sets(store: Store, gold: Gold, cfg: CurveConfig) -> TrainingSe
     held_out, pool = order[: cfg.valid_rows], order[cfg.valid_rows :]
     if not pool:
         raise FinnerError(f"--valid-rows {cfg.valid_rows} leaves no dev headline to train on ({len(ids)} in dev)")
-    feed = feed_rows(store, gold_title_keys(gold))
+    feed = feed_train_rows(store)
     extra = feed.column("id").to_pylist()
     random.Random(cfg.shuffle_seed).shuffle(extra)
     rows = lambda table, wanted: table.filter(pc.is_in(table.column("id"), pa.array(wanted, pa.string())))  # noqa: E731

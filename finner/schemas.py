@@ -141,6 +141,18 @@ METRICS = pa.schema(
     ]
 )
 
+# `jobs.train --record-rows`: which rows each Ray Train worker trained on, by epoch and batch.
+TRAINED_ROWS = pa.schema(
+    [
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("run", pa.string(), nullable=False),  # the run's fingerprint
+        pa.field("rank", pa.int32(), nullable=False),
+        pa.field("epoch", pa.int32(), nullable=False),
+        pa.field("batch", pa.int32(), nullable=False),  # 1-based, within the epoch and worker
+        pa.field("id", pa.string(), nullable=False),
+    ]
+)
+
 # Every table the store knows, by the name it lives under.
 TABLES: dict[str, pa.Schema] = {
     "headlines": HEADLINES,
@@ -151,6 +163,7 @@ TABLES: dict[str, pa.Schema] = {
     "gold": GOLD,
     "predictions": PREDICTIONS,
     "metrics": METRICS,
+    "trained_rows": TRAINED_ROWS,
 }
 
 # Values that cross stage boundaries.

@@ -1,36 +1,259 @@
-"""Which labelled rows a model is fine-tuned and validated on.
+"""Which labelled rows a model is fine-tuned and validated on, read from the store without holding them.
 
-`--labels llm` takes the sample's rows the LLM labelled `ok`; `--labels gold` the reviewed rows.
+* `--labels llm --rows sample` (the default): the sample's rows of the split the LLM labelled `ok`;
+* `--labels llm --rows feed`: every headline of the train years the LLM labelled `ok` (the `spans`
+  table curation writes), except any whose normalised title (`finner.ids.title_key`) also occurs
+  among the held-out headlines: every headline of the validation and test years, the sample's
+  valid/test rows, the store's `gold` table and the shipped real gold. The feed repeats a headline
+  on other days and under other symbols, so a twin on the training side would leak the answer;
+* `--labels gold`: the reviewed rows of the split.
+
 A failed or invalid LLM label is not a "no company" label, so those rows are left out.
+
+A `RowSet` is a store table, the columns to read and a pure per-batch selection: `RowSet.batches`
+streams it here (and `describe` counts and fingerprints it in one pass), and the Ray Train job
+applies the same selection in Ray Data tasks, so no process holds the rows whole. Held-out titles
+are kept as 64-bit hashes of their title keys (8 bytes a headline, sorted for binary search).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
-from finner import schemas
+from finner import artifacts, schemas
 from finner.errors import FinnerError
-from finner.gold import review_gold
-from finner.ids import title_key
+from finner.gold import GOLD_REAL, load_gold, review_gold
+from finner.ids import stable_hash, title_key
+from finner.sample import SampleConfig
 from finner.store import Store
 
 LLM_LABELS, GOLD_LABELS = "llm", "gold"  # where training labels come from
 LabelSource = Literal["llm", "gold"]
+SAMPLE_ROWS, FEED_ROWS = "sample", "feed"  # which headlines --labels llm trains on
+RowSource = Literal["sample", "feed"]
 TRAIN_SPLIT, VALID_SPLIT = "train", "valid"
-TRAIN_YEARS = (2010, 2016)  # the curation stage's default train split, by UTC year
 ROW_COLUMNS = ["id", "title", "spans"]
+SCAN_ROWS = 65_536  # rows per batch when a table is streamed in this process
+
+
+def title_hashes(titles: Iterable[str]) -> np.ndarray:
+    """64-bit hashes of the titles' normalised keys: two titles collide when their keys are equal
+    (and, with odds of about n²/2⁶⁵, by chance: a chance collision only holds one more row out)."""
+    keys = (hashlib.blake2b(title_key(t).encode(), digest_size=8).digest() for t in titles)
+    return np.fromiter((int.from_bytes(k, "big") for k in keys), dtype=np.uint64)
+
+
+def _is_in(hashes: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    if not sorted_set.size:
+        return np.zeros(hashes.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, hashes), sorted_set.size - 1)
+    return sorted_set[at] == hashes
+
+
+# -- pure per-batch selections: run here or in Ray Data tasks ----------------------------------------
+
+
+def sample_rows(batch: pa.Table, split: str) -> pa.Table:
+    """(id, title, spans) of the sample rows of `split` the LLM labelled `ok`."""
+    keep = pc.and_(pc.equal(batch.column("split"), split), pc.equal(batch.column("llm_status"), schemas.LABEL_OK))
+    return batch.filter(keep).select(ROW_COLUMNS)
+
+
+def held_rows(batch: pa.Table) -> pa.Table:
+    """Rows that are already training rows (gold, human-sized, is handed over whole)."""
+    return batch.select(ROW_COLUMNS)
+
+
+@dataclass(frozen=True)
+class FeedSelection:
+    """The training rows of a batch of the `spans` table: dated in the train years (UTC), title key
+    not among `held_out` (sorted title hashes)."""
+
+    first_year: int
+    last_year: int
+    held_out: np.ndarray
+
+    def candidates(self, batch: pa.Table) -> pa.Table:
+        years = pc.year(batch.column("date"))
+        return batch.filter(pc.and_(pc.greater_equal(years, self.first_year), pc.less_equal(years, self.last_year)))
+
+    def twins(self, candidates: pa.Table) -> np.ndarray:
+        return _is_in(title_hashes(candidates.column("title").to_pylist()), self.held_out)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = self.candidates(batch)
+        return rows.filter(pa.array(~self.twins(rows))).select(ROW_COLUMNS)
+
+
+# -- row sets ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowSet:
+    """One split's training rows: store table `table` read part by part (`columns` only) through the
+    pure `select` (a batch of the table -> its training rows, `ROW_COLUMNS`), the first `limit` rows
+    when set. Gold rows, human-sized, are `held` whole instead of read from a table."""
+
+    table: str
+    columns: tuple[str, ...]
+    select: Callable[[pa.Table], pa.Table]
+    limit: int = 0
+    held: pa.Table | None = None
+
+    def read_parts(self, filesystem: pafs.FileSystem, paths: Iterable[str]) -> Iterator[pa.Table]:
+        """The unselected rows (`columns` only) of these parquet parts of `table`, batch by batch."""
+        for path in paths:
+            with filesystem.open_input_file(path) as f:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=SCAN_ROWS, columns=list(self.columns)):
+                    yield pa.Table.from_batches([batch])
+
+    def raw_batches(self, store: Store) -> Iterator[pa.Table]:
+        if self.held is not None:
+            yield self.held
+        else:
+            yield from self.read_parts(store.filesystem, store.files(self.table))
+
+    def batches(self, store: Store) -> Iterator[pa.Table]:
+        """The selected rows, batch by batch, in table order (the order the Ray job reads them in)."""
+        left = self.limit or None
+        for raw in self.raw_batches(store):
+            rows = self.select(raw)
+            if left is not None:
+                rows, left = rows.slice(0, left), left - min(left, rows.num_rows)
+            if rows.num_rows:
+                yield rows
+            if left == 0:
+                return
+
+    def read(self, store: Store) -> pa.Table:
+        """All the selected rows in memory (for the in-process fine-tuning of the learning curve)."""
+        batches = list(self.batches(store))
+        return pa.concat_tables(batches) if batches else pa.Table.from_pylist([], schema=schemas.SAMPLE.select(ROW_COLUMNS))
+
+
+@dataclass(frozen=True)
+class RowStats:
+    """What the driver knows of a row set after one streaming pass: how many rows, a fingerprint of
+    them (ids and spans: a re-curated table with the same rows is the same data), and for the feed how
+    many train-year rows were held out as title twins of held-out headlines."""
+
+    rows: int
+    digest: str
+    twins_removed: int = 0
+
+
+def describe(store: Store, rows: RowSet) -> RowStats:
+    count, twins, digest = 0, 0, hashlib.blake2b(digest_size=8)
+    left = rows.limit or None
+    for raw in rows.raw_batches(store):
+        if isinstance(rows.select, FeedSelection):
+            candidates = rows.select.candidates(raw)
+            twin = rows.select.twins(candidates)
+            if left is not None and int((~twin).sum()) > left:  # the limit falls in this batch: count up to its last row
+                end = int(np.flatnonzero(~twin)[left - 1]) + 1
+                candidates, twin = candidates.slice(0, end), twin[:end]
+            twins += int(twin.sum())
+            kept = candidates.filter(pa.array(~twin)).select(ROW_COLUMNS)
+        else:
+            kept = rows.select(raw)
+        if left is not None:
+            kept = kept.slice(0, left)
+            left -= kept.num_rows
+        spans = [[(s["start"], s["end"]) for s in row or []] for row in kept.column("spans").to_pylist()]
+        digest.update(stable_hash([kept.column("id").to_pylist(), spans]).encode())
+        count += kept.num_rows
+        if left == 0:
+            break
+    return RowStats(count, digest.hexdigest(), twins)
+
+
+def curated_years(store: Store) -> SampleConfig:
+    """The split years curation drew the sample with (what `valid` and `test` mean in this store)."""
+    record = store.get_json(artifacts.CURATE_KEY)
+    if record is None or not store.exists("spans"):
+        raise FinnerError("no `spans` table in the store: run the curation stage (jobs.curate) first")
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in record["sample"].items()}
+    return SampleConfig(**fields)
+
+
+def _gold_table_titles(store: Store) -> list[str]:
+    """Titles of every row of the store's `gold` table, whatever its status (a row without a
+    title takes its sample row's)."""
+    if not store.exists("gold"):
+        return []
+    gold = store.read("gold", columns=["id", "title"])
+    titles = [t for t in gold.column("title").to_pylist() if t is not None]
+    untitled = gold.filter(pc.is_null(gold.column("title"))).column("id")
+    if len(untitled) and store.exists("sample"):
+        sample = store.read("sample", columns=["id", "title"], filter=pc.field("id").isin(untitled.to_pylist()))
+        titles += sample.column("title").to_pylist()
+    return titles
+
+
+def held_out_titles(store: Store, years: SampleConfig) -> np.ndarray:
+    """Sorted, unique title hashes of every headline no feed row may share a title key with: the
+    headlines of the validation and test years, the sample's valid/test rows, every row of the
+    store's `gold` table and of the shipped real gold (`finner.gold.REAL_GOLD`)."""
+    ranges = [years.year_ranges()[split] for split in schemas.SPLITS if split != TRAIN_SPLIT]
+    held = [year for first, last in ranges for year in range(first, last + 1)]
+    parts = []
+    for batch in store.dataset("headlines").to_batches(columns=["title", "date"], batch_size=SCAN_ROWS):
+        rows = batch.filter(pc.is_in(pc.year(batch.column("date")), pa.array(held, pa.int64())))
+        parts.append(title_hashes(rows.column("title").to_pylist()))
+    if store.exists("sample"):
+        sample = store.read("sample", columns=["title"], filter=pc.field("split") != TRAIN_SPLIT)
+        parts.append(title_hashes(sample.column("title").to_pylist()))
+    parts.append(title_hashes(_gold_table_titles(store)))
+    parts.append(title_hashes(load_gold(store, GOLD_REAL).table.column("title").to_pylist()))
+    return np.unique(np.concatenate(parts))
+
+
+def feed_rows(store: Store, limit: int = 0) -> RowSet:
+    """The feed's training rows (see the module docstring), the first `limit` when set."""
+    years = curated_years(store)
+    first, last = years.train_years
+    selection = FeedSelection(first, last, held_out_titles(store, years))
+    return RowSet("spans", ("id", "title", "date", "spans"), selection, limit)
+
+
+def feed_train_rows(store: Store, limit: int = 0) -> pa.Table:
+    """(id, title, spans) of every feed training row, in memory: the learning curve's feed-sized
+    points (about 6k rows for the real headlines; at cluster scale stream `feed_rows` instead)."""
+    return feed_rows(store, limit).read(store)
+
+
+def training_rows(store: Store, labels: LabelSource, rows: RowSource, split: str, limit: int = 0) -> RowSet:
+    """The rows a model trains (`split` train) or is validated (`valid`) on. Validation always uses
+    the sample's valid split, labelled like the training rows: the feed's validation years are held
+    out from training, and validating on all of them every few hundred steps would cost more than training."""
+    if labels not in (LLM_LABELS, GOLD_LABELS):
+        raise FinnerError(f"unknown label source {labels!r}; expected {LLM_LABELS} or {GOLD_LABELS}")
+    if rows not in (SAMPLE_ROWS, FEED_ROWS):
+        raise FinnerError(f"unknown rows {rows!r}; expected {SAMPLE_ROWS} or {FEED_ROWS}")
+    if labels == GOLD_LABELS:
+        if rows == FEED_ROWS:
+            raise FinnerError("--rows feed trains on the LLM's labels of the whole feed; reviewed gold labels cover the sample only (use --labels llm)")
+        return RowSet("gold", (), held_rows, limit, held=gold_labelled(store, split))
+    if rows == FEED_ROWS and split == TRAIN_SPLIT:
+        return feed_rows(store, limit)
+    if not store.exists("sample"):
+        raise FinnerError("no `sample` table in the store: run the curation stage (jobs.curate) first")
+    return RowSet("sample", (*ROW_COLUMNS, "split", "llm_status"), functools.partial(sample_rows, split=split), limit)
 
 
 def llm_labelled(store: Store, split: str) -> pa.Table:
     """(id, title, spans) of the sample's `split` rows the LLM labelled successfully."""
-    if not store.exists("sample"):
-        raise FinnerError("no `sample` table in the store: run the curation stage (jobs.curate) first")
-    sample = store.read("sample", columns=[*ROW_COLUMNS, "split", "llm_status"])
-    keep = pc.and_(pc.equal(sample.column("split"), split), pc.equal(sample.column("llm_status"), schemas.LABEL_OK))
-    return sample.filter(keep).select(ROW_COLUMNS)
+    return training_rows(store, LLM_LABELS, SAMPLE_ROWS, split).read(store)
 
 
 def gold_labelled(store: Store, split: str) -> pa.Table:
@@ -39,28 +262,3 @@ def gold_labelled(store: Store, split: str) -> pa.Table:
         raise FinnerError("no `gold` table in the store: review the sample first (jobs.review), or train with --labels llm")
     gold = review_gold(store)
     return gold.filter(pc.equal(gold.column("split"), split)).select(ROW_COLUMNS)
-
-
-def labelled(store: Store, labels: LabelSource, split: str) -> pa.Table:
-    if labels == LLM_LABELS:
-        return llm_labelled(store, split)
-    if labels == GOLD_LABELS:
-        return gold_labelled(store, split)
-    raise FinnerError(f"unknown label source {labels!r}; expected {LLM_LABELS} or {GOLD_LABELS}")
-
-
-def feed_rows(store: Store, exclude_title_keys: set[str], years: tuple[int, int] = TRAIN_YEARS) -> pa.Table:
-    """(id, title, spans) of every headline of `years` the LLM labelled ok (the curation stage's
-    `spans` table), once per title key and never one of `exclude_title_keys` (gold, valid, test)."""
-    if not store.exists("spans"):
-        raise FinnerError("no `spans` table in the store: label and curate the feed first")
-    spans = store.read("spans", columns=["id", "title", "date", "spans"])
-    years_of = pc.year(spans.column("date"))
-    spans = spans.filter(pc.and_(pc.greater_equal(years_of, years[0]), pc.less_equal(years_of, years[1])))
-    keep, seen = [], set(exclude_title_keys)
-    for i, title in enumerate(spans.column("title").to_pylist()):
-        key = title_key(title)
-        if key not in seen:
-            seen.add(key)
-            keep.append(i)
-    return spans.take(pa.array(keep, pa.int64())).select(ROW_COLUMNS)

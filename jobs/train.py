@@ -4,11 +4,15 @@
     python -m jobs.train --kind spanmarker --labels gold     # SpanMarker on the reviewed gold labels
     python -m jobs.train --offline --num-workers 2           # no network: on the packaged MiniLM encoder
     python -m jobs.train --encoder /models/my-encoder        # no network: on any local encoder directory
+    python -m jobs.train --rows feed --eval-every 2000       # weak supervision: every LLM-labelled train-year headline
 
-Reads the `sample` table's train/valid splits (and the `gold` table with `--labels gold`). Writes
-the best checkpoint to `<store>/models/<name>` (default name `<kind>-<labels>`), per-epoch
-validation metrics to `_meta/train-<name>-epochs.json` as training goes, and a run summary to
-`_meta/train-<name>.json`. One GPU per worker when the cluster has GPUs, else CPU workers.
+Reads the `sample` table's train/valid splits (and the `gold` table with `--labels gold`); with
+`--rows feed`, every headline of the train years the LLM labelled (the `spans` table) except title
+twins of held-out headlines (validation and test years, the sample's valid/test rows, the gold sets),
+validated on the sample's valid split. The rows stream from the store through Ray Data. Writes the
+best checkpoint to `<store>/models/<name>` (default name `<kind>-<labels>`, `-feed` added for the
+feed), every validation's metrics to `_meta/train-<name>-epochs.json` as training goes, and a run
+summary to `_meta/train-<name>.json`. One GPU per worker when the cluster has GPUs, else CPU workers.
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     def body(spec: ModelSpec, job: TrainJobConfig, config: TrainConfig) -> None:
         store = cli.store_from(args)
         summary = train_on_ray(spec, config, job, store)
-        for epoch in summary.epochs:
-            say(f"  epoch {epoch['epoch']:>3}  valid F1 {epoch['valid_f1']:.3f}  (P {epoch['valid_precision']:.3f}  R {epoch['valid_recall']:.3f})")
+        for evaluation in summary.evaluations:
+            say(
+                f"  step {evaluation['step']:>6}  epoch {evaluation['epoch']:>6.2f}  valid F1 {evaluation['valid_f1']:.3f}"
+                f"  (P {evaluation['valid_precision']:.3f}  R {evaluation['valid_recall']:.3f})"
+            )
         say(summary.line())
 
     return cli.run(body, args, "train", configs=(ModelSpec, TrainJobConfig, TrainConfig))

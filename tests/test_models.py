@@ -3,13 +3,14 @@ char-span predictions, save/load, and the guard against gliner's silently skippe
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
 from finner.errors import FinnerError
 from finner.models.gliner import SkippedBatchError, gliner_example
 from finner.models.registry import ModelSpec, build_model, default_model, load_checkpoint
 from finner.schemas import COMPANY
-from finner.models.train_config import TrainConfig
+from finner.train import fit_locally
 
 TITLES = [
     "AT&T, Apple's Suppliers And Johnson & Johnson Rally",
@@ -99,15 +100,15 @@ def test_gliner_step_that_gliner_swallows_stops_training(offline_models, tmp_pat
     raises, through a standard torch forward pre-hook."""
     model = offline_models["gliner"]
     title = TITLES[2]
-    train = [("r1", title, [span(title, "Berkshire Hathaway"), span(title, "Coca-Cola")])]
-    trainer = model.trainer(train, TrainConfig(epochs=1, batch_size=1), str(tmp_path))
+    rows = pa.table({"id": ["r1"], "title": [title], "spans": [[span(title, "Berkshire Hathaway"), span(title, "Coca-Cola")]]})
 
     def out_of_memory(module, args, kwargs):
-        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        if module.training:  # validation (inference) runs first and must pass
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     hook = model.model.register_forward_pre_hook(out_of_memory, with_kwargs=True)
     try:
         with pytest.raises(SkippedBatchError, match="skipped training step 1"):
-            trainer.train()
+            fit_locally(model, rows, rows, str(tmp_path), epochs=1, batch_size=1)
     finally:
         hook.remove()

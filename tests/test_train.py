@@ -1,5 +1,7 @@
-"""Fine-tuning: training rows from the store, best-epoch keeping, and the Ray Train job end to end
-(both models on the local encoder, real headlines labelled by our gazetteer labeler, 2 workers)."""
+"""Fine-tuning: training rows from the store (the sample's, or the whole feed's without held-out
+headlines and their title twins), best-checkpoint keeping and early stopping, and the Ray Train job
+end to end through Ray Data shards (both models on the local encoder, real headlines labelled by our
+gazetteer labeler, 2 workers), killed and resumed mid-epoch."""
 
 from __future__ import annotations
 
@@ -9,20 +11,24 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
+import finner.gold
 from finner import schemas
 from finner.errors import FinnerError
 from finner.artifacts import RAY_RUNS_DIR, scoring_default
+from finner.ids import title_key
 from finner.metrics import exact_prf
-from finner.models.train_config import FRESH_HEAD_COMPANY_WEIGHT, FRESH_HEAD_LEARNING_RATE, TrainConfig
+from finner.models.train_config import FRESH_HEAD_COMPANY_WEIGHT, TrainConfig
+from finner.store import Store
 from finner.train import KeepBest, examples, fit_locally
-from finner.training_data import gold_labelled, llm_labelled
+from finner.training_data import describe, feed_train_rows, gold_labelled, llm_labelled, training_rows
 from tests.conftest import REPO, run_module, kill_group
-from tests.train_data import write_sample
+from tests.train_data import write_feed, write_sample
 
 
 def spans_of(title: str, *names: str) -> list[dict]:
@@ -80,10 +86,83 @@ def test_keep_best_keeps_the_latest_of_the_best_checkpoints(tmp_path):
 
 def test_train_job_help_and_missing_sample(tmp_path):
     help_run = run_module("jobs.train", "--help")
-    assert help_run.returncode == 0 and "--encoder" in help_run.stdout and "--num-workers" in help_run.stdout
+    assert help_run.returncode == 0
+    assert all(flag in help_run.stdout for flag in ("--encoder", "--num-workers", "--rows", "--eval-every", "--patience", "--max-steps"))
     missing = run_module("jobs.train", "--store", str(tmp_path / "empty"), "--offline")
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1] == "error: no `sample` table in the store: run the curation stage (jobs.curate) first"
+
+
+# -- the feed's training rows ----------------------------------------------------------------------
+
+TRAIN_YEARS, HELD_OUT_YEARS = range(2010, 2017), range(2017, 2021)  # curation's default splits
+
+
+@pytest.fixture(scope="module")
+def feed_store(tmp_path_factory, real_headlines_path, company_listings_path) -> Store:
+    """The real feed ingested, labelled by the gazetteer and curated."""
+    store = Store(str(tmp_path_factory.mktemp("feed") / "store"))
+    write_feed(store, real_headlines_path, company_listings_path)
+    return store
+
+
+@pytest.fixture
+def planted_gold(feed_store, tmp_path, monkeypatch) -> list[str]:
+    """A real gold set holding three of the feed's first train-year headlines: two as they are, one
+    as a title twin (other case, other punctuation). Returns their titles as the feed has them."""
+    spans = feed_store.read("spans", columns=["id", "title", "date"]).to_pylist()
+    first = [row for row in spans if row["date"].year in TRAIN_YEARS][:6]
+    planted = [first[0], first[2], first[4]]
+    gold_titles = [planted[0]["title"], planted[1]["title"], planted[2]["title"].upper().replace(" ", " - ") + "!"]
+    path = tmp_path / "gold.jsonl"
+    path.write_text("".join(json.dumps({"id": f"g{i}", "split": "test", "title": t, "spans": []}) + "\n" for i, t in enumerate(gold_titles)))
+    monkeypatch.setattr(finner.gold, "REAL_GOLD", path)
+    assert title_key(gold_titles[2]) == title_key(planted[2]["title"]) != gold_titles[2].lower()
+    return [row["title"] for row in planted]
+
+
+def expected_feed_rows(store: Store, gold_titles: list[str]) -> tuple[list[str], int]:
+    """The feed's training rows worked out here from the tables (ids in table order) and how many
+    train-year rows are title twins of held-out headlines."""
+    held = {title_key(r["title"]) for r in store.read("headlines", columns=["title", "date"]).to_pylist() if r["date"].year in HELD_OUT_YEARS}
+    held |= {title_key(r["title"]) for r in store.read("sample", columns=["title", "split"]).to_pylist() if r["split"] != "train"}
+    held |= {title_key(t) for t in gold_titles}
+    candidates = [r for r in store.read("spans", columns=["id", "title", "date"]).to_pylist() if r["date"].year in TRAIN_YEARS]
+    kept = [r["id"] for r in candidates if title_key(r["title"]) not in held]
+    return kept, len(candidates) - len(kept)
+
+
+def test_feed_rows_leave_out_held_out_years_splits_gold_and_their_title_twins(feed_store, planted_gold):
+    rows = training_rows(feed_store, "llm", "feed", "train")
+    kept, twins = expected_feed_rows(feed_store, planted_gold)
+    stats = describe(feed_store, rows)
+    assert (stats.rows, stats.twins_removed) == (len(kept), twins)
+    assert 5000 < stats.rows < 6080 and twins >= 3  # most of the 6,080 train-year headlines (some labels failed)
+    table = feed_train_rows(feed_store)
+    assert table.column("id").to_pylist() == kept  # the learning curve's rows: the same, in table order
+    titles = set(table.column("title").to_pylist())
+    assert not titles & set(planted_gold)
+    first = training_rows(feed_store, "llm", "feed", "train", limit=10)
+    assert [i for batch in first.batches(feed_store) for i in batch.column("id").to_pylist()] == kept[:10]
+    assert describe(feed_store, first).twins_removed == 3  # the planted gold headlines are among the first rows read
+    with pytest.raises(FinnerError, match="use --labels llm"):
+        training_rows(feed_store, "gold", "feed", "train")
+
+
+def test_patience_stops_training_after_validations_without_gain(tmp_path, real_headlines_path, company_listings_path):
+    """With a vanishing learning rate a step changes nothing, so the first validation after step 0
+    scores the same F1: no gain, and patience 1 stops the run there (of 3 epochs of 4 steps)."""
+    from finner.models.registry import ModelSpec, build_model
+    from tests.train_data import labelled_rows
+
+    rows = pa.Table.from_pylist([{k: r[k] for k in ("id", "title", "spans")} for r in labelled_rows(real_headlines_path, company_listings_path, 12)])
+    model = build_model(ModelSpec("gliner", offline=True))
+    options = {"epochs": 3, "batch_size": 2, "eval_every": 2, "patience": 1, "learning_rate": 1e-12, "head_learning_rate": 1e-12}
+    fit_locally(model, rows.slice(0, 8), rows.slice(8), str(tmp_path), **options)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [e["step"] for e in history] == [0, 2]
+    assert history[0]["valid_f1"] == history[1]["valid_f1"]
+    assert (tmp_path / "best" / "gliner_config.json").exists() and not (tmp_path / "best" / "resume").exists()
 
 
 # Small settings so the runs finish in minutes on 2 CPU cores: fresh heads on the MiniLM encoder
@@ -114,15 +193,18 @@ def test_fine_tune_on_ray_with_two_workers_keeps_the_best_epoch(kind, ray_sessio
     assert main(argv) == 0
 
     summary = store.get_json(f"train-{kind}-llm")
-    epochs = store.get_json(f"train-{kind}-llm-epochs")["epochs"]
-    assert [e["epoch"] for e in epochs] == list(range(int(FAST[kind][1]) + 1))
-    best = max(reversed(epochs), key=lambda e: e["valid_f1"])  # of equal scores Ray keeps the later
-    assert summary["best"]["epoch"] == best["epoch"] and summary["best"]["valid_f1"] == best["valid_f1"]
+    evaluations = store.get_json(f"train-{kind}-llm-epochs")["evaluations"]
+    # 160 rows, 2 workers x 2 rows a step: 40 steps an epoch, validated after each
+    assert [(e["step"], e["epoch"]) for e in evaluations] == [(0, 0), (40, 1), (80, 2), (120, 3)]
+    best = max(reversed(evaluations), key=lambda e: e["valid_f1"])  # of equal scores Ray keeps the later
+    assert summary["best"]["step"] == best["step"] and summary["best"]["valid_f1"] == best["valid_f1"]
     assert summary["train_rows"] == 160 and summary["valid_rows"] == 48  # the failed LLM labels are left out
-    # fine-tuning beats the untrained model (epoch 0)
-    assert best["epoch"] >= 1 and best["valid_f1"] > epochs[0]["valid_f1"], epochs
+    # fine-tuning beats the untrained model (step 0)
+    assert best["step"] >= 40 and best["valid_f1"] > evaluations[0]["valid_f1"], evaluations
 
-    # The published checkpoint is the best epoch's: reloaded, it predicts what that epoch was scored on.
+    # The published checkpoint is the best one's (without its optimizer state): reloaded, it
+    # predicts what that validation was scored on.
+    assert not os.path.exists(os.path.join(summary["path"], "resume"))
     valid = examples(llm_labelled(store, "valid"))
     model = load_checkpoint(kind, summary["path"])
     predicted = model.predict([title for _, title, _ in valid])
@@ -137,6 +219,34 @@ def test_fine_tune_on_ray_with_two_workers_keeps_the_best_epoch(kind, ray_sessio
     assert "already trained" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_feed_rows_train_through_ray_data_on_two_workers_and_no_held_out_headline_reaches_one(ray_session, feed_store, planted_gold, capsys):
+    """`--rows feed` on the real feed's train years, the first 48 rows: each of 2 workers trains on
+    its own Ray Data shard, and the ids the workers record are exactly the expected rows, none of
+    them a held-out headline or its title twin (the planted gold headlines come first in the table)."""
+    from jobs.train import main
+
+    argv = ["--store", feed_store.root, "--rows", "feed", "--max-train-rows", "48", "--num-workers", "2", "--record-rows", "--offline", *FAST["gliner"]]
+    argv[argv.index("--epochs") + 1] = "1"
+    argv[argv.index("--batch-size") + 1] = "4"
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    kept, _ = expected_feed_rows(feed_store, planted_gold)
+    summary = feed_store.get_json("train-gliner-llm-feed")
+    assert summary["rows"] == "feed" and summary["train_rows"] == 48 and summary["twins_removed"] == 3
+    assert "trained on 48 feed rows (3 title twins of held-out headlines left out)" in out
+
+    trained = feed_store.read("trained_rows").to_pylist()
+    assert {r["run"] for r in trained} == {summary["fingerprint"]}
+    by_rank = Counter(r["rank"] for r in trained)
+    assert by_rank == {0: 24, 1: 24}  # 12 batches of 4, 6 to each worker
+    seen = [r["id"] for r in trained]
+    assert sorted(seen) == sorted(kept[:48])  # every row once, and only these
+    titles = dict(zip(*(feed_store.read("headlines", columns=["id", "title"]).column(c).to_pylist() for c in ("id", "title"))))
+    assert not {title_key(titles[i]) for i in seen} & {title_key(t) for t in planted_gold}
+    assert [e["step"] for e in summary["evaluations"]] == [0, 6]
+
+
 def test_company_weight_defaults_to_up_weighting_only_fresh_heads():
     assert TrainConfig().company_span_weight(fresh_head=True) == FRESH_HEAD_COMPANY_WEIGHT > 1
     assert TrainConfig().company_span_weight(fresh_head=False) == 1.0
@@ -145,53 +255,52 @@ def test_company_weight_defaults_to_up_weighting_only_fresh_heads():
         TrainConfig(company_weight=0.0)
 
 
-def test_a_resumed_run_continues_the_learning_rate_schedule():
-    warm = TrainConfig(epochs=20, warmup_ratio=0.1)
-    assert [round(warm.learning_rate_fraction(done), 4) for done in (1, 2, 11, 19)] == [0.5, 1.0, 0.5, round(1 / 18, 4)]
-    assert TrainConfig(epochs=20, warmup_ratio=0.0).learning_rate_fraction(5) == 0.75
-    rest = TrainConfig(epochs=4, learning_rate=1e-4, warmup_ratio=0.0).remaining(1, fresh_head=True)
-    assert (rest.epochs, rest.warmup_ratio) == (3, 0.0)
-    assert rest.learning_rate == pytest.approx(0.75e-4)
-    assert rest.head_learning_rate == pytest.approx(0.75 * FRESH_HEAD_LEARNING_RATE)  # the fresh-head default, kept
-    assert rest.company_weight == FRESH_HEAD_COMPANY_WEIGHT
-
-
-def recorded_epoch(store) -> int:
-    """The latest epoch whose checkpoint Ray Train has recorded in the run's snapshot (what a
-    re-run restores), -1 before the first; Ray writes the snapshot after registering a report."""
+def recorded_step(store) -> int:
+    """The step of the latest checkpoint Ray Train has recorded in the run's snapshot (what a re-run
+    restores), -1 before the first; Ray writes the snapshot after registering a report."""
     for path in Path(store.artifact(RAY_RUNS_DIR, "runs")).glob("gliner-llm-*/checkpoint_manager_snapshot.json"):
         try:
             latest = json.loads(path.read_text()).get("latest_checkpoint_result")
         except (OSError, json.JSONDecodeError):  # being replaced
             continue
         if latest:
-            return int(latest["metrics"]["epoch"])
+            return int(latest["metrics"]["step"])
     return -1
 
 
 @pytest.mark.slow
-def test_a_killed_training_run_resumes_after_its_last_finished_epoch(store, real_headlines_path, company_listings_path):
-    """SIGKILL the training job (driver, local Ray and workers) once it has finished an epoch: the
-    re-run takes up the latest checkpoint Ray recorded instead of starting over."""
+def test_a_killed_training_run_resumes_mid_epoch_without_repeating_a_step(store, real_headlines_path, company_listings_path):
+    """SIGKILL the training job (driver, local Ray and workers) once Ray has recorded a checkpoint
+    in the middle of epoch 2: the re-run takes it up, trains the rest of that epoch and the next,
+    and the rows each batch was cut from show every epoch trained on each row exactly once."""
     write_sample(store, real_headlines_path, company_listings_path, train=80, valid=24)
-    argv = ["--store", store.root, "--kind", "gliner", "--offline", *FAST["gliner"]]
+    argv = ["--store", store.root, "--kind", "gliner", "--offline", "--eval-every", "15", "--record-rows", *FAST["gliner"]]
     job = subprocess.Popen([sys.executable, "-m", "jobs.train", *argv], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 600
-    while recorded_epoch(store) < 1 and job.poll() is None and time.monotonic() < deadline:
+    deadline = time.monotonic() + 900
+    while recorded_step(store) < 45 and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
     assert job.poll() is None, "the job ended before it could be killed"
-    assert recorded_epoch(store) >= 1, "Ray recorded no epoch-1 checkpoint in time"
+    assert recorded_step(store) >= 45, "Ray recorded no checkpoint in epoch 2 in time"
     kill_group(job)
-    before = store.get_json("train-gliner-llm-epochs")["epochs"]
+    before = store.get_json("train-gliner-llm-epochs")["evaluations"]
     assert not store.get_json("train-gliner-llm"), "the killed run must not have finished"
 
-    rerun = run_module("jobs.train", *argv)
+    rerun = run_module("jobs.train", *argv, timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     history = store.get_json("train-gliner-llm-epochs")
-    done = history["resumed_after_epoch"]
-    assert done is not None and 1 <= done <= before[-1]["epoch"], (done, before)
-    assert f"(resumed after epoch {done} of a killed run)" in rerun.stdout
-    assert [e["epoch"] for e in history["epochs"]] == [0, 1, 2, 3]
-    assert history["epochs"][: done + 1] == before[: done + 1]  # the finished epochs are kept, not re-run
-    assert store.get_json("train-gliner-llm")["best"]["valid_f1"] == max(e["valid_f1"] for e in history["epochs"])
+    done = history["resumed_at_step"]
+    # 80 rows, batches of 2: 40 steps an epoch; resumed in the middle of one
+    assert done is not None and done >= 45 and done % 40 and done in [e["step"] for e in before], (done, before)
+    assert f"(resumed at step {done} of a killed run)" in rerun.stdout
+    steps = [e["step"] for e in history["evaluations"]]
+    assert steps == list(range(0, 121, 15))
+    kept = [e for e in history["evaluations"] if e["step"] <= done]
+    assert kept == [e for e in before if e["step"] <= done]  # the validations before the kill are kept, not re-run
+    assert store.get_json("train-gliner-llm")["best"]["valid_f1"] == max(e["valid_f1"] for e in history["evaluations"])
     assert os.listdir(store.artifact(RAY_RUNS_DIR, "runs")) == []  # the killed run's Ray copy is gone too
+
+    trained = store.read("trained_rows").to_pylist()
+    train_ids = sorted(llm_labelled(store, "train").column("id").to_pylist())
+    for epoch in range(3):
+        assert sorted(r["id"] for r in trained if r["epoch"] == epoch) == train_ids, f"epoch {epoch}"
+    assert len({(r["epoch"], r["batch"]) for r in trained}) == 120  # one batch a step

@@ -15,6 +15,8 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from finner.errors import FinnerError
 from finner.models.base import NerModel, best_device, local_checkpoint
 from finner.models.train_config import Example, TrainConfig, hf_arguments
@@ -148,8 +150,22 @@ class GlinerModel(NerModel):
     def save(self, path: str) -> None:
         self.model.save_pretrained(path)
 
-    def trainer(self, train: Sequence[Example], config: TrainConfig, work_dir: str) -> "transformers.Trainer":
-        """gliner's Trainer on `train`, configured from `config` (focal loss, learning rates)."""
+    def batch_encoder(self) -> "GlinerBatches":
+        return GlinerBatches(self.model._create_data_collator())
+
+    def model_inputs(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """A training batch as the model takes it: tensors, plus the lengths gliner's collator
+        precomputes on the CPU (its forward would otherwise read them back from the GPU)."""
+        import torch
+        from gliner.data_processing.collator import BaseDataCollator
+
+        batch = {name: torch.tensor(array) for name, array in arrays.items()}
+        BaseDataCollator._add_precomputed_lengths(batch)
+        return batch
+
+    def trainer(self, config: TrainConfig, work_dir: str, max_steps: int) -> "transformers.Trainer":
+        """gliner's Trainer, configured from `config` (focal loss, learning rates); the batches are
+        handed to it by the fine-tuning loop (`finner.train`)."""
         from gliner.training import TrainingArguments
 
         args = TrainingArguments(
@@ -157,14 +173,22 @@ class GlinerModel(NerModel):
             others_weight_decay=config.weight_decay,
             focal_loss_alpha=config.focal_loss_alpha,
             focal_loss_gamma=config.focal_loss_gamma,
-            **hf_arguments(config, work_dir),
+            **hf_arguments(config, work_dir, max_steps),
         )
-        examples = [gliner_example(title, spans, row) for row, title, spans in train]
-        trainer_class = _strict_trainer_class()
-        return trainer_class(
-            model=self.model,
-            args=args,
-            train_dataset=examples,
-            data_collator=self.model._create_data_collator(),
-            processing_class=self.model.data_processor.transformer_tokenizer,
-        )
+        return _strict_trainer_class()(model=self.model, args=args, processing_class=self.model.data_processor.transformer_tokenizer)
+
+
+class GlinerBatches:
+    """Rows -> one training batch of gliner's inputs, by gliner's own collator (word tokens and
+    span labels from `gliner_example`, then its tokenisation, span enumeration, padding and label
+    tensors). Holds the collator only (tokenizer and config, no weights), so it pickles into Ray
+    Data tasks."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+
+    def __call__(self, rows: Sequence[Example]) -> dict[str, np.ndarray]:
+        import torch
+
+        batch = self.collator([gliner_example(title, spans, row) for row, title, spans in rows])
+        return {name: value.numpy() for name, value in batch.items() if isinstance(value, torch.Tensor)}

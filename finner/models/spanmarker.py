@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from finner.errors import FinnerError
 from finner.models.base import NerModel, best_device, local_checkpoint
 from finner.models.train_config import Example, TrainConfig, hf_arguments
@@ -128,16 +130,23 @@ class SpanMarkerModelAdapter(NerModel):
     def save(self, path: str) -> None:
         self.model.save_pretrained(path)
 
-    def trainer(self, train: Sequence[Example], config: TrainConfig, work_dir: str) -> "transformers.Trainer":
-        """span_marker's Trainer on `train` (word tokens + tags), configured from `config`."""
-        from datasets import Dataset
+    def batch_encoder(self) -> "SpanMarkerBatches":
+        return SpanMarkerBatches(self.model)
+
+    def model_inputs(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        import torch
+
+        return {name: torch.tensor(array) for name, array in arrays.items()}
+
+    def trainer(self, config: TrainConfig, work_dir: str, max_steps: int) -> "transformers.Trainer":
+        """span_marker's Trainer, configured from `config`; the batches are handed to it by the
+        fine-tuning loop (`finner.train`)."""
         from span_marker import Trainer
         from transformers import TrainingArguments
 
-        rows = [iob_tags(self.model.config, title, spans, row) for row, title, spans in train]
         self.model.loss_func = self._loss(config.company_span_weight(self.fresh_head))
-        args = TrainingArguments(**hf_arguments(config, work_dir))
-        return Trainer(model=self.model, args=args, train_dataset=Dataset.from_list(rows), optimizers=(self._optimizer(config), None))
+        args = TrainingArguments(**hf_arguments(config, work_dir, max_steps))
+        return Trainer(model=self.model, args=args, optimizers=(self._optimizer(config), None))
 
     def _loss(self, company_weight: float) -> Any:
         """Cross-entropy over candidate spans with entity labels weighted `company_weight` against
@@ -163,3 +172,29 @@ class SpanMarkerModelAdapter(NerModel):
             (encoder if name.startswith("encoder.") else head).append(parameter)
         groups = [{"params": encoder, "lr": config.learning_rate}, {"params": head, "lr": head_rate}]
         return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+class SpanMarkerBatches:
+    """Rows -> one training batch of SpanMarker's inputs, by span_marker's own preprocessing: word
+    tokens and tags in the model's label scheme (`iob_tags`), its label normalizer, its tokenizer
+    (candidate spans and their labels), `Trainer.spread_sample` (a headline with more candidate spans
+    than one sample holds is spread over several, so a batch can hold more samples than rows) and its
+    data collator. Holds tokenizer, config and collator only (no weights), so it pickles into Ray
+    Data tasks."""
+
+    def __init__(self, model: "span_marker.SpanMarkerModel") -> None:
+        from span_marker.label_normalizer import AutoLabelNormalizer
+
+        self.config, self.tokenizer, self.collator = model.config, model.tokenizer, model.data_collator
+        self.normalizer = AutoLabelNormalizer.from_config(model.config)
+
+    def __call__(self, rows: Sequence[Example]) -> dict[str, np.ndarray]:
+        from span_marker import Trainer
+
+        tagged = [iob_tags(self.config, title, spans, row) for row, title, spans in rows]
+        tokens = [t["tokens"] for t in tagged]
+        labels = self.normalizer(tokens, [t["ner_tags"] for t in tagged])["ner_tags"]
+        encoded = self.tokenizer({"tokens": tokens, "ner_tags": labels})
+        samples = Trainer.spread_sample(encoded, model_max_length=self.tokenizer.model_max_length, marker_max_length=self.config.marker_max_length)
+        features = [dict(zip(samples, values)) for values in zip(*samples.values())]
+        return {name: value.numpy() for name, value in self.collator(features).items()}

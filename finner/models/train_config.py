@@ -6,7 +6,6 @@ They live beside the adapters, below the fine-tuning loop (`finner.train`), beca
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ class TrainConfig(Config):
     focal loss alpha 0.75 gamma 2); a fresh head on a bare encoder wants a larger head rate."""
 
     epochs: int = field(default=20, metadata=help_text("passes over the training rows", at_least=1))
+    max_steps: int = field(default=0, metadata=help_text("train at most N steps (fewer than --epochs passes take on a large feed); 0 = no limit", at_least=0))
     learning_rate: float = field(default=5e-6, metadata=help_text("learning rate of the encoder (and of the head unless --head-learning-rate)", more_than=0))
     head_learning_rate: float | None = field(
         default=None,
@@ -50,6 +50,14 @@ class TrainConfig(Config):
     warmup_ratio: float = field(default=0.1, metadata=help_text("share of steps with a linear learning-rate warm-up", at_least=0, below=1))
     seed: int = field(default=0, metadata=help_text("seed of head initialisation and data order", at_least=0))
     valid_batch_size: int = field(default=32, metadata=help_text("headlines per prediction batch in validation", at_least=1))
+    eval_every: int = field(
+        default=0,
+        metadata=help_text(
+            "validate and checkpoint every N training steps; 0 = once per epoch, or every ~20 minutes of training when an epoch takes longer",
+            at_least=0,
+        ),
+    )
+    patience: int = field(default=0, metadata=help_text("stop after N validations in a row without a better F1; 0 = train every epoch", at_least=0))
 
     def head_rate(self, fresh_head: bool) -> float:
         """The entity head's learning rate: an untrained head needs a far larger one than a pretrained head."""
@@ -63,47 +71,33 @@ class TrainConfig(Config):
             return self.company_weight
         return FRESH_HEAD_COMPANY_WEIGHT if fresh_head else 1.0
 
-    def learning_rate_fraction(self, done_epochs: int) -> float:
-        """Where the Trainer's linear schedule (warm-up, then decay to 0) stands after `done_epochs`."""
-        done, warmup = done_epochs / self.epochs, self.warmup_ratio
-        decay = (1 - done) / (1 - warmup) if warmup < 1 else 0.0
-        return min(done / warmup, decay) if warmup > 0 else 1 - done
 
-    def remaining(self, done_epochs: int, fresh_head: bool) -> "TrainConfig":
-        """The rest of this run once `done_epochs` epochs are finished: the remaining epochs, on
-        the rest of the learning-rate schedule (decaying from where it stood; the optimizer's
-        moment estimates start afresh). Head rate and loss weight keep the original defaults."""
-        scale = self.learning_rate_fraction(done_epochs)
-        return dataclasses.replace(
-            self,
-            epochs=self.epochs - done_epochs,
-            learning_rate=self.learning_rate * scale,
-            head_learning_rate=self.head_rate(fresh_head) * scale,
-            company_weight=self.company_span_weight(fresh_head),
-            warmup_ratio=0.0,
-            seed=self.seed + done_epochs,  # a fresh data order, not a replay of epoch 1's
-        )
+def hf_arguments(config: "TrainConfig", work_dir: str, max_steps: int) -> dict[str, Any]:
+    """`TrainingArguments` both adapters share: the config's optimisation settings over `max_steps`
+    steps (the batches stream in, so the Trainer counts steps, not epochs), no HF checkpoints,
+    evaluation or logging (validation and checkpoints are ours), no experiment trackers, data
+    loading in the worker, no per-step progress bars; CUDA when present, in bf16 mixed precision
+    (fp16 where the GPU has no bf16)."""
+    import torch
 
-
-
-def hf_arguments(config: "TrainConfig", work_dir: str) -> dict[str, Any]:
-    """`TrainingArguments` both adapters share: the config's optimisation settings, no HF
-    checkpoints or evaluation (validation and checkpoints are ours, per epoch), no experiment
-    trackers, data loading in the worker, no per-step progress bars, CUDA when present."""
+    cuda = best_device() == "cuda"
+    bf16 = cuda and torch.cuda.is_bf16_supported()
     return {
         "output_dir": work_dir,
         "learning_rate": config.learning_rate,
         "weight_decay": config.weight_decay,
         "warmup_ratio": config.warmup_ratio,
         "per_device_train_batch_size": config.batch_size,
-        "num_train_epochs": config.epochs,
+        "max_steps": max_steps,
         "seed": config.seed,
-        "use_cpu": best_device() == "cpu",
+        "use_cpu": not cuda,
+        "bf16": bf16,
+        "fp16": cuda and not bf16,
         "disable_tqdm": True,
         "save_strategy": "no",
         "eval_strategy": "no",
+        "logging_strategy": "no",
         "report_to": "none",
-        "logging_strategy": "epoch",
         "dataloader_num_workers": 0,
         "remove_unused_columns": False,
         "ddp_find_unused_parameters": True,  # both models carry parameters the loss never uses (the encoder pooler)

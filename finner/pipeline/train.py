@@ -1,33 +1,54 @@
-"""Fine-tuning on Ray Train: a `TorchTrainer` running `train_worker` on N workers.
+"""Fine-tuning on Ray Train: Ray Data streams the labelled rows from the store into a `TorchTrainer`.
 
-Why this shape (ray 2.60, Train v2): both libraries fine-tune through a `transformers.Trainer`
-subclass, and the HF Trainer runs data-parallel on the torch process group every Ray Train worker
-joins, so each worker runs the library's own Trainer unchanged. `prepare_trainer` only swaps in
-loaders for Ray Data iterables (our few thousand labelled rows travel in the loop config instead),
-and `RayTrainReportCallback` reports HF's own step checkpoints (optimizer state included) with
-metrics from the log history, so checkpoints and metrics come from our per-epoch callback instead
-(`finner.train.epoch_validation`), the custom `TrainerCallback` Ray's documentation points to.
-Ray keeps the checkpoint with the best `valid_f1` (`CheckpointConfig(num_to_keep=1)`); it is
-copied to the store as `models/<name>`, and the run is summarised under `_meta/train-<name>.json`.
+Why this shape (ray 2.60, Train v2):
 
-A re-run with the same model, data version and hyper-parameters finds its summary and does
-nothing (`--force` retrains); a failed run leaves the previous model in place. A killed run is
-taken up where it stopped: the Ray Train run is named by the model and a fingerprint of its data
-and settings, so the re-run finds the run's checkpoints in the store (Train v2 restores them) and
-the workers resume from the latest finished epoch (`resume_checkpoint`).
+* **Rows** are Ray Datasets read from the store's parquet parts (`Store.files` on
+  `Store.filesystem`, so any pyarrow filesystem) through the same pure per-batch selection the
+  library streams them with (`finner.training_data.RowSet`): the sample's split, or every
+  train-year headline of the feed minus the title twins of held-out headlines. Nothing of their size
+  passes through the driver (one streaming pass counts and fingerprints them), the loop config or
+  a worker's memory.
+* **Model inputs** are made by Ray Data `map_batches` CPU tasks: every `--batch-size` rows become
+  one training batch by the adapter's `batch_encoder` (gliner's collator; span_marker's normalizer,
+  tokenizer and collator), built once by a Ray task and shipped to the tasks (tokenizer and config,
+  no weights). A row of the train dataset is a training batch.
+* **Shards**: `TorchTrainer(datasets=...)` splits `train` between the workers
+  (`streaming_split(equal=True)` under `preserve_order`, so every worker gets the same number of
+  batches per epoch, and the same batches again on a re-run) and gives every worker the whole
+  `valid` set (each scores every world-size-th row). A worker pulls its batches through
+  `iter_batches` with `PREFETCH_BATCHES` in flight and a `SHUFFLE_BATCHES` local shuffle buffer
+  re-seeded every epoch: it holds a bounded number of batches, whatever the size of the feed.
+* **Loop**: each worker runs the library's own Hugging Face Trainer through `finner.train.fine_tune`
+  on the process group Ray Train set up (`ScalingConfig(use_gpu=...)`: one worker per GPU, bf16/fp16
+  on CUDA; CPU workers otherwise). `prepare_trainer` would do the Ray Data half of this (it swaps
+  in a loader for `iter_torch_batches`), but our stream also resumes mid-epoch, so the loop swaps in
+  its own. Validation and checkpoints are ours too: `RayTrainReportCallback` reports HF's own step
+  checkpoints, ours carry the optimizer, the schedule and the position in the stream.
+* **Checkpoints**: every validation is reported with a checkpoint; Ray keeps the best by
+  `valid_f1` and the latest (`CheckpointConfig(num_to_keep=1)`). The best is copied to the store as
+  `models/<name>` (without its optimizer state), and the run is summarised under
+  `_meta/train-<name>.json`, its validations under `_meta/train-<name>-epochs.json` as they come.
+
+A re-run with the same model, rows and hyper-parameters finds its summary and does nothing
+(`--force` retrains); a failed run leaves the previous model in place. A killed run is taken up
+where it stopped: the Ray Train run is named by the model and a fingerprint of its data and settings,
+so the re-run finds the run's checkpoints in the store (Train v2 restores them) and the workers
+resume from the latest, mid-epoch, without repeating a step (`finner.train.Resume`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
+import math
 import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any, Literal
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from finner import artifacts
@@ -38,24 +59,39 @@ from finner.models.base import NerModel
 from finner.models.registry import GLINER, ModelSpec, build_model, load_checkpoint
 from finner.models.train_config import TrainConfig
 from finner.pipeline.cli import init_ray
+from finner.progress import say
 from finner.store import Store, filesystem_of
-from finner.train import EPOCH_FILE, SCORE_METRIC, examples, fine_tune
-from finner.training_data import TRAIN_SPLIT, VALID_SPLIT, LabelSource, labelled
+from finner.train import RESUME_DIR, SCORE_METRIC, Resume, examples, fine_tune, steps_per_epoch
+from finner.training_data import SAMPLE_ROWS, TRAIN_SPLIT, VALID_SPLIT, LabelSource, RowSet, RowSource, describe, training_rows
 
 RUN_FINGERPRINT = "[0-9a-f]{12}"  # the run name's suffix: stable_hash(data and settings, length=12)
+TRAIN, VALID = "train", "valid"  # the Trainer's dataset names
+IDS_COLUMN = "finner_row_ids"  # beside the model inputs of a batch: the ids of its rows
+DATA_CPUS = 0.25  # CPUs of each Ray Data read or encode task
+DATA_CPU_RESERVE = 0.5  # CPUs CPU workers leave to Ray Data when they size themselves (--worker-cpus 0)
+PREFETCH_BATCHES = 4  # batches a worker fetches ahead of the one it trains on
+SHUFFLE_BATCHES = 16  # batches a worker shuffles among before training on them
 
 
 @dataclass(frozen=True)
 class TrainJobConfig(Config):
     """Where the training rows come from and how the run is spread over Ray."""
 
-    labels: LabelSource = field(default="llm", metadata=help_text("training labels: llm (the sample's LLM spans) or gold (reviewed spans)"))
-    num_workers: int = field(default=1, metadata=help_text("Ray Train workers (data-parallel replicas)", at_least=1))
+    labels: LabelSource = field(default="llm", metadata=help_text("training labels: llm (the LLM's spans) or gold (reviewed spans)"))
+    rows: RowSource = field(
+        default=SAMPLE_ROWS,
+        metadata=help_text("training headlines: sample (the sample's train split) or feed (every LLM-labelled headline of the train years, title twins of held-out headlines removed)"),
+    )
+    num_workers: int = field(default=1, metadata=help_text("Ray Train workers (data-parallel replicas; one per GPU)", at_least=1))
     gpu: Literal["auto", "yes", "no"] = field(default="auto", metadata=help_text("one GPU per worker: auto = when the Ray cluster has GPUs"))
-    name: str = field(default="", metadata=help_text("model name in the store (models/<name>); default: <kind>-<labels>"))
+    worker_cpus: float = field(
+        default=0.0,
+        metadata=help_text(f"CPUs per Ray Train worker; 0 = 1 per GPU worker, and CPU workers share what the cluster has less {DATA_CPU_RESERVE:g} left to Ray Data (at most 1 each)", at_least=0),
+    )
+    name: str = field(default="", metadata=help_text("model name in the store (models/<name>); default: <kind>-<labels>, <kind>-<labels>-feed with --rows feed"))
     max_train_rows: int = field(default=0, metadata=help_text("train on the first N training rows only; 0 = all", at_least=0))
+    record_rows: bool = field(default=False, metadata=help_text("write the ids every worker trained on, per epoch and batch, to the trained_rows table (an audit trail)"))
     force: bool = field(default=False, metadata=help_text("retrain even if the same run already finished"))
-
 
 
 @dataclass(frozen=True)
@@ -65,19 +101,23 @@ class TrainSummary:
     train_rows: int
     valid_rows: int
     best: dict[str, Any]
-    epochs: list[dict[str, Any]]
+    evaluations: list[dict[str, Any]]
     fingerprint: str
-    resumed_after_epoch: int | None = None
+    rows: str = SAMPLE_ROWS
+    twins_removed: int = 0
+    resumed_at_step: int | None = None
     reused: bool = False
 
     def line(self) -> str:
-        start = self.epochs[0][SCORE_METRIC] if self.epochs else float("nan")
-        verb = "already trained" if self.reused else f"trained on {self.train_rows} rows"
-        if self.resumed_after_epoch is not None and not self.reused:
-            verb += f" (resumed after epoch {self.resumed_after_epoch} of a killed run)"
+        start = self.evaluations[0][SCORE_METRIC] if self.evaluations else float("nan")
+        verb = "already trained" if self.reused else f"trained on {self.train_rows} {self.rows} rows"
+        if self.rows != SAMPLE_ROWS and not self.reused:
+            verb += f" ({self.twins_removed} title twins of held-out headlines left out)"
+        if self.resumed_at_step is not None and not self.reused:
+            verb += f" (resumed at step {self.resumed_at_step} of a killed run)"
         return (
             f"{self.name}: {verb}; validation F1 {start:.3f} before training, best {self.best[SCORE_METRIC]:.3f} "
-            f"at epoch {self.best['epoch']} ({self.valid_rows} validation rows) -> {self.path}"
+            f"at step {self.best['step']} (epoch {self.best['epoch']:g}; {self.valid_rows} validation rows) -> {self.path}"
         )
 
 
@@ -95,11 +135,14 @@ def _delete_runs(runs_dir: str, name: str) -> None:
 
 
 def _publish(checkpoint: Any, destination: str) -> None:
-    """Copy a Ray checkpoint to `destination`, replacing what was there only once the copy is whole."""
+    """Copy a Ray checkpoint's model to `destination` (not the optimizer state it resumes with),
+    replacing what was there only once the copy is whole."""
     fs, path = filesystem_of(destination)
     staging = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     fs.create_dir(staging, recursive=True)
     pafs.copy_files(checkpoint.path, staging, source_filesystem=checkpoint.filesystem, destination_filesystem=fs)
+    if fs.get_file_info(f"{staging}/{RESUME_DIR}").type == pafs.FileType.Directory:
+        fs.delete_dir(f"{staging}/{RESUME_DIR}")
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)
     fs.move(staging, path)
@@ -113,45 +156,120 @@ def _use_gpu(job: TrainJobConfig) -> bool:
     return ray.cluster_resources().get("GPU", 0) >= 1
 
 
+def _worker_resources(job: TrainJobConfig, use_gpu: bool) -> dict[str, float]:
+    """One GPU and one CPU per GPU worker; CPU workers share the cluster's CPUs less what Ray Data needs."""
+    import ray
+
+    if job.worker_cpus:
+        cpus = job.worker_cpus
+    elif use_gpu:
+        cpus = 1.0
+    else:
+        cpus = min(1.0, math.floor(100 * (ray.cluster_resources().get("CPU", 0) - DATA_CPU_RESERVE) / job.num_workers) / 100)
+        if cpus <= 0:
+            raise FinnerError(f"the Ray cluster has too few CPUs for {job.num_workers} CPU workers and Ray Data; lower --num-workers or set --worker-cpus")
+    return {"CPU": cpus, **({"GPU": 1.0} if use_gpu else {})}
+
+
+# -- Ray Data: rows and batches ------------------------------------------------------------------
+
+
+def _read_rows(paths: dict[str, np.ndarray], rows: RowSet, filesystem: pafs.FileSystem) -> Iterator[pa.Table]:
+    for raw in rows.read_parts(filesystem, paths["path"].tolist()):
+        yield rows.select(raw)
+
+
+def rows_dataset(store: Store, rows: RowSet) -> Any:
+    """A row set as a Ray Dataset of (id, title, spans): one Ray Data task per parquet part of its
+    table reads the part and applies the selection (held gold rows are handed over whole)."""
+    import ray.data
+
+    if rows.held is not None:
+        dataset = ray.data.from_arrow(rows.held).map_batches(rows.select, batch_format="pyarrow", batch_size=None, num_cpus=DATA_CPUS)
+    else:
+        parts = ray.data.from_items([{"path": path} for path in store.files(rows.table)])
+        dataset = parts.map_batches(
+            _read_rows, fn_kwargs={"rows": rows, "filesystem": store.filesystem}, batch_size=1, batch_format="numpy", num_cpus=DATA_CPUS
+        )
+    return dataset.limit(rows.limit) if rows.limit else dataset
+
+
+def encode_batch(rows: pa.Table, encoder: Any) -> dict[str, np.ndarray]:
+    """`rows` -> one Ray Data row holding one training batch: every model input as one array (its
+    shape varies from batch to batch) and the batch's row ids."""
+    ids = np.empty(1, dtype=object)
+    ids[0] = rows.column("id").to_pylist()
+    return {**{name: array[np.newaxis] for name, array in encoder(examples(rows)).items()}, IDS_COLUMN: ids}
+
+
+def _build_encoder(spec: dict[str, Any]) -> Any:
+    return build_model(config_from_dict(ModelSpec, spec)).batch_encoder()
+
+
+def train_dataset(store: Store, rows: RowSet, spec: ModelSpec, batch_size: int) -> Any:
+    """The training batches: rows read and selected, then encoded `batch_size` rows at a time by
+    the adapter's own preprocessing in Ray Data CPU tasks."""
+    import ray
+
+    encoder = ray.get(ray.remote(num_cpus=DATA_CPUS)(_build_encoder).remote(dataclasses.asdict(spec)))
+    return rows_dataset(store, rows).map_batches(
+        encode_batch, fn_kwargs={"encoder": encoder}, batch_size=batch_size, batch_format="pyarrow", num_cpus=DATA_CPUS
+    )
+
+
+# -- the job -------------------------------------------------------------------------------------
+
+
 def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, store: Store) -> TrainSummary:
-    """Fine-tune `spec` on the store's labelled train split with Ray Train, keep the best epoch by
+    """Fine-tune `spec` on the store's labelled rows with Ray Train, keep the checkpoint with the best
     validation F1, and publish it to the store (joins `$RAY_ADDRESS`, else starts a local Ray)."""
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.data import DataContext, ExecutionOptions
+    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    name = artifacts.model_name(spec.kind, job.labels, job.name)
-    train, valid = labelled(store, job.labels, TRAIN_SPLIT), labelled(store, job.labels, VALID_SPLIT)
-    if job.max_train_rows:
-        train = train.slice(0, job.max_train_rows)
-    train_rows, valid_rows = examples(train), examples(valid)
-    if not train_rows or not valid_rows:
-        raise FinnerError(f"{job.labels} labels: {len(train_rows)} train and {len(valid_rows)} valid rows; both splits need rows")
-    # The training rows themselves, not the tables' version names: curation rewrites `sample`
-    # (same rows, new version) on every pipeline run, and that must not retrain.
-    data = stable_hash([train_rows, valid_rows])
+    name = artifacts.model_name(spec.kind, job.labels, job.name, job.rows)
+    train_rows = training_rows(store, job.labels, job.rows, TRAIN_SPLIT, job.max_train_rows)
+    valid_rows = training_rows(store, job.labels, job.rows, VALID_SPLIT)
+    train, valid = describe(store, train_rows), describe(store, valid_rows)
+    if not train.rows or not valid.rows:
+        raise FinnerError(f"{job.labels} labels, {job.rows} rows: {train.rows} train and {valid.rows} valid rows; both splits need rows")
+    if job.rows != SAMPLE_ROWS:
+        say(f"{job.rows}: {train.rows} training rows; {train.twins_removed} train-year rows left out as title twins of held-out headlines")
+    epoch_steps = steps_per_epoch(train.rows, job.num_workers, config.batch_size)
+    # The training rows themselves, not the tables' version names: curation rewrites its tables
+    # (same rows, new version) on every pipeline run, and that must not retrain. The worker count
+    # is in: it decides which batches each worker trains on, and so what a checkpoint's position means.
     run_fingerprint = stable_hash(
-        {"spec": spec.source(), "threshold": spec.threshold, "train": dataclasses.asdict(config), "labels": job.labels, "data": data, "rows": job.max_train_rows},
+        {
+            "spec": spec.source(), "threshold": spec.threshold, "train": dataclasses.asdict(config), "labels": job.labels, "rows": job.rows,
+            "data": [train.digest, valid.digest], "max_rows": job.max_train_rows, "workers": job.num_workers,
+        },
         length=12,
     )
     previous = store.get_json(artifacts.train_summary_key(name))
-    if previous and previous["fingerprint"] == run_fingerprint and not job.force and _exists(previous["path"]):
+    if previous and previous.get("fingerprint") == run_fingerprint and not job.force and _exists(previous["path"]):
         fields = {f.name for f in dataclasses.fields(TrainSummary)} - {"reused"}
         return TrainSummary(**{k: previous[k] for k in fields}, reused=True)
 
     init_ray()
     use_gpu = _use_gpu(job)
     runs_dir = store.artifact(artifacts.RAY_RUNS_DIR, "runs")
+    ingest = DataConfig.default_ingest_options()
+    ingest.preserve_order = True  # the same batches for the same worker on every run: what a resumed position relies on
+    DataContext.get_current().enable_progress_bars = False  # the Ray logs go to the stage's log file
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
             "spec": dataclasses.asdict(spec),
             "train": dataclasses.asdict(config),
-            "train_rows": train_rows,
-            "valid_rows": valid_rows,
+            "epoch_steps": epoch_steps,
             "store": store.root,
             "history_key": artifacts.train_history_key(name),
+            "record": {"model": name, "run": run_fingerprint} if job.record_rows else None,
         },
-        scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu),
+        datasets={TRAIN: train_dataset(store, train_rows, spec, config.batch_size), VALID: rows_dataset(store, valid_rows)},
+        dataset_config=DataConfig(datasets_to_split=[TRAIN], execution_options=ingest, enable_shard_locality=False),
+        scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu, resources_per_worker=_worker_resources(job, use_gpu)),
         run_config=RunConfig(
             name=f"{name}-{run_fingerprint}",  # the same run again after a kill: Ray restores its checkpoints
             storage_path=runs_dir,
@@ -169,7 +287,10 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     _publish(checkpoint, destination)
     _delete_runs(runs_dir, name)  # Ray's copies (and killed runs of other settings); models/<name> is kept
     history = store.get_json(artifacts.train_history_key(name))
-    summary = TrainSummary(name, destination, len(train_rows), len(valid_rows), _plain(best), history["epochs"], run_fingerprint, history.get("resumed_after_epoch"))
+    summary = TrainSummary(
+        name, destination, train.rows, valid.rows, _plain(best), history["evaluations"], run_fingerprint, job.rows, train.twins_removed,
+        history.get("resumed_at_step"),
+    )
     record = dataclasses.asdict(summary) | {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "gpu": use_gpu, "workers": job.num_workers}
     record.pop("reused")
     store.put_json(artifacts.train_summary_key(name), record)
@@ -178,30 +299,53 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     return summary
 
 
-def resume_checkpoint(spec: ModelSpec) -> tuple[NerModel, dict[str, Any]] | None:
-    """The model of the latest epoch a killed run of this Ray Train run name reported, with that
-    epoch's metrics (Ray Train v2 restores a run's checkpoints from its storage), or None."""
+# -- the worker ----------------------------------------------------------------------------------
+
+
+def resume_checkpoint(spec: ModelSpec) -> tuple[NerModel, Resume] | None:
+    """The model and state of the latest checkpoint a killed run of this Ray Train run name
+    reported (Ray Train v2 restores a run's checkpoints from its storage), or None."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as path:
-        with open(os.path.join(path, EPOCH_FILE)) as f:
-            metrics = json.load(f)
+        resume = Resume.read(path)
         model = load_checkpoint(spec.kind, path, threshold=spec.threshold)
     model.fresh_head = bool(spec.encoder_dir())  # the original run's head rate and loss weight
-    return model, metrics
+    return model, resume
+
+
+class TrainedRows:
+    """`--record-rows`: the ids of the batches a worker is handed, written to the `trained_rows`
+    table at every checkpoint for the batches trained on by then (one part per worker and step, so
+    a resumed run that repeats a killed run's unregistered interval rewrites the same part)."""
+
+    def __init__(self, store: Store, record: dict[str, str], rank: int, start: tuple[int, int]) -> None:
+        self.store, self.record, self.rank, self.start = store, record, rank, start
+        self.pending: list[tuple[int, int, list[str]]] = []  # (epoch, batch number in it, ids)
+
+    def add(self, epoch: int, batch: int, ids: list[str]) -> None:
+        if (epoch, batch) > self.start:  # batches read again only to be skipped were recorded by the killed run
+            self.pending.append((epoch, batch, ids))
+
+    def flush(self, step: int, position: tuple[int, int]) -> None:
+        done = [entry for entry in self.pending if entry[:2] <= position]
+        self.pending = [entry for entry in self.pending if entry[:2] > position]
+        rows = [{**self.record, "rank": self.rank, "epoch": e, "batch": b, "id": i} for e, b, ids in done for i in ids]
+        if rows:
+            self.store.append("trained_rows", pa.Table.from_pylist(rows), part=f"{self.record['run']}-{self.rank:04d}-{step:010d}")
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train's `train_loop_per_worker`: build the model (or take up a killed run's latest
-    checkpoint), fine-tune it data-parallel, and report each epoch's validation metrics with rank
-    0's checkpoint. Rank 0 also writes the per-epoch curve to the store (`history_key`) as it
-    grows, so a running job can be watched.
+    checkpoint), fine-tune it data-parallel on this worker's shard, and report every validation with
+    rank 0's checkpoint. Rank 0 also writes the validations to the store (`history_key`) as they
+    come, so a running job can be watched.
 
-    `loop_config`: `spec` and `train` (ModelSpec / TrainConfig fields), `train_rows`/`valid_rows`
-    (Examples), `store` (root) and `history_key`.
+    `loop_config`: `spec` and `train` (ModelSpec / TrainConfig fields), `epoch_steps`, `store` (root),
+    `history_key` and `record` (model name and run fingerprint with --record-rows, else None).
     """
     import ray.train
     import torch
@@ -211,24 +355,44 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     store = Store(loop_config["store"])
     torch.manual_seed(config.seed)  # every worker builds the same fresh head
     resumed = resume_checkpoint(spec)
-    model, done_epochs = (resumed[0], resumed[1]["epoch"]) if resumed else (build_model(spec), 0)
+    model, resume = resumed if resumed else (build_model(spec), None)
     rank = ray.train.get_context().get_world_rank()
+    start = (resume.position.epoch, resume.position.batches) if resume else (0, 0)
+    recorder = TrainedRows(store, loop_config["record"], rank, start) if loop_config["record"] else None
     history: list[dict[str, Any]] = []
-    if done_epochs:  # the killed run's curve up to the epoch resumed from (epoch 0 is re-scored)
-        previous = store.get_json(loop_config["history_key"]) or {"epochs": []}
-        history = [e for e in previous["epochs"] if e["epoch"] < done_epochs] + [resumed[1]]
+    if resume:  # the killed run's validations up to its checkpoint (which is not scored again)
+        previous = store.get_json(loop_config["history_key"]) or {"evaluations": []}
+        history = [e for e in previous["evaluations"] if e["step"] < resume.step] + [resume.state["metrics"]]
+
+    train_shard, valid_shard = ray.train.get_dataset_shard(TRAIN), ray.train.get_dataset_shard(VALID)
+
+    def batches(epoch: int):
+        rows = train_shard.iter_batches(
+            batch_size=1, batch_format="numpy", prefetch_batches=PREFETCH_BATCHES,
+            local_shuffle_buffer_size=SHUFFLE_BATCHES, local_shuffle_seed=config.seed + epoch,
+        )
+        for number, row in enumerate(rows, 1):
+            if recorder:
+                recorder.add(epoch, number, list(row[IDS_COLUMN][0]))
+            yield model.model_inputs({name: value[0] for name, value in row.items() if name != IDS_COLUMN})
+
+    def valid_rows():
+        for batch in valid_shard.iter_batches(batch_size=config.valid_batch_size, batch_format="pyarrow", prefetch_batches=1):
+            yield from examples(batch)
 
     def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
+        if recorder:
+            recorder.flush(metrics["step"], tuple(metrics["position"]))
         if rank == 0:
             history.append(metrics)
             store.put_json(
                 loop_config["history_key"],
-                {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "epochs": history, "resumed_after_epoch": done_epochs or None},
+                {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "evaluations": history, "resumed_at_step": resume.step if resume else None},
             )
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint) if checkpoint else None)
 
     with tempfile.TemporaryDirectory(prefix="finner-train-") as work_dir:
-        fine_tune(model, loop_config["train_rows"], loop_config["valid_rows"], config, work_dir, report, done_epochs)
+        fine_tune(model, batches, valid_rows, config, loop_config["epoch_steps"], work_dir, report, resume)
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
