@@ -28,7 +28,8 @@ from finner.store import Store
 from finner.train import KeepBest, examples, fit_locally
 from finner.training_data import describe, feed_train_rows, gold_labelled, llm_labelled, training_rows
 from tests.conftest import REPO, run_module, kill_group
-from tests.train_data import write_feed, write_sample
+from finner.testing.labelled_feed import write_labelled_feed
+from tests.train_data import write_sample
 
 
 def spans_of(title: str, *names: str) -> list[dict]:
@@ -102,7 +103,7 @@ TRAIN_YEARS, HELD_OUT_YEARS = range(2010, 2017), range(2017, 2021)  # curation's
 def feed_store(tmp_path_factory, real_headlines_path, company_listings_path) -> Store:
     """The real feed ingested, labelled by the gazetteer and curated."""
     store = Store(str(tmp_path_factory.mktemp("feed") / "store"))
-    write_feed(store, real_headlines_path, company_listings_path)
+    write_labelled_feed(store, real_headlines_path, company_listings_path)
     return store
 
 

@@ -1,6 +1,6 @@
 """Training tables for the fine-tuning tests: real Benzinga headlines labelled by our pipeline's
-gazetteer labeler (`finner.testing.gazetteer`) and turned into spans by `finner.spans` (a sample),
-or ingested, labelled and curated whole (a feed)."""
+gazetteer labeler (`finner.testing.gazetteer`) and turned into spans by `finner.spans`. (A whole
+feed, ingested, labelled and curated: `finner.testing.labelled_feed`.)"""
 
 from __future__ import annotations
 
@@ -12,14 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from finner import schemas
-from finner.curate import curate
 from finner.ids import stable_hash
-from finner.source import SourceConfig, ingest
 from finner.spans import find_spans
 from finner.store import Store
 from finner.testing.gazetteer import Gazetteer
-
-LABELED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def labelled_rows(headlines: Path | str, listings: Path | str, rows: int, seed: int = 0) -> list[dict]:
@@ -57,20 +53,3 @@ def write_sample(store: Store, headlines: Path | str, listings: Path | str, trai
     store.write("sample", table)
     return table
 
-
-def write_feed(store: Store, headlines: Path | str, listings: Path | str, failed_every: int = 50) -> None:
-    """A feed as the pipeline leaves it before training: `headlines` ingested from `headlines`,
-    `llm_labels` from the gazetteer (the LLM's stand-in; every `failed_every`-th label failed), and
-    curation's `spans`, `sample` and record (default splits: train 2010-2016, valid 2017-2018, test 2019-2020)."""
-    ingest(SourceConfig(path=str(headlines)), store, progress=False)
-    gazetteer = Gazetteer.from_listings(listings)
-    feed = store.read("headlines", columns=["id", "title"])
-    rows = []
-    for n, (headline_id, title) in enumerate(zip(feed.column("id").to_pylist(), feed.column("title").to_pylist())):
-        if n % failed_every == 1:
-            rows.append({"id": headline_id, "status": schemas.LABEL_FAILED, "labeled_at": LABELED_AT})
-            continue
-        result, normalized = gazetteer.label(title)
-        rows.append({"id": headline_id, "status": schemas.LABEL_OK, "result": result, "normalized_result": normalized, "labeled_at": LABELED_AT})
-    store.write("llm_labels", pa.Table.from_pylist(rows, schema=schemas.LLM_LABELS))
-    curate(store, progress=False)

@@ -83,7 +83,9 @@ class TrainJobConfig(Config):
         metadata=help_text("training headlines: sample (the sample's train split) or feed (every LLM-labelled headline of the train years, title twins of held-out headlines removed)"),
     )
     num_workers: int = field(default=1, metadata=help_text("Ray Train workers (data-parallel replicas; one per GPU)", at_least=1))
-    gpu: Literal["auto", "yes", "no"] = field(default="auto", metadata=help_text("one GPU per worker: auto = when the Ray cluster has GPUs"))
+    gpu: Literal["auto", "yes", "no"] = field(
+        default="auto", metadata=help_text("one GPU per worker: auto = when the Ray cluster has GPUs now; yes = also when the autoscaler must add GPU nodes first")
+    )
     worker_cpus: float = field(
         default=0.0,
         metadata=help_text(f"CPUs per Ray Train worker; 0 = 1 per GPU worker, and CPU workers share what the cluster has less {DATA_CPU_RESERVE:g} left to Ray Data (at most 1 each)", at_least=0),
@@ -156,7 +158,7 @@ def _use_gpu(job: TrainJobConfig) -> bool:
     return ray.cluster_resources().get("GPU", 0) >= 1
 
 
-def _worker_resources(job: TrainJobConfig, use_gpu: bool) -> dict[str, float]:
+def worker_resources(job: TrainJobConfig, use_gpu: bool) -> dict[str, float]:
     """One GPU and one CPU per GPU worker; CPU workers share the cluster's CPUs less what Ray Data needs."""
     import ray
 
@@ -269,7 +271,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
         },
         datasets={TRAIN: train_dataset(store, train_rows, spec, config.batch_size), VALID: rows_dataset(store, valid_rows)},
         dataset_config=DataConfig(datasets_to_split=[TRAIN], execution_options=ingest, enable_shard_locality=False),
-        scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu, resources_per_worker=_worker_resources(job, use_gpu)),
+        scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu, resources_per_worker=worker_resources(job, use_gpu)),
         run_config=RunConfig(
             name=f"{name}-{run_fingerprint}",  # the same run again after a kill: Ray restores its checkpoints
             storage_path=runs_dir,
