@@ -1,19 +1,15 @@
-"""Batch prediction with a loaded GLiNER model: the fast path the scoring job runs in every actor.
+"""Batch prediction with a loaded GLiNER model, cut where the scoring job splits it between CPUs and
+the model's device.
 
-It chains gliner's own public inference steps (`prepare_batch -> collate_batch -> run_batch ->
-decode_batch -> map_entities_to_text`, gliner 0.2.x `model.py`), so spans are decoded exactly as
-`GLiNER.inference` decodes them, and changes only how the work is fed:
-
-* **length buckets**: the rows of a batch are sorted by word count before being cut into forward
-  batches, so a forward pads to its own longest headline. GLiNER scores every span up to
-  `max_width` words of the *padded* length, so padding costs more here than in a plain encoder;
-* **tokenization off the critical path**: a background thread collates (sub-word tokenizes) the
-  next forward batch while the current one runs;
-* `torch.inference_mode`, fp16/bf16 autocast on CUDA, and large forward batches;
-* on CPU, optionally ONNX Runtime (`runtime="onnx"`) or its int8 dynamic quantization
-  (`"onnx-int8"`) through gliner's own exporter. `runtime_agreement` measures how far a runtime's
-  spans drift from the torch path (span F1 against it); the job refuses a runtime below
-  `1 - agreement_tolerance` on a sample of the feed.
+* `prepare` (the CPU side): gliner's own `prepare_batch` and `collate_batch`, so words and
+  sub-words are exactly `GLiNER.inference`'s, into length-bucketed numpy arrays (`Prepared`);
+* `Scorer.score` (the actor's body): those arrays through the forward pass, then `decode_spans`,
+  gliner's flat-NER decoding rewritten as tensor operations over the batch, on the same device
+  (gliner's decoder is a Python loop over candidate spans: on a GPU it, not the GPU, was the bound);
+* runtimes: torch (fp32, or fp16/bf16 autocast on CUDA), or on CPU ONNX Runtime on gliner's ONNX
+  export, fp32 or int8 dynamic quantization. `choose_runtime` compares a runtime's spans with the
+  torch path's (span F1) and resolves `--runtime auto`: torch on GPUs, on CPUs the fastest runtime
+  that agrees.
 
 `model_version` names what produced a prediction (weights digest + labels + threshold + runtime
 quantization), so the job skips rows already scored by the same model and re-scores after a change.
@@ -26,8 +22,7 @@ import datetime as dt
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,13 +35,20 @@ from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.metrics import exact_prf, name_key
 from finner.models.base import best_device, local_checkpoint, offline_encoder_dir
-from finner.models.gliner import FinnerWordsSplitter, GlinerModel
+from finner.models.gliner import GlinerModel
 from finner.models.gliner import load_gliner as load_torch
 from finner.schemas import Span, make_span
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 CONFIG_FILE = "gliner_config.json"  # architecture (max_width, words splitter...) changes spans too
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
+RUNTIMES = ("torch", *ONNX_FILES)
+# --runtime auto on CPU tries these in turn, fastest first (benchmarks/bench_score.py), and takes the
+# first whose spans agree with the torch path's.
+CPU_PREFERENCE = ("onnx-int8", "onnx", "torch")
+# What a forward pass takes: the inputs of gliner's ONNX export of a span model (the torch model
+# takes the same, and ignores the rest of a collated batch).
+MODEL_INPUTS = ("input_ids", "attention_mask", "words_mask", "text_lengths", "span_idx", "span_mask")
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,12 @@ class ScoreConfig(Config):
             "is ~12% of scoring time, so bf16 gained nothing and moved spans scored near the threshold"
         ),
     )
-    runtime: Literal["torch", "onnx", "onnx-int8"] = field(
-        default="torch", metadata=help_text("CPU alternatives: ONNX Runtime fp32, or int8 dynamic quantization")
+    runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = field(
+        default="auto",
+        metadata=help_text(
+            "torch, or on CPU ONNX Runtime fp32 or int8 dynamic quantization; auto = torch on GPUs, on CPUs the fastest "
+            "whose spans agree with torch's on the feed's first headlines"
+        ),
     )
     threads: int = field(default=0, metadata=help_text("intra-op CPU threads per actor; 0 = torch's default", at_least=0))
     onnx_cache: str = field(default="", metadata=help_text("where ONNX exports are cached; default: <tmp>/finner-onnx"))
@@ -105,34 +111,8 @@ def model_version(config: ScoreConfig) -> str:
     return f"gliner-{stable_hash(key, length=12)}"
 
 
-def load_gliner(model: str, runtime: str = "torch", onnx_cache: str = "", threads: int = 0) -> Any:
-    """A GLiNER from a local checkpoint directory or a hub id, loaded by finner's GLiNER adapter
-    (so words are split as in training). For `onnx`/`onnx-int8` the checkpoint is exported once
-    with gliner's exporter into a cache directory keyed by its weights, then run by ONNX Runtime."""
-    local_checkpoint(model)  # a path that is neither a directory nor a hub id fails here, at once
-    if runtime == "torch":
-        return load_torch(model)
-    from gliner import GLiNER
-
-    onnx_dir = export_onnx(model, onnx_cache)
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        onnx_model = GLiNER.from_pretrained(
-            str(onnx_dir),
-            local_files_only=True,
-            runtime="onnxruntime",
-            runtime_model_file=ONNX_FILES[runtime],
-            runtime_options={"session_options": options},
-        )
-    except (OSError, ValueError) as err:
-        raise FinnerError(f"cannot load the ONNX export of {model!r}: {err}") from err
-    onnx_model.data_processor.words_splitter = FinnerWordsSplitter()
-    return onnx_model
+def default_forward_rows(device: str) -> int:
+    return 128 if device == "cuda" else 32
 
 
 def export_onnx(model: str, cache: str = "") -> Path:
@@ -142,7 +122,7 @@ def export_onnx(model: str, cache: str = "") -> Path:
     if all((target / name).is_file() for name in ONNX_FILES.values()):
         return target
     root.mkdir(parents=True, exist_ok=True)
-    torch_model = load_torch(model).to("cpu")
+    torch_model = load_torch(model, device="cpu")
     staging = Path(tempfile.mkdtemp(prefix="_tmp-", dir=root))
     with contextlib.redirect_stdout(None):
         paths = torch_model.export_to_onnx(staging, onnx_filename=ONNX_FILES["onnx"], quantized_filename=ONNX_FILES["onnx-int8"], quantize=True)
@@ -153,25 +133,137 @@ def export_onnx(model: str, cache: str = "") -> Path:
     return target
 
 
-class Scorer:
-    """One loaded model that predicts spans for lists of titles; build it once per actor."""
+def onnx_session(model: str, runtime: str, cache: str = "", threads: int = 0) -> Any:
+    """An ONNX Runtime session on the checkpoint's export for `runtime` (exported on first use)."""
+    import onnxruntime as ort
 
-    def __init__(self, config: ScoreConfig, model: Any | None = None):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    path = export_onnx(model, cache) / ONNX_FILES[runtime]
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for a bad file
+        raise FinnerError(f"cannot load the ONNX export of {model!r} ({path}): {err}") from err
+
+
+@dataclass
+class Prepared:
+    """A batch of headlines after the CPU stage, ready for the model: padded, length-bucketed numpy
+    arrays per forward pass, and what maps a predicted word span back to characters. Plain arrays
+    and lists, so it travels between processes as it is and the actor scoring it never tokenizes."""
+
+    titles: list[str]
+    batches: list[dict[str, Any]]  # MODEL_INPUTS arrays + "rows": the title index of each row
+    word_starts: list[list[int]]  # per title, the character offset where each word starts ([] for a blank title)
+    word_ends: list[list[int]]
+
+
+def prepare(model: Any, titles: Sequence[str], labels: Sequence[str], forward_rows: int) -> Prepared:
+    """The CPU side of scoring, with gliner's own steps: `prepare_batch` splits words (blank titles
+    are left out, as gliner does), then the rows, sorted by word count, are cut every `forward_rows`
+    and each cut is collated (sub-word tokens, span indices) into arrays padded to its own longest
+    headline. GLiNER scores every span up to `max_width` words of the *padded* length, so padding
+    costs more here than in a plain encoder."""
+    import numpy as np
+
+    prepared = model.prepare_batch(list(titles), list(labels))
+    starts: list[list[int]] = [[] for _ in titles]
+    ends: list[list[int]] = [[] for _ in titles]
+    originals = prepared["valid_to_orig_idx"]
+    for valid, original in enumerate(originals):
+        starts[original], ends[original] = list(prepared["start_token_map"][valid]), list(prepared["end_token_map"][valid])
+    tokens = prepared["tokens"]
+    order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
+    collator = model.create_collator()
+    batches = []
+    for first in range(0, len(order), forward_rows):
+        chunk = order[first : first + forward_rows]
+        batch = model.collate_batch([prepared["input_x"][i] for i in chunk], prepared["entity_types"], collator)
+        arrays = {name: batch[name].numpy() for name in MODEL_INPUTS}
+        arrays["rows"] = np.array([originals[i] for i in chunk], dtype=np.int64)
+        batches.append(arrays)
+    return Prepared(list(titles), batches, starts, ends)
+
+
+def decode_spans(logits: Any, words: Any, threshold: float) -> tuple[Any, Any, Any, Any]:
+    """gliner's span decoding (`BaseSpanDecoder` with flat_ner=True, multi_label=False) in tensor
+    operations over the whole batch, on the logits' device, so decoding is a few kernels instead
+    of a Python loop per candidate span.
+
+    Same spans as gliner: candidates are sigmoid scores above `threshold` whose span ends inside the
+    row (`words` per row); per row they are taken greedily by score (descending; ties keep gliner's
+    (start, width, class) order, a stable sort of `torch.where`'s output), each kept unless it shares
+    a word with a span kept before it. The greedy pass runs as rounds that each keep every candidate
+    whose better-ranked overlapping candidates are all rejected, then reject the candidates that
+    overlap a kept one: the same result as the sequential pass, in as many rounds as the longest
+    chain of overlaps. Returns (row, start word, end word, score) of the kept spans, by row and start.
+    """
+    import torch
+
+    probs = torch.sigmoid(logits)  # (B, L, K, C), as gliner's decoder computes it
+    batch_size, _, _, classes = probs.shape
+    row, start, width, cls = torch.where(probs > threshold)
+    inside = start + width + 1 <= words[row]
+    row, start, width, cls = row[inside], start[inside], width[inside], cls[inside]
+    score = probs[row, start, width, cls]
+    empty = row.new_zeros(0)
+    if row.numel() == 0:
+        return empty, empty, empty, score
+    order = torch.sort(score, descending=True, stable=True).indices
+    order = order[torch.sort(row[order], stable=True).indices]  # by row, then rank within the row
+    row, start, end, score = row[order], start[order], (start + width)[order], score[order]
+    counts = torch.bincount(row, minlength=batch_size)
+    rank = torch.arange(row.numel(), device=row.device) - (torch.cumsum(counts, 0) - counts)[row]
+    most = int(counts.max())
+    starts = row.new_full((batch_size, most), 0)
+    ends = row.new_full((batch_size, most), -1)
+    starts[row, rank], ends[row, rank] = start, end
+    present = row.new_zeros((batch_size, most), dtype=torch.bool)
+    present[row, rank] = True
+    # overlap[b, i, j]: candidates i and j of row b share a word; better[b, i, j]: j ranks above i
+    overlap = (starts[:, :, None] <= ends[:, None, :]) & (starts[:, None, :] <= ends[:, :, None])
+    overlap &= present[:, :, None] & present[:, None, :]
+    better = overlap & torch.ones(most, most, dtype=torch.bool, device=row.device).tril(-1)
+    kept = torch.zeros_like(present)
+    open_ = present.clone()
+    while bool(open_.any()):
+        taken = open_ & ~(better & (open_ | kept)[:, None, :]).any(-1)
+        kept |= taken
+        open_ &= ~taken & ~(overlap & taken[:, None, :]).any(-1)
+    keep = kept[row, rank]
+    row, start, end, score = row[keep], start[keep], end[keep], score[keep]
+    by_start = torch.sort(row * (int(words.max()) + 1) + start).indices
+    return row[by_start], start[by_start], end[by_start], score[by_start]
+
+
+class Scorer:
+    """One loaded model, built once per actor: `score` runs prepared batches through the forward
+    pass and the decoder (all the scoring actor does), `predict` prepares titles first (in-process
+    use: tests, the agreement check, benchmarks)."""
+
+    def __init__(self, config: ScoreConfig, gliner: Any | None = None):
         import torch
 
+        if config.runtime not in RUNTIMES:
+            raise FinnerError(f"--runtime {config.runtime}: resolve it with choose_runtime first")
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = best_device(config.device)
         if config.runtime != "torch" and self.device != "cpu":
             raise FinnerError(f"--runtime {config.runtime} is the CPU path; use --runtime torch on GPUs")
-        self.model = model if model is not None else load_gliner(config.model, config.runtime, config.onnx_cache, config.threads)
+        local_checkpoint(config.model)  # a path that is neither a directory nor a hub id fails here, at once
+        model_device = self.device if config.runtime == "torch" else "cpu"
+        self.gliner = gliner if gliner is not None else load_torch(config.model, device=model_device)
+        self.session = None
         if config.runtime == "torch":
-            self.model.to(self.device).eval()
-        self.forward_rows = config.forward_rows or (128 if self.device == "cuda" else 32)
+            self.gliner.to(self.device).eval()
+        else:
+            self.session = onnx_session(config.model, config.runtime, config.onnx_cache, config.threads)
+        self.forward_rows = config.forward_rows or default_forward_rows(self.device)
         self.autocast_dtype = self._autocast_dtype()
-        self.collator = self.model.create_collator()
-        self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collate")
 
     def _autocast_dtype(self) -> Any:
         import torch
@@ -187,71 +279,52 @@ class Scorer:
 
     def predict(self, titles: Sequence[str]) -> list[list[Span]]:
         """Company spans for each title, in input order (the `finner.schemas.SPAN` shape)."""
-        return [[make_span(title, e["start"], e["end"], score=e["score"]) for e in entities] for title, entities in zip(titles, self.predict_raw(titles))]
+        return self.spans(self.prepare(titles))
 
-    def predict_raw(self, titles: Sequence[str]) -> list[list[dict[str, Any]]]:
-        """gliner's own entity dicts for each title, exactly as `GLiNER.inference` returns them."""
-        model = self.model
-        prepared = model.prepare_batch(list(titles), list(self.config.labels))
-        if not prepared["valid_texts"]:
-            return [[] for _ in titles]
-        chunks = self.buckets(prepared)
-        decoded: list[Any] = [None] * len(prepared["tokens"])
-        for chunk, batch in zip(chunks, self._collated(prepared, chunks)):
-            for i, spans in zip(chunk, self._forward_decode(batch)):
-                decoded[i] = spans
-        return model.map_entities_to_text(
-            decoded,
-            prepared["valid_texts"],
-            prepared["valid_to_orig_idx"],
-            prepared["start_token_map"],
-            prepared["end_token_map"],
-            prepared["num_original"],
-        )
+    def prepare(self, titles: Sequence[str]) -> Prepared:
+        return prepare(self.gliner, titles, self.config.labels, self.forward_rows)
 
-    def buckets(self, prepared: dict[str, Any]) -> list[list[int]]:
-        """Row indices of each forward batch: rows sorted by word count, cut every `forward_rows`."""
-        order = sorted(range(len(prepared["tokens"])), key=lambda i: len(prepared["tokens"][i]))
-        return [order[i : i + self.forward_rows] for i in range(0, len(order), self.forward_rows)]
+    def spans(self, prepared: Prepared) -> list[list[Span]]:
+        """`score`'s spans of each title of `prepared`, in input order."""
+        found: list[list[Span]] = [[] for _ in prepared.titles]
+        for i, start, end, score in zip(*self.score(prepared)):
+            found[i].append(make_span(prepared.titles[i], start, end, score=score))
+        return found
 
-    def collate(self, prepared: dict[str, Any], chunk: list[int]) -> dict[str, Any]:
-        """Sub-word tokenize rows `chunk` of `model.prepare_batch`'s output into a model batch (on the device)."""
-        types = prepared["entity_types"]
-        types = [types[i] for i in chunk] if types and isinstance(types[0], list) else types
-        batch = self.model.collate_batch([prepared["input_x"][i] for i in chunk], types, self.collator)
-        if self.device == "cuda":
-            batch = {k: v.pin_memory().to(self.device, non_blocking=True) if hasattr(v, "pin_memory") else v for k, v in batch.items()}
-        return batch
+    def score(self, prepared: Prepared) -> tuple[list[int], list[int], list[int], list[float]]:
+        """The scoring actor's body: forward pass and decoding of every batch, nothing tokenized.
+        Returns the (title index, start, end, score) of each span, character offsets, by start within a title."""
+        import torch
 
-    def _collated(self, prepared: dict[str, Any], chunks: list[list[int]]) -> Iterator[dict[str, Any]]:
-        """Collated batches, the next one prepared in the background while the caller runs this one."""
-        if not chunks:
-            return
-        pending = self._prefetch.submit(self.collate, prepared, chunks[0])
-        for nxt in chunks[1:]:
-            batch = pending.result()
-            pending = self._prefetch.submit(self.collate, prepared, nxt)
-            yield batch
-        yield pending.result()
+        found: list[tuple[int, int, int, float]] = []
+        for batch in prepared.batches:
+            logits = self.forward(batch)
+            words = torch.from_numpy(batch["text_lengths"]).view(-1).to(logits.device)
+            rows, starts, ends, scores = (t.tolist() for t in decode_spans(logits, words, self.config.threshold))
+            titles = batch["rows"].tolist()
+            for row, start, end, score in zip(rows, starts, ends, scores):
+                i = titles[row]
+                found.append((i, prepared.word_starts[i][start], prepared.word_ends[i][end], score))
+        return tuple(map(list, zip(*found))) if found else ([], [], [], [])  # type: ignore[return-value]
 
     def forward(self, batch: dict[str, Any]) -> Any:
-        """The model's forward pass on one collated batch (fp32 logits)."""
+        """The model's forward pass on one prepared batch: fp32 logits (B, words, max_width, labels) on the device."""
         import torch
 
+        if self.session is not None:
+            return torch.from_numpy(self.session.run(["logits"], {name: batch[name] for name in MODEL_INPUTS})[0])
+        inputs = {name: self._to_device(torch.from_numpy(batch[name])) for name in MODEL_INPUTS}
+        word_lengths = batch["text_lengths"].reshape(-1).tolist()  # the LSTM's lengths, on the host (no device sync)
         with torch.inference_mode():
             if self.autocast_dtype is None:
-                return self.model.run_batch(batch, threshold=self.config.threshold)
+                return self.gliner.model(**inputs, word_lengths=word_lengths).logits
             with torch.autocast("cuda", dtype=self.autocast_dtype):
-                output = self.model.run_batch(batch, threshold=self.config.threshold)
-            output["logits"] = output["logits"].float()
-            return output
+                return self.gliner.model(**inputs, word_lengths=word_lengths).logits.float()
 
-    def _forward_decode(self, batch: dict[str, Any]) -> list[list[Any]]:
-        import torch
-
-        output = self.forward(batch)
-        with torch.inference_mode():
-            return self.model.decode_batch(output, batch, threshold=self.config.threshold)
+    def _to_device(self, tensor: Any) -> Any:
+        if self.device == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
 
 
 def normalize_spans(spans: list[Span], names: dict[str, str]) -> list[Span]:
@@ -301,20 +374,45 @@ def runtime_agreement(reference: Sequence[list[Span]], other: Sequence[list[Span
     return prf.f1
 
 
-def check_runtime(config: ScoreConfig, titles: Sequence[str], tolerance: float) -> float:
-    """Score `titles` with the torch path and with `config.runtime`; raise when their span F1 is
-    below `1 - tolerance`. Returns that F1 (how much the faster runtime may cost in accuracy)."""
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """The runtime a job scores with, and why (for its summary)."""
+
+    runtime: str
+    agreement_f1: float | None  # span F1 of that runtime against torch's spans; None for torch itself
+    reason: str
+
+
+def choose_runtime(config: ScoreConfig, titles: Sequence[str], min_f1: float, gpus: bool = False) -> RuntimeChoice:
+    """Resolve `config.runtime` for actors on GPUs (`gpus`) or CPUs. torch is torch, and `auto` on
+    GPUs is torch (ONNX Runtime here is the CPU path). Otherwise the candidates (the asked runtime,
+    or for `auto` every CPU runtime, fastest first) score `titles` beside torch on the CPU, and the
+    first whose span F1 against torch's spans reaches `min_f1` is chosen; `auto` falls back to torch
+    when none does, an asked runtime that falls short is refused."""
     from dataclasses import replace
 
-    reference = Scorer(replace(config, runtime="torch", device="cpu")).predict(titles)
-    other = Scorer(config).predict(titles)
-    f1 = runtime_agreement(reference, other)
-    if f1 < 1.0 - tolerance:
+    if config.runtime == "torch" or (config.runtime == "auto" and gpus):
+        return RuntimeChoice("torch", None, "asked for" if config.runtime == "torch" else "auto on GPUs")
+    if gpus:
+        raise FinnerError(f"--runtime {config.runtime} is the CPU path; use --runtime torch or auto on GPUs")
+    reference_scorer = Scorer(replace(config, runtime="torch", device="cpu"))
+    prepared = reference_scorer.prepare(titles)
+    reference = reference_scorer.spans(prepared)
+    candidates = [r for r in CPU_PREFERENCE if r != "torch"] if config.runtime == "auto" else [config.runtime]
+    short: list[str] = []
+    for runtime in candidates:
+        other = Scorer(replace(config, runtime=runtime, device="cpu"), gliner=reference_scorer.gliner).spans(prepared)
+        f1 = runtime_agreement(reference, other)
+        if f1 >= min_f1:
+            passed = f"span F1 {f1:.4f} against torch on {len(titles)} headlines (at least {min_f1:.4f} needed)"
+            return RuntimeChoice(runtime, f1, passed + "".join(f"; {s}" for s in short))
+        short.append(f"{runtime} fell short at {f1:.4f}")
+    if config.runtime != "auto":
         raise FinnerError(
             f"--runtime {config.runtime} agrees with the torch path at span F1 {f1:.4f} on {len(titles)} headlines, "
-            f"below 1 - tolerance = {1 - tolerance:.4f}; use --runtime torch or raise --agreement-tolerance"
+            f"below {min_f1:.4f} (1 - --agreement-tolerance); use --runtime torch or auto, or raise --agreement-tolerance"
         )
-    return f1
+    return RuntimeChoice("torch", None, f"no faster runtime agreed with torch on {len(titles)} headlines ({'; '.join(short)}; {min_f1:.4f} needed)")
 
 
 def untrained_checkpoint(directory: str) -> str:

@@ -4,7 +4,8 @@ tickers and report the cost (resumable: re-running skips headlines this model ve
     python -m jobs.score                                   # the best fine-tuned checkpoint in the store
     python -m jobs.score --model PATH                      # any GLiNER checkpoint directory
     python -m jobs.score --model EmergentMethods/gliner_medium_news-v2.1   # a hub id (network)
-    python -m jobs.score --runtime onnx-int8 --max-actors 4                # CPU workers, int8 ONNX
+    python -m jobs.score --max-actors 4                    # CPU workers: the fastest runtime that agrees with torch
+    python -m jobs.score --runtime torch --prepare actor   # CPU actors that tokenize their own batches
     python -m jobs.score --gpus yes --min-actors 1 --max-actors 8          # GPU nodes added by the autoscaler
     python -m jobs.score --listings my_symbols.csv         # your own symbol,name list for the ticker check
 """
@@ -50,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         cli.init_ray()
         summary = run_scoring(store, config, run, progress=not args.quiet)
         say(summary.line())
-        if summary.agreement_f1 is not None:
-            say(f"--runtime {config.runtime}: span F1 {summary.agreement_f1:.4f} against the torch path on a sample of the feed")
+        if summary.choice is not None:
+            say(f"runtime {summary.runtime} (--runtime {config.runtime}): {summary.choice.reason}")
         if args.no_report:
             return
         check = ticker_check(store, summary.model_version, check_config)

@@ -1,20 +1,24 @@
-"""The batch predictor: same spans as gliner's own inference, rows that fit `predictions`, the
-model version, and the ONNX Runtime paths measured against torch."""
+"""The batch predictor: same spans as gliner's own inference and decoder, rows that fit
+`predictions`, the model version, and the ONNX Runtime paths measured against torch."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from finner import schemas
 from finner.errors import FinnerError
+from finner.tokens import word_tokens
 from finner.score import (
     ScoreConfig,
     Scorer,
-    check_runtime,
+    choose_runtime,
+    decode_spans,
     model_version,
     name_map_from_spans,
     prediction_rows,
@@ -38,21 +42,55 @@ def titles(real_headlines_path) -> list[str]:
 
 
 def spans_of(entities: list[list[dict]]) -> list[list[tuple]]:
-    return [[(e["start"], e["end"], e["label"]) for e in row] for row in entities]
+    return [[(e["start"], e["end"], e["text"]) for e in row] for row in entities]
 
 
-def test_scorer_gives_gliners_own_spans(checkpoint, titles):
-    scorer = Scorer(ScoreConfig(model=checkpoint, threshold=THRESHOLD, forward_rows=8, threads=2))
-    ours = scorer.predict_raw(titles)
-    theirs = scorer.model.inference(titles, [schemas.COMPANY], threshold=THRESHOLD)
+@pytest.fixture(scope="module")
+def scorer(checkpoint) -> Scorer:
+    return Scorer(ScoreConfig(model=checkpoint, threshold=THRESHOLD, forward_rows=8, threads=2, runtime="torch"))
+
+
+def test_scorer_gives_gliners_own_spans(scorer, titles):
+    ours = scorer.predict(titles)
+    theirs = scorer.gliner.inference(titles, [schemas.COMPANY], threshold=THRESHOLD)
     assert len(ours) == len(titles)
     assert sum(map(len, ours)) > 0, "threshold too high for the untrained head: the check would be vacuous"
     assert spans_of(ours) == spans_of(theirs)
     for mine, gliners in zip(ours, theirs):
         assert [e["score"] for e in mine] == pytest.approx([e["score"] for e in gliners], abs=1e-4)
     assert ours[-1] == [] and ours[-2] == []
-    spans = scorer.predict(titles[:5])
-    assert all(s["text"] == titles[i][s["start"] : s["end"]] for i, row in enumerate(spans) for s in row)
+
+
+def test_prepare_buckets_rows_by_length_into_padded_arrays(scorer, titles):
+    prepared = scorer.prepare(titles)
+    rows = [int(i) for batch in prepared.batches for i in batch["rows"]]
+    assert sorted(rows) == list(range(len(titles) - 2)), "every non-blank title once; the two blanks left out"
+    words = [int(w) for batch in prepared.batches for w in batch["text_lengths"].reshape(-1)]
+    assert words == sorted(words) and all(len(batch["rows"]) <= 8 for batch in prepared.batches)
+    for batch in prepared.batches:
+        assert batch["input_ids"].shape == batch["attention_mask"].shape and batch["input_ids"].dtype.kind == "i"
+        assert batch["span_idx"].shape[:2] == batch["span_mask"].shape
+        assert batch["attention_mask"][:, -1].any(), "padded to the batch's own longest headline, no further"
+    assert prepared.word_starts[-1] == [] and prepared.word_starts[0] == [start for _, start, _ in word_tokens(titles[0])]
+
+
+def test_torch_decoder_gives_gliners_spans(scorer, real_headlines_path):
+    """`decode_spans` against gliner's own decoder on the same logits of real headlines: the same
+    spans, scores bit for bit, at thresholds from loose (long chains of overlapping candidates) to
+    strict. Rounding the logits adds exact ties, which gliner breaks by position."""
+    titles = pq.read_table(real_headlines_path, columns=["title"])["title"].to_pylist()[5::131][:96]
+    checked = 0
+    for batch in scorer.prepare(titles).batches:
+        logits = scorer.forward(batch)
+        words = torch.from_numpy(batch["text_lengths"]).view(-1)
+        for scores in (logits, torch.round(logits, decimals=1)):
+            for quantile in (0.5, 0.9, 0.99):
+                threshold = float(torch.quantile(torch.sigmoid(scores).flatten(), quantile))
+                theirs = scorer.gliner.decoder.decode([["w"] * int(n) for n in words], {1: schemas.COMPANY}, scores, flat_ner=True, threshold=threshold)
+                ours = list(zip(*(t.tolist() for t in decode_spans(scores, words, threshold))))
+                assert ours == [(row, s.start, s.end, s.score) for row, spans in enumerate(theirs) for s in spans]
+                checked += len(ours)
+    assert checked > 500
 
 
 def test_prediction_rows_fill_normalized_from_clusters():
@@ -94,14 +132,25 @@ def test_runtime_agreement():
 
 @pytest.mark.slow
 def test_onnx_runtimes_against_torch(checkpoint, titles, tmp_path):
-    config = ScoreConfig(model=checkpoint, threshold=THRESHOLD, threads=2, onnx_cache=str(tmp_path / "onnx"))
+    config = ScoreConfig(model=checkpoint, threshold=THRESHOLD, threads=2, onnx_cache=str(tmp_path / "onnx"), runtime="torch")
     sample = titles[:24]
-    f1 = check_runtime(dataclasses.replace(config, runtime="onnx"), sample, tolerance=0.01)
-    assert f1 >= 0.99
+    onnx = choose_runtime(dataclasses.replace(config, runtime="onnx"), sample, min_f1=0.99)
+    assert onnx.runtime == "onnx" and onnx.agreement_f1 >= 0.99
     int8 = dataclasses.replace(config, runtime="onnx-int8")
-    reference = Scorer(config).predict(sample)
-    int8_f1 = runtime_agreement(reference, Scorer(int8).predict(sample))
-    assert 0.0 <= int8_f1 <= 1.0
-    if int8_f1 < 1.0:  # the untrained head's scores sit at 0.5, so int8 noise flips spans: the guard must refuse
-        with pytest.raises(FinnerError, match="span F1"):
-            check_runtime(int8, sample, tolerance=0.0)
+    int8_f1 = runtime_agreement(Scorer(config).predict(sample), Scorer(int8).predict(sample))
+    # The check accepts int8 at exactly its F1 and refuses it just above (above 1.0 when int8 agrees fully).
+    assert choose_runtime(int8, sample, min_f1=int8_f1).agreement_f1 == int8_f1
+    with pytest.raises(FinnerError, match=f"span F1 {int8_f1:.4f}"):
+        choose_runtime(int8, sample, min_f1=math.nextafter(int8_f1, 2.0))
+    assert choose_runtime(dataclasses.replace(config, runtime="auto"), sample, min_f1=0.5, gpus=True).runtime == "torch"
+
+
+@pytest.mark.slow
+def test_auto_takes_the_fastest_runtime_that_agrees_else_torch(checkpoint, titles, tmp_path):
+    config = ScoreConfig(model=checkpoint, threshold=THRESHOLD, threads=2, onnx_cache=str(tmp_path / "onnx"))
+    sample = titles[:16]
+    fastest = choose_runtime(config, sample, min_f1=0.0)
+    assert fastest.runtime == "onnx-int8" and "span F1" in fastest.reason
+    fallback = choose_runtime(config, sample, min_f1=1.01)  # no runtime can agree better than exactly
+    assert fallback.runtime == "torch" and fallback.agreement_f1 is None
+    assert "onnx-int8 fell short" in fallback.reason and "onnx fell short" in fallback.reason

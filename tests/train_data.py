@@ -1,40 +1,17 @@
 """Training tables for the fine-tuning tests: real Benzinga headlines labelled by our pipeline's
-gazetteer labeler (`finner.testing.gazetteer`) and turned into spans by `finner.spans`. (A whole
-feed, ingested, labelled and curated: `finner.testing.labelled_feed`.)"""
+gazetteer labeler (`finner.testing.labelled_headlines`). (A whole feed, ingested, labelled and
+curated: `finner.testing.labelled_feed`.)"""
 
 from __future__ import annotations
 
 import datetime as dt
-import random
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from finner import schemas
-from finner.ids import stable_hash
-from finner.spans import find_spans
 from finner.store import Store
-from finner.testing.gazetteer import Gazetteer
-
-
-def labelled_rows(headlines: Path | str, listings: Path | str, rows: int, seed: int = 0) -> list[dict]:
-    """`rows` distinct headlines, about three in four naming a listed company, in a seeded order."""
-    gazetteer = Gazetteer.from_listings(listings)
-    titles = sorted(set(pq.read_table(headlines, columns=["title"]).column("title").to_pylist()))
-    random.Random(seed).shuffle(titles)
-    with_company, without = [], []
-    for title in titles:
-        if len(with_company) >= rows * 3 // 4 and len(without) >= rows - rows * 3 // 4:
-            break
-        found = find_spans(title, *gazetteer.label(title))
-        (with_company if found.spans else without).append((title, found))
-    chosen = with_company[: rows * 3 // 4] + without[: rows - rows * 3 // 4]
-    random.Random(seed + 1).shuffle(chosen)
-    return [
-        {"id": stable_hash(title, length=16), "title": title, "spans": found.spans, "tokens": found.tokens, "token_spans": found.token_spans}
-        for title, found in chosen
-    ]
+from finner.testing.labelled_headlines import labelled_rows
 
 
 def write_sample(store: Store, headlines: Path | str, listings: Path | str, train: int, valid: int) -> pa.Table:

@@ -46,9 +46,10 @@ def _use_finner_words(model: "gliner.GLiNER") -> "gliner.GLiNER":
     return model
 
 
-def load_gliner(path: str) -> "gliner.GLiNER":
-    """The underlying `gliner.GLiNER` of a checkpoint (hub id or local directory), on the best
-    device, splitting words like our training data. For scorers that batch gliner themselves."""
+def load_gliner(path: str, device: str = "auto") -> "gliner.GLiNER":
+    """The underlying `gliner.GLiNER` of a checkpoint (hub id or local directory), on `device`
+    (`best_device`'s choice), splitting words like our training data. For scorers that batch gliner
+    themselves; `device="cpu"` for the processes that only tokenize."""
     local = local_checkpoint(path)
     from gliner import GLiNER
 
@@ -56,7 +57,7 @@ def load_gliner(path: str) -> "gliner.GLiNER":
         model = GLiNER.from_pretrained(path, local_files_only=local)
     except (OSError, ValueError) as err:
         raise FinnerError(f"cannot load a GLiNER model from {path!r}: {err}") from err
-    return _use_finner_words(model).to(best_device()).eval()
+    return _use_finner_words(model).to(best_device(device)).eval()
 
 
 def gliner_example(title: str, spans: Sequence[Span], row: str = "") -> dict[str, Any]:

@@ -1,22 +1,33 @@
-"""Ray Data wiring of the scoring stage: `headlines` -> GLiNER actor pool -> `predictions`.
+"""Ray Data wiring of the scoring stage: `headlines` -> CPU preparation tasks -> model actors ->
+writing tasks -> `predictions`.
 
 * **Read**: the committed `headlines` (id, title only) minus the ids already scored by the same
   `model_version`, so a re-run only scores what is left (resumable, idempotent), cut into one Ray
-  Data block per actor call (`ray.data.from_arrow`).
-* **Actors**: `map_batches` with `ScoreActor`, a callable class holding one loaded model, in an
-  autoscaling actor pool (`concurrency=(min_actors, max_actors)`). With GPUs each actor takes
-  `num_gpus=1` (fp16/bf16 autocast); otherwise CPU actors with `threads` intra-op threads each.
-* **Writes**: every finished batch is appended by the actor to `predictions` as one atomic part
-  named after its ids, so a killed job loses only the batches in flight and a Ray retry of a batch
-  overwrites its own part instead of duplicating rows.
-* **Throughput**: actors report rows and busy seconds per batch; the summary (headlines/s per
-  actor and for the job) is stored as `score_throughput` for the cost report.
+  Data block per batch of `batch_rows` headlines (`ray.data.from_arrow`).
+* **Runtime**: `--runtime auto` is resolved first (`finner.score.choose_runtime`): torch on GPUs;
+  on CPUs the fastest runtime whose spans agree with torch's on the feed's first headlines (the
+  same headlines on every re-run, so a resumed job makes the same choice and keeps its version).
+* **Prepare** (`--prepare tasks`): `map_batches` tasks run `finner.score.prepare` (gliner's word
+  splitting, sub-word tokenization and collation into padded, length-bucketed numpy arrays) on the
+  CPUs of the cluster, so this Python-heavy work scales with CPUs instead of holding up a GPU.
+  `--prepare actor` leaves it to the actors (one process does everything, as CPU actors may prefer).
+* **Score**: `ScoreActor`, a callable class holding one loaded model, in an autoscaling actor pool
+  (`ActorPoolStrategy(min_actors, max_actors)`); on GPUs it only moves the arrays to the device,
+  runs the forward pass and decodes there (`finner.score.decode_spans`).
+* **Write**: `map_batches` tasks turn each scored batch into `predictions` rows and append them as
+  one atomic part named after its ids, so a killed job loses only the batches in flight, a Ray
+  retry of a batch overwrites its own part, and no actor waits on the store.
+* **Throughput**: each batch reports its preparation CPU seconds and the actor's busy seconds; the
+  summary (headlines/s per CPU of preparation, per actor, for the job) is stored as
+  `score_throughput` for the cost report, which says which side bounds the job.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,10 +37,22 @@ import pyarrow.compute as pc
 
 from finner import artifacts
 from finner.config import Config, ConfigError, config_from_dict, help_text
-from finner.errors import FinnerError
 from finner.ids import stable_hash
-from finner.score import ScoreConfig, Scorer, check_runtime, model_version, name_map_from_spans, prediction_rows
+from finner.models.gliner import load_gliner
 from finner.progress import progress_bar
+from finner.schemas import make_span
+from finner.score import (
+    Prepared,
+    RuntimeChoice,
+    ScoreConfig,
+    Scorer,
+    choose_runtime,
+    default_forward_rows,
+    model_version,
+    name_map_from_spans,
+    prediction_rows,
+    prepare,
+)
 from finner.store import Store, todo_headlines
 
 
@@ -44,10 +67,19 @@ class ScoreRunConfig(Config):
         default="auto", metadata=help_text("GPU actors: auto = when the cluster has GPUs now; yes = also when the autoscaler must add GPU nodes first")
     )
     gpus_per_actor: float = field(default=1.0, metadata=help_text("GPUs per GPU actor (0.5: two actors share one GPU)", more_than=0, at_most=1))
-    batch_rows: int = field(default=512, metadata=help_text("headlines per actor call; each finished batch is one appended part", at_least=1))
+    prepare: Literal["tasks", "actor"] = field(
+        default="tasks",
+        metadata=help_text("tasks: CPU tasks tokenize and collate ahead of the actors, which only run the model; actor: each actor prepares its own batches"),
+    )
+    task_cpus: float = field(default=1.0, metadata=help_text("CPUs reserved per preparation or writing task", more_than=0))
+    batch_rows: int = field(default=512, metadata=help_text("headlines per batch; each finished batch is one appended part", at_least=1))
     limit: int = field(default=0, metadata=help_text("score at most this many headlines in this run; 0 = all not yet scored", at_least=0))
-    agreement_rows: int = field(default=200, metadata=help_text("with --runtime onnx/onnx-int8: headlines used to compare it with the torch path first", at_least=1))
-    agreement_tolerance: float = field(default=0.02, metadata=help_text("refuse the faster runtime when its span F1 against torch is below 1 - this", at_least=0, at_most=1))
+    agreement_rows: int = field(
+        default=200, metadata=help_text("the feed's first headlines on which --runtime auto/onnx/onnx-int8 is compared with torch", at_least=1)
+    )
+    agreement_tolerance: float = field(
+        default=0.02, metadata=help_text("a faster runtime needs span F1 against torch of at least 1 - this", at_least=0, at_most=1)
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,29 +95,37 @@ class ScoreSummary:
     rows: int = 0
     already_scored: int = 0
     elapsed_s: float = 0.0
-    busy_s: dict[str, float] = field(default_factory=dict)  # actor -> seconds spent predicting
+    busy_s: dict[str, float] = field(default_factory=dict)  # actor -> seconds spent scoring (and preparing, with --prepare actor)
     actor_rows: dict[str, int] = field(default_factory=dict)
+    prepare_cpu_s: float = 0.0  # CPU seconds of preparation, wherever it ran
     # actor -> (time its first batch finished, rows of that batch, time its last batch finished)
     windows: dict[str, tuple[float, int, float]] = field(default_factory=dict)
     device: str = "cpu"
     runtime: str = "torch"
-    agreement_f1: float | None = None
+    prepare: str = "tasks"
+    choice: RuntimeChoice | None = None
 
     def add(self, batch: pa.Table) -> None:
-        columns = ("actor", "rows", "busy_s", "device", "finished_at")
-        for actor, rows, busy, device, finished in zip(*(batch[c].to_pylist() for c in columns)):
+        columns = ("actor", "rows", "busy_s", "prepare_cpu_s", "device", "finished_at")
+        for actor, rows, busy, prepare_cpu, device, finished in zip(*(batch[c].to_pylist() for c in columns)):
             self.rows += rows
             self.actor_rows[actor] = self.actor_rows.get(actor, 0) + rows
             self.busy_s[actor] = self.busy_s.get(actor, 0.0) + busy
+            self.prepare_cpu_s += prepare_cpu
             self.device = device
             first, first_rows, last = self.windows.get(actor, (finished, rows, finished))
             self.windows[actor] = (min(first, finished), first_rows if finished >= first else rows, max(last, finished))
 
     @property
     def per_actor_hps(self) -> float:
-        """Headlines per second of one actor while it predicts (rows / busy seconds, over actors)."""
+        """Headlines per second of one actor while it works (rows / busy seconds, over actors)."""
         busy = sum(self.busy_s.values())
         return self.rows / busy if busy else 0.0
+
+    @property
+    def prepare_hps_per_cpu(self) -> float:
+        """Headlines per CPU-second of preparation (tokenization and collation)."""
+        return self.rows / self.prepare_cpu_s if self.prepare_cpu_s else 0.0
 
     @property
     def job_hps(self) -> float:
@@ -95,7 +135,7 @@ class ScoreSummary:
     @property
     def steady_hps(self) -> float:
         """Headlines/s once the actors are up: per actor, the rows after its first batch over the time
-        from its first to its last finished batch (reading, waiting and writing included), summed.
+        from its first to its last written batch (preparing, waiting and writing included), summed.
         What a long run converges to; 0.0 when no actor finished two batches."""
         rates = [
             (self.actor_rows[a] - first_rows) / (last - first) for a, (first, first_rows, last) in self.windows.items() if last > first
@@ -110,41 +150,96 @@ class ScoreSummary:
             "elapsed_s": round(self.elapsed_s, 3),
             "actors": len(self.busy_s),
             "per_actor_headlines_per_s": round(self.per_actor_hps, 3),
+            "prepare": self.prepare,
+            "prepare_headlines_per_cpu_s": round(self.prepare_hps_per_cpu, 3),
             "job_headlines_per_s": round(self.job_hps, 3),
             "steady_headlines_per_s": round(self.steady_hps, 3),
             "device": self.device,
             "runtime": self.runtime,
-            "agreement_f1": self.agreement_f1,
+            "runtime_reason": self.choice.reason if self.choice else None,
+            "agreement_f1": self.choice.agreement_f1 if self.choice else None,
         }
 
     def line(self) -> str:
         return (
             f"scored {self.rows} headlines with {self.model_version} in {self.elapsed_s:.1f}s "
-            f"({self.job_hps:.1f}/s; {self.per_actor_hps:.1f}/s per {self.device} actor, {len(self.busy_s)} actor(s)); "
-            f"{self.already_scored} already scored"
+            f"({self.job_hps:.1f}/s; {self.per_actor_hps:.1f}/s per {self.device} actor, {len(self.busy_s)} actor(s); "
+            f"preparation {self.prepare_hps_per_cpu:.1f}/s per CPU); {self.already_scored} already scored"
         )
 
 
-class ScoreActor:
-    """Ray Data actor: one model per actor; predicts a batch, appends it, returns its timing."""
+@functools.lru_cache(maxsize=2)
+def _preparer(model: str) -> Any:
+    """The GLiNER whose tokenizer and collator a preparation task uses, loaded once per worker process."""
+    return load_gliner(model, device="cpu")
 
-    def __init__(self, score_config: dict[str, Any], store_root: str, version: str, names: dict[str, str]):
-        config = config_from_dict(ScoreConfig, {**score_config, "labels": tuple(score_config["labels"])})
-        self.scorer = Scorer(config)
-        self.store = Store(store_root)
-        self.version = version
-        self.names = names
+
+def _timed_prepare(model: Any, titles: list[str], labels: tuple[str, ...], forward_rows: int) -> tuple[Prepared, float]:
+    """`prepare`, and the CPU seconds it took (the process's, so tokenizer threads count too)."""
+    started = time.process_time()
+    prepared = prepare(model, titles, labels, forward_rows)
+    return prepared, time.process_time() - started
+
+
+def prepare_task(batch: pa.Table, model: str, labels: tuple[str, ...], forward_rows: int) -> pa.Table:
+    """Ray Data task: one batch of (id, title) -> one row holding its `Prepared` arrays."""
+    prepared, cpu_s = _timed_prepare(_preparer(model), batch["title"].to_pylist(), labels, forward_rows)
+    return pa.table(
+        {
+            "ids": pa.array([batch["id"].to_pylist()], pa.list_(pa.string())),
+            "prepared": pa.array([pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)], pa.large_binary()),
+            "prepare_cpu_s": [cpu_s],
+        }
+    )
+
+
+class ScoreActor:
+    """Ray Data actor: one model per actor; scores a prepared batch (or, with --prepare actor, a
+    batch of titles it prepares itself) and returns its spans and timing for the writing task."""
+
+    def __init__(self, score_config: dict[str, Any]):
+        self.scorer = Scorer(config_from_dict(ScoreConfig, {**score_config, "labels": tuple(score_config["labels"])}))
         self.actor = f"{os.uname().nodename}-{os.getpid()}"
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.perf_counter()
-        ids = batch["id"].to_pylist()
-        rows = prediction_rows(ids, self.scorer.predict(batch["title"].to_pylist()), self.version, self.names)
-        busy = time.perf_counter() - started
-        self.store.append("predictions", rows, part=stable_hash([self.version, ids]))
+        if "prepared" in batch.column_names:
+            (ids,), (prepared,), (prepare_cpu_s,) = batch["ids"].to_pylist(), batch["prepared"].to_pylist(), batch["prepare_cpu_s"].to_pylist()
+            prepared = pickle.loads(prepared)
+        else:
+            ids = batch["id"].to_pylist()
+            prepared, prepare_cpu_s = _timed_prepare(self.scorer.gliner, batch["title"].to_pylist(), self.scorer.config.labels, self.scorer.forward_rows)
+        title, start, end, score = self.scorer.score(prepared)
         return pa.table(
-            {"actor": [self.actor], "rows": [len(ids)], "busy_s": [busy], "device": [self.scorer.device], "finished_at": [time.time()]}
+            {
+                "ids": pa.array([ids], pa.list_(pa.string())),
+                "titles": pa.array([prepared.titles], pa.list_(pa.string())),
+                "span_title": pa.array([title], pa.list_(pa.int32())),
+                "span_start": pa.array([start], pa.list_(pa.int32())),
+                "span_end": pa.array([end], pa.list_(pa.int32())),
+                "span_score": pa.array([score], pa.list_(pa.float64())),
+                "actor": [self.actor],
+                "busy_s": [time.perf_counter() - started],
+                "prepare_cpu_s": [prepare_cpu_s],
+                "device": [self.scorer.device],
+            }
         )
+
+
+def write_task(batch: pa.Table, store_root: str, version: str, names: dict[str, str]) -> pa.Table:
+    """Ray Data task: each scored batch -> `predictions` rows, appended as one part named after its
+    ids; returns the batch's timing (and when it was written) for the summary."""
+    store = Store(store_root)
+    stats = {"actor": [], "rows": [], "busy_s": [], "prepare_cpu_s": [], "device": [], "finished_at": []}
+    for row in batch.to_pylist():
+        spans: list[list[Any]] = [[] for _ in row["ids"]]
+        for i, start, end, score in zip(row["span_title"], row["span_start"], row["span_end"], row["span_score"]):
+            spans[i].append(make_span(row["titles"][i], start, end, score=score))
+        store.append("predictions", prediction_rows(row["ids"], spans, version, names), part=stable_hash([version, row["ids"]]))
+        for key, value in (("actor", row["actor"]), ("rows", len(row["ids"])), ("busy_s", row["busy_s"]),
+                           ("prepare_cpu_s", row["prepare_cpu_s"]), ("device", row["device"]), ("finished_at", time.time())):  # fmt: skip
+            stats[key].append(value)
+    return pa.table(stats)
 
 
 def name_map(store: Store) -> dict[str, str]:
@@ -161,38 +256,54 @@ def _use_gpus(run: ScoreRunConfig) -> bool:
 
 
 def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress: bool = True) -> ScoreSummary:
-    """The scoring stage: skip what this model version already scored, score the rest, store throughput."""
+    """The scoring stage: resolve the runtime, skip what this model version already scored, score
+    the rest, store throughput."""
     import ray
 
+    gpus = _use_gpus(run)
+    sample = store.read("headlines", columns=["title"]).slice(0, run.agreement_rows)["title"].to_pylist()
+    choice = None
+    if sample:  # else there is nothing to score (or no headlines table, which todo_headlines reports)
+        choice = choose_runtime(config, sample, 1.0 - run.agreement_tolerance, gpus=gpus)
+        config = dataclasses.replace(config, runtime=choice.runtime)
     version = model_version(config)
     todo, already = todo_headlines(store, "predictions", pc.field("model_version") == version)
-    summary = ScoreSummary(model_version=version, already_scored=already, runtime=config.runtime)
+    summary = ScoreSummary(model_version=version, already_scored=already, runtime=config.runtime, prepare=run.prepare, choice=choice)
     if run.limit:
         todo = todo.slice(0, run.limit)
     if todo.num_rows == 0:
         return summary
-    gpus = _use_gpus(run)
-    if config.runtime != "torch":
-        summary.agreement_f1 = check_runtime(config, todo.slice(0, run.agreement_rows)["title"].to_pylist(), run.agreement_tolerance)
     store.ensure("predictions")
-    # One block per actor call: idle actors take the next block, and each call's summary reaches the
-    # driver (progress) as soon as its batch is written. The blocks are cut here rather than by a
-    # Ray read + repartition, whose tasks need a CPU that busy CPU actors may hold (a deadlock).
+    if not config.forward_rows:  # the preparation tasks cut forward batches for the actors' device
+        config = dataclasses.replace(config, forward_rows=default_forward_rows("cuda" if gpus else "cpu"))
+    # One block per batch: idle actors take the next one, and each batch's summary reaches the
+    # driver (progress) as soon as it is written. The blocks are cut here rather than by a Ray read +
+    # repartition, whose tasks need a CPU that busy CPU actors may hold (a deadlock).
     blocks = [todo.slice(start, run.batch_rows) for start in range(0, todo.num_rows, run.batch_rows)]
     dataset = ray.data.from_arrow(blocks)
+    if run.prepare == "tasks":
+        dataset = dataset.map_batches(
+            prepare_task,
+            fn_kwargs={"model": config.model, "labels": config.labels, "forward_rows": config.forward_rows},
+            batch_size=run.batch_rows,
+            batch_format="pyarrow",
+            num_cpus=run.task_cpus,
+        )
     dataset = dataset.map_batches(
         ScoreActor,
-        fn_constructor_kwargs={
-            "score_config": dataclasses.asdict(config),
-            "store_root": store.root,
-            "version": version,
-            "names": name_map(store),
-        },
-        batch_size=run.batch_rows,
+        fn_constructor_kwargs={"score_config": dataclasses.asdict(config)},
+        batch_size=1 if run.prepare == "tasks" else run.batch_rows,
         batch_format="pyarrow",
-        concurrency=(run.min_actors, run.max_actors),
+        compute=ray.data.ActorPoolStrategy(min_size=run.min_actors, max_size=run.max_actors),
         num_cpus=run.actor_cpus,
         num_gpus=run.gpus_per_actor if gpus else 0,
+    )
+    dataset = dataset.map_batches(
+        write_task,
+        fn_kwargs={"store_root": store.root, "version": version, "names": name_map(store)},
+        batch_size=1,
+        batch_format="pyarrow",
+        num_cpus=run.task_cpus,
     )
     bar = progress_bar(desc="scoring", unit=" headlines", total=todo.num_rows, enabled=progress)
     started = time.perf_counter()
@@ -201,7 +312,8 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         bar.update(int(pc.sum(batch["rows"]).as_py()))
     summary.elapsed_s = time.perf_counter() - started
     bar.close()
-    store.put_json(artifacts.SCORE_THROUGHPUT_KEY, summary.to_json() | {"gpus_per_actor": run.gpus_per_actor if summary.device == "cuda" else None})
+    store.put_json(
+        artifacts.SCORE_THROUGHPUT_KEY,
+        summary.to_json() | {"gpus_per_actor": run.gpus_per_actor if summary.device == "cuda" else None, "actor_cpus": run.actor_cpus},
+    )
     return summary
-
-

@@ -322,6 +322,7 @@ class Gazetteer:
         listed = _ticker_context(title, tokens, self._tickers, self._funds)
         own = self._own_names(symbol)
         found: list[tuple[Entry, int, int]] = []  # (entry, start, end) in characters
+        indices: list[tuple[Entry, int, int]] = []  # stock indices: never part of a company
         i = 0
         while i < len(tokens):
             hit = self._longest_name(folded, i, own)
@@ -329,6 +330,7 @@ class Gazetteer:
                 entry, length = hit
                 start, end = tokens[i][1], tokens[i + length - 1][2]
                 if entry.kind == INDEX:
+                    indices.append((entry, start, end))
                     i += length
                     continue
                 if title[start].isupper() or title[start].isdigit():
@@ -346,6 +348,8 @@ class Gazetteer:
                 found.append((Entry(token, token, TICKER), tokens[i][1], tokens[i][2]))  # a delisted ticker in a list
             i += 1
         for unlisted in _unlisted_companies(title, tokens):
+            if any(_overlaps(unlisted, index) for index in indices):
+                continue
             overlapping = [f for f in found if _overlaps(unlisted, f)]
             if all(f[1] >= unlisted[1] and f[2] <= unlisted[2] and f[2] - f[1] < unlisted[2] - unlisted[1] for f in overlapping):
                 found = [f for f in found if f not in overlapping] + [unlisted]  # the longer, written name wins
