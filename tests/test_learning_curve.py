@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -10,7 +11,7 @@ from finner.errors import FinnerError
 from finner.evaluate import Result
 from finner.gold import GOLD_EMBEDDED, embedded_truth, load_gold
 from finner.metrics import EXACT, PRF, score
-from finner.learning_curve import CurveConfig, curve_sizes, markdown_curve, point_of, setting, training_sets
+from finner.learning_curve import CurveConfig, TrainingSets, curve_sizes, markdown_curve, point_of, setting, training_sets
 from finner.testing.labelled_demo import write_labelled_demo
 from jobs import learning_curve as job
 
@@ -33,12 +34,29 @@ def test_subsets_are_nested_prefixes_of_the_same_headlines(store):
     assert other.pool != sets.pool and sorted(other.pool) == sorted(sets.pool)
 
 
+def sets(pool: int, extra: int = 0) -> TrainingSets:
+    return TrainingSets([f"p{i}" for i in range(pool)], {}, {}, [f"e{i}" for i in range(extra)])
+
+
 def test_sizes_are_clipped_to_what_exists_and_all_is_added():
-    assert curve_sizes(CurveConfig(sizes=(100, 250, 500, 1000)), 300) == [100, 250, 300]
-    assert curve_sizes(CurveConfig(sizes=(100, 250), include_all=False), 300) == [100, 250]
-    assert curve_sizes(CurveConfig(sizes=(300,)), 300) == [300]
+    assert curve_sizes(CurveConfig(sizes=(100, 250, 500, 1000)), sets(300), "gold") == [100, 250, 300]
+    assert curve_sizes(CurveConfig(sizes=(100, 250), include_all=False), sets(300), "gold") == [100, 250]
+    assert curve_sizes(CurveConfig(sizes=(300,)), sets(300), "llm") == [300]
     with pytest.raises(FinnerError, match="exceeds the 50 training rows"):
-        curve_sizes(CurveConfig(sizes=(100,), include_all=False), 50)
+        curve_sizes(CurveConfig(sizes=(100,), include_all=False), sets(50), "gold")
+
+
+def test_the_llm_curve_goes_on_past_the_shared_pool_with_the_feed():
+    """Feed rows extend only the LLM curve; both curves share the pool's sizes."""
+    both = sets(200, extra=5000)
+    cfg = CurveConfig(sizes=(25, 100), feed_sizes=(1000, 3000))
+    assert curve_sizes(cfg, both, "gold") == [25, 100, 200]
+    assert curve_sizes(cfg, both, "llm") == [25, 100, 1000, 3000, 5200]
+    ids = [f"p{i}" for i in range(3)] + [f"e{i}" for i in range(2)]
+    table = pa.table({"id": ids, "title": ids, "spans": pa.array([[]] * 5, schemas.SPANS)})
+    small = TrainingSets(ids[:3], {"llm": table, "gold": table.slice(0, 3)}, {}, ids[3:])
+    assert small.subset("llm", 4).column("id").to_pylist() == ["p0", "p1", "p2", "e0"]
+    assert small.subset("gold", 4).column("id").to_pylist() == ["p0", "p1", "p2"]
 
 
 def test_bad_config_is_refused():

@@ -350,6 +350,8 @@ class Gazetteer:
         for unlisted in _unlisted_companies(title, tokens):
             if any(_overlaps(unlisted, index) for index in indices):
                 continue
+            if not LEGAL_TAIL.search(title[unlisted[1] : unlisted[2]]) and any(_overlaps(unlisted, f) for f in found):
+                continue  # an opening phrase never swallows a known company ("NVIDIA Soars After Q4 Reports")
             overlapping = [f for f in found if _overlaps(unlisted, f)]
             if all(f[1] >= unlisted[1] and f[2] <= unlisted[2] and f[2] - f[1] < unlisted[2] - unlisted[1] for f in overlapping):
                 found = [f for f in found if f not in overlapping] + [unlisted]  # the longer, written name wins
@@ -471,7 +473,7 @@ def _unlisted_companies(title: str, tokens: list[tuple[str, int, int]]) -> list[
             found.append((Entry(title[phrase[0][1] : tail.end()], title[phrase[0][1] : tail.end()], NAME), phrase[0][1], tail.end()))
     first = 2 if len(tokens) > 2 and tokens[0][0].isupper() and tokens[1][0] == ":" else 0  # "UPDATE: ..."
     k = first
-    while k < len(tokens) and k - first < 4 and _CAPITALISED.match(tokens[k][0]) and tokens[k][0] not in CORPORATE_VERBS | RATING_VERBS | NAME_STOPS:
+    while k < len(tokens) and k - first < 4 and _CAPITALISED.match(tokens[k][0]) and tokens[k][0] not in CORPORATE_VERBS | RATING_VERBS | NAME_STOPS | LEADING_WORDS:
         k += 1
     following = tokens[k][0] if k < len(tokens) else ""
     if k > first and (following in CORPORATE_VERBS or following in NAME_STOPS):
