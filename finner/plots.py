@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from finner.store import Store, filesystem_of
+from finner.artifacts import put_artifact
+from finner.store import Store
 
 
 def pyplot() -> Any:
@@ -21,11 +22,7 @@ def pyplot() -> Any:
 def save_figure(figure: Any, store: Store, *parts: str) -> str:
     """Write a matplotlib figure as PNG under the store (local path or object store), close it,
     and return where it went."""
-    location = store.artifact(*parts)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     pyplot().close(figure)
-    filesystem, path = filesystem_of(location)
-    with filesystem.open_output_stream(path) as out:
-        out.write(buffer.getvalue())
-    return location
+    return put_artifact(store, buffer.getvalue(), *parts)

@@ -1,5 +1,6 @@
 """Score every configured model, zero-shot and fine-tuned, on the gold test split and print the
-case study's table; rows go to the `metrics` table and a bar chart to plots/evaluate_f1_<split>.png.
+case study's table; rows go to the `metrics` table, every match with its counts to
+reports/evaluate_details.md and a bar chart to plots/evaluate_f1_<split>.png.
 
     python -m jobs.evaluate                                 # hub checkpoints (network); gold: reviews, else the demo truth
     python -m jobs.evaluate --offline --gold embedded       # offline demo: zero-shot heads untrained
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import sys
 
+from finner.artifacts import REPORTS_DIR, put_artifact
 from finner.config import add_config_args
 from finner.evaluate import (
     WITH_BROKERS,
@@ -49,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
                 if any(r.split == scored for r in results):
                     say()
                     say(markdown_table(results, match=cfg.match, split=scored))
-        say()
-        say(markdown_details(results))
+        details = put_artifact(store, markdown_details(results).encode(), REPORTS_DIR, "evaluate_details.md")
+        say(f"\nevery match with precision, recall and counts: {details}")
         if not args.no_plot:
             for split in cfg.splits:
-                say(f"\nplot: {plot_f1(results, store, split=split, name=f'evaluate_f1_{split}.png')}")
+                say(f"plot: {plot_f1(results, store, split=split, name=f'evaluate_f1_{split}.png')}")
 
     return cli.run(body, args, "evaluate", configs=(EvaluateConfig,))
 

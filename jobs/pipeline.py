@@ -181,7 +181,7 @@ def evaluate_argv(cfg, store):
     if _no_gold(cfg, store):
         return NO_GOLD
     gold = _gold(cfg)
-    labels = ["--train-labels", "gold" if _has_gold(store) else "llm"]
+    labels = ["--train-labels", "gold" if _has_gold(store) else "llm"] + (["--train-rows", "feed"] if cfg.gold == "real" else [])
     return [["--models", *cfg.models, "spacy", "llm", *gold, *labels, *_offline(cfg)]]
 
 
@@ -216,15 +216,13 @@ STAGE_NAMES = [s.name for s in STAGES] + ["report"]
 
 
 def report(store: Store) -> None:
-    """What the run left in the store: rows per table and where the pictures are."""
-    say(f"  store {store.root}")
-    for table in TABLES:
-        if store.exists(table):
-            say(f"  {table:<12} {store.dataset(table).count_rows():>9,} rows")
+    """What the run left in the store: rows per table and where the pictures and reports are."""
+    rows = [f"{table} {store.dataset(table).count_rows():,}" for table in TABLES if store.exists(table)]
+    say(f"  {store.root}, rows per table: {', '.join(rows)}")
     for folder in (PLOTS_DIR, REPORTS_DIR):
         directory = os.path.dirname(store.artifact(folder, "x"))
-        if os.path.isdir(directory):
-            say(f"  {folder:<12} {directory}: {', '.join(sorted(os.listdir(directory)))}")
+        if files := sorted(os.listdir(directory)):
+            say(f"  {directory}: {', '.join(files)}")
 
 
 def selected(args: argparse.Namespace) -> list[str]:

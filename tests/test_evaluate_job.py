@@ -49,6 +49,10 @@ def test_zero_shot_spacy_and_llm_rows(demo, capsys):
     assert f"| llm (stand-in) | {100 * llm['f1']:.1f}% | N/A |" in out
     with open(demo.artifact("plots", "evaluate_f1_test.png"), "rb") as f:
         assert f.read(4) == b"\x89PNG"
+    details = demo.artifact("reports", "evaluate_details.md")
+    assert f"every match with precision, recall and counts: {details}" in out and "| TP | FP | FN |" not in out
+    with open(details) as f:
+        assert "| llm (stand-in) | zero-shot | test | exact | 100.0% |" in f.read()
 
 
 def test_help_and_bad_flags():
