@@ -6,6 +6,12 @@ CPU actor, a GPU instance 1 / `gpus_per_actor` GPU actors sharing its GPU. Throu
 device it was measured on (`score_throughput`, written by the scoring job); the other device's
 price is shown without a figure rather than with a guess. The case study's prices are the defaults:
 $0.50/h for a small GPU instance, $0.10/h for a CPU one.
+
+The job has two sides, measured separately: preparation (tokenization and collation, CPU tasks:
+headlines/s per CPU) and the actors (forward pass and decoding: headlines/s each). A GPU
+instance's throughput is the slower of its actors and the preparation its other CPUs
+(`--gpu-node-cpus` less the actors' own) can do, and the report says which side bounds it and how
+many CPUs would keep its GPU busy: what sizes the GPU node type.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from finner.store import Store
 class CostConfig(Config):
     gpu_usd_per_hour: float = field(default=0.50, metadata=help_text("price of one GPU instance-hour (case study: $0.50)", at_least=0))
     cpu_usd_per_hour: float = field(default=0.10, metadata=help_text("price of one CPU instance-hour (case study: $0.10)", at_least=0))
+    gpu_node_cpus: float = field(default=8, metadata=help_text("CPUs of one GPU instance (cluster.yaml's gpu_worker: g5.2xlarge, 8 vCPUs)", more_than=0))
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,37 @@ class CostReport:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class GpuSides:
+    """A GPU instance's two sides: its actors, and the preparation its other CPUs can do."""
+
+    actors_hps: float
+    prepare_hps: float
+    spare_cpus: float
+    cpus_to_feed: float  # CPUs of preparation that keep up with the actors
+
+    @property
+    def instance_hps(self) -> float:
+        return min(self.actors_hps, self.prepare_hps)
+
+    def note(self) -> str:
+        bound = "its CPUs" if self.prepare_hps < self.actors_hps else "its GPU"
+        return (
+            f"bound by {bound}: actors {self.actors_hps:,.0f}/s, preparation {self.prepare_hps:,.0f}/s on {self.spare_cpus:g} spare CPUs; "
+            f"{self.cpus_to_feed:.1f} CPUs of preparation keep the GPU busy"
+        )
+
+
+def gpu_sides(throughput: dict[str, Any], per_instance_actors_hps: float, node_cpus: float) -> GpuSides | None:
+    """The two sides of one GPU instance, when the job prepared in CPU tasks and measured both."""
+    per_cpu = throughput.get("prepare_headlines_per_cpu_s") or 0.0
+    if throughput.get("prepare") != "tasks" or per_cpu <= 0:
+        return None
+    actors = 1 / (throughput.get("gpus_per_actor") or 1.0)
+    spare = max(node_cpus - actors * (throughput.get("actor_cpus") or 1.0), 0.0)
+    return GpuSides(per_instance_actors_hps, spare * per_cpu, spare, per_instance_actors_hps / per_cpu)
+
+
 def cost_rows(throughput: dict[str, Any] | None, label_cost: dict[str, Any] | None, config: CostConfig) -> tuple[list[CostRow], list[str]]:
     """The table rows from the stored throughput and labeling summaries (either may be missing)."""
     rows: list[CostRow] = []
@@ -71,9 +109,19 @@ def cost_rows(throughput: dict[str, Any] | None, label_cost: dict[str, Any] | No
             if share < 1.0:
                 name = f"GLiNER, 1 GPU shared by {round(1 / share)} actors"
             per_instance = hps / share
-            rows.append(CostRow(f"{name} ({runtime})", per_instance, price, usd_per_million(price, per_instance), "measured"))
+            note = "measured"
+            sides = gpu_sides(throughput, per_instance, config.gpu_node_cpus) if device == "cuda" else None
+            if sides is not None:
+                per_instance, note = sides.instance_hps, f"measured; {sides.note()}"
+            rows.append(CostRow(f"{name} ({runtime})", per_instance, price, usd_per_million(price, per_instance), note))
         else:
             rows.append(CostRow(name, None, price, None, "not measured on this device"))
+    if throughput and throughput.get("prepare_headlines_per_cpu_s"):
+        notes.append(
+            f"stages: preparation {throughput['prepare_headlines_per_cpu_s']:,.0f} headlines/s per CPU "
+            f"({'CPU tasks' if throughput.get('prepare') == 'tasks' else 'in the actors'}), "
+            f"each {throughput.get('device', '?')} actor {hps:,.0f}/s while busy"
+        )
     if throughput is None:
         notes.append("no scoring throughput in the store yet: run `python -m jobs.score` first")
     if label_cost and label_cost.get("rows"):

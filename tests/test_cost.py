@@ -44,3 +44,19 @@ def test_gpu_actors_sharing_a_gpu_are_priced_per_gpu():
     assert gpu.setting == "GLiNER, 1 GPU shared by 4 actors (torch)" and gpu.headlines_per_s == 4000.0
     assert gpu.usd_per_million == pytest.approx(0.5 / (4000 * 3600) * 1e6)
     assert cpu.usd_per_million is None
+
+
+def test_a_gpu_instance_is_priced_at_its_slower_side():
+    # 2 actors of 3,000/s share a GPU (6,000/s); preparation runs 800/s per CPU on the CPUs the actors leave
+    split = {"device": "cuda", "per_actor_headlines_per_s": 3000.0, "runtime": "torch", "gpus_per_actor": 0.5, "actor_cpus": 1.0,
+             "prepare": "tasks", "prepare_headlines_per_cpu_s": 800.0}  # fmt: skip
+    small = cost_rows(split, None, CostConfig(gpu_usd_per_hour=1.0, gpu_node_cpus=8))
+    gpu = small[0][0]
+    assert gpu.headlines_per_s == pytest.approx(6 * 800.0) and "bound by its CPUs" in gpu.note
+    assert "7.5 CPUs of preparation keep the GPU busy" in gpu.note
+    assert "preparation 800 headlines/s per CPU (CPU tasks)" in small[1][0]
+    big = cost_rows(split, None, CostConfig(gpu_usd_per_hour=1.0, gpu_node_cpus=16))[0][0]
+    assert big.headlines_per_s == pytest.approx(6000.0) and "bound by its GPU" in big.note
+    assert big.usd_per_million == pytest.approx(1.0 / (6000 * 3600) * 1e6)
+    in_actor = cost_rows({**split, "prepare": "actor"}, None, CostConfig(gpu_node_cpus=8))[0][0]
+    assert in_actor.headlines_per_s == 6000.0 and in_actor.note == "measured"  # the actors' figure already includes preparing

@@ -282,6 +282,8 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
     blocks = [todo.slice(start, run.batch_rows) for start in range(0, todo.num_rows, run.batch_rows)]
     dataset = ray.data.from_arrow(blocks)
     if run.prepare == "tasks":
+        # With CPU actors of --task-cpus CPUs, Ray Data fuses this stage into the actors' (equal
+        # resources): each actor then prepares its batches in its own process, as well on CPUs.
         dataset = dataset.map_batches(
             prepare_task,
             fn_kwargs={"model": config.model, "labels": config.labels, "forward_rows": config.forward_rows},
