@@ -43,7 +43,7 @@ SAMPLE_ROWS, FEED_ROWS = "sample", "feed"  # which headlines --labels llm trains
 RowSource = Literal["sample", "feed"]
 TRAIN_SPLIT, VALID_SPLIT = "train", "valid"
 ROW_COLUMNS = ["id", "title", "spans"]
-SCAN_ROWS = 65_536  # rows per batch when a table is streamed in this process
+SCAN_ROWS = 16_384  # rows per batch a table is read in (here, and by the Ray Data readers)
 
 
 def title_hashes(titles: Iterable[str]) -> np.ndarray:

@@ -69,6 +69,7 @@ TRAIN, VALID = "train", "valid"  # the Trainer's dataset names
 IDS_COLUMN = "finner_row_ids"  # beside the model inputs of a batch: the ids of its rows
 DATA_CPUS = 0.25  # CPUs of each Ray Data read or encode task
 DATA_CPU_RESERVE = 0.5  # CPUs CPU workers leave to Ray Data when they size themselves (--worker-cpus 0)
+BLOCK_BYTES = 8 * 2**20  # most bytes in a Ray Data block: a worker maps whole blocks, prefetching some
 PREFETCH_BATCHES = 4  # batches a worker fetches ahead of the one it trains on
 SHUFFLE_BATCHES = 16  # batches a worker shuffles among before training on them
 
@@ -225,7 +226,7 @@ def train_dataset(store: Store, rows: RowSet, spec: ModelSpec, batch_size: int) 
 def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, store: Store) -> TrainSummary:
     """Fine-tune `spec` on the store's labelled rows with Ray Train, keep the checkpoint with the best
     validation F1, and publish it to the store (joins `$RAY_ADDRESS`, else starts a local Ray)."""
-    from ray.data import DataContext, ExecutionOptions
+    from ray.data import DataContext
     from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -258,7 +259,9 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     runs_dir = store.artifact(artifacts.RAY_RUNS_DIR, "runs")
     ingest = DataConfig.default_ingest_options()
     ingest.preserve_order = True  # the same batches for the same worker on every run: what a resumed position relies on
-    DataContext.get_current().enable_progress_bars = False  # the Ray logs go to the stage's log file
+    context = DataContext.get_current()  # captured with the datasets and handed to the workers
+    context.enable_progress_bars = False  # the Ray logs go to the stage's log file
+    context.target_max_block_size = BLOCK_BYTES
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
