@@ -177,6 +177,7 @@ def test_a_stream_resumed_at_its_position_hands_out_exactly_the_batches_not_yet_
         next(iter(_batch_stream(lambda number: iter([]), Position())))
 
 
+@pytest.mark.slow
 def test_patience_stops_training_after_validations_without_gain(tmp_path, real_headlines_path, company_listings_path):
     """With a vanishing learning rate a step changes nothing, so the first validation after step 0
     scores the same F1: no gain, and patience 1 stops the run there (of 3 epochs of 4 steps)."""
