@@ -498,8 +498,9 @@ def current_label_version(store: Store, requested: str = "") -> str | None:
     return versions.column("label_version")[latest.as_py()].as_py()
 
 
-def latest_labels(store: Store, label_version: str | None = None) -> pa.Table:
-    """One row per headline id of the labels of `label_version` (ok wins, else the latest attempt).
+def latest_labels(store: Store, label_version: str | None) -> pa.Table:
+    """One row per headline id of the labels of `label_version` (ok wins, else the latest attempt;
+    None: rows written before labels carried a version).
 
     A headline can have several rows over re-runs (failed, then ok) and over versions (prompts,
     models); every downstream stage reads labels through this function, one version at a time.

@@ -79,7 +79,7 @@ def test_fine_tuned_row_scores_the_training_jobs_checkpoint(store, capsys):
     assert job.main(argv) == 0
     out = capsys.readouterr().out
     path = trained_model_path(store, "gliner-llm")
-    assert path and f"- gliner (fine-tuned): fine-tuned on llm labels ({path})" in out
+    assert path and f"- gliner (fine-tuned): fine-tuned on llm labels of the sample ({path})" in out
     assert "- gliner (zero-shot): built on the local encoder" in out
     metrics = demo_rows(store, "gliner")
     assert set(metrics) == {ZERO_SHOT, FINE_TUNED}

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pytest
 
 from finner import schemas
-from finner.label import LabelConfig, latest_labels
+from finner.label import LabelConfig, current_label_version, latest_labels
 from finner.pipeline import cli
 from finner.artifacts import LABEL_COST_KEY as COST_KEY
 from finner.artifacts import LABEL_ESTIMATE_KEY as ESTIMATE_KEY
@@ -85,7 +85,7 @@ def test_5000_rows_with_20_percent_mixed_faults_end_with_a_status_each(tmp_path,
         again = stats(url)["by_headline"]
     assert second.rows == len(ids) - statuses[schemas.LABEL_OK] and second.already_ok == statuses[schemas.LABEL_OK]
     assert not {t for t in again if t in ok_titles and t not in retried_titles}
-    latest = latest_labels(store)
+    latest = latest_labels(store, current_label_version(store))
     assert sorted(latest["id"].to_pylist()) == sorted(titles)
     assert Counter(latest["status"].to_pylist())[schemas.LABEL_OK] > statuses[schemas.LABEL_OK]
 
@@ -137,7 +137,9 @@ def test_killed_run_resumes_to_the_same_table_without_resending_ok_rows(tmp_path
 
     table = store.read("llm_labels")
     assert len(table) == len(set(table["id"].to_pylist())) == len(titles)  # nothing twice, nothing missing
-    for row in latest_labels(store).to_pylist():
+    latest = latest_labels(store, current_label_version(store))
+    assert latest.num_rows == len(titles)
+    for row in latest.to_pylist():
         assert row["status"] == schemas.LABEL_OK
         assert (row["result"], row["normalized_result"]) == tuple(map(list, gazetteer.label(titles[row["id"]])))
 

@@ -27,7 +27,7 @@ def test_train_stage_prints_a_few_lines_and_logs_the_rest(tmp_path, real_headlin
     log = Path(store.root) / "logs" / "train.log"
     assert len(lines) < TRAIN_STDOUT_LINES, done.stdout
     assert lines[0] == f"train: details in {log}"
-    assert lines[-1].startswith("gliner-llm: trained on 16 rows")
+    assert lines[-1].startswith("gliner-llm: trained on 16 sample rows")
     assert done.stderr.strip() == ""
     written = log.read_text()
     for noise in ("RayTrainWorker", "TrainController", "'train_runtime'"):  # Ray's worker lines, the Trainer's summary

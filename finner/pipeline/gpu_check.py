@@ -26,7 +26,7 @@ from finner.store import Store
 @dataclass(frozen=True)
 class GpuCheckConfig(Config):
     actors: int = field(default=1, metadata=help_text("actors in the pool (each asks for --gpus-per-actor)", at_least=1))
-    gpus_per_actor: float = field(default=1.0, metadata=help_text("GPUs each actor asks for; the autoscaler adds GPU nodes to satisfy it", more_than=0, at_most=1))
+    gpus_per_actor: float = field(default=1.0, metadata=help_text("GPUs each actor asks for (0: CPU actors, a placement check without GPUs); the autoscaler adds GPU nodes to satisfy it", at_least=0, at_most=1))
     batch_size: int = field(default=4096, metadata=help_text("headlines per batch", at_least=1))
     require_cuda: bool = field(default=False, metadata=help_text("fail when an actor got no CUDA device (a GPU node with a broken image)"))
 

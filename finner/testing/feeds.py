@@ -26,9 +26,13 @@ def perturb(title: str, round_: int, rng: random.Random) -> str:
     return f"{rng.choice(PREFIXES)}{' '.join(words)}{rng.choice(SUFFIXES)}" + (f" #{round_}" if round_ else "")
 
 
-def scaled_feed(source: Path | str, rows: int, seed: int = 0) -> pa.Table:
-    """`rows` rows in the source's columns: copy k of every headline is perturbed, dated k weeks later."""
+def scaled_feed(source: Path | str, rows: int, seed: int = 0, base_rows: int | None = None) -> pa.Table:
+    """`rows` rows in the source's columns: copy k of every headline is perturbed, dated k weeks later.
+    `base_rows`: scale an evenly spaced subset of that many source rows (every symbol and year
+    keeps its share), for quick runs."""
     base = pq.read_table(source).select(["title", "date", "symbol", "publisher"]).to_pylist()
+    if base_rows and base_rows < len(base):
+        base = base[:: len(base) // base_rows][:base_rows]
     rng = random.Random(seed)
     out = []
     for n in range(rows):
@@ -43,6 +47,6 @@ def scaled_feed(source: Path | str, rows: int, seed: int = 0) -> pa.Table:
     return pa.Table.from_pylist(out)
 
 
-def write_scaled_feed(source: Path | str, rows: int, path: Path | str, seed: int = 0) -> Path:
-    pq.write_table(scaled_feed(source, rows, seed), path, row_group_size=10_000)
+def write_scaled_feed(source: Path | str, rows: int, path: Path | str, seed: int = 0, base_rows: int | None = None) -> Path:
+    pq.write_table(scaled_feed(source, rows, seed, base_rows), path, row_group_size=10_000)
     return Path(path)
