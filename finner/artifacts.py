@@ -45,6 +45,11 @@ def train_history_key(name: str) -> str:
     return f"train-{name}-epochs"
 
 
+def train_progress_key(name: str) -> str:
+    """The training step a running job has reached (rank 0 writes it every few seconds): the driver's progress bar."""
+    return f"train-{name}-progress"
+
+
 def learning_curve_key(kind: str) -> str:
     return f"learning_curve-{kind}"
 

@@ -9,7 +9,10 @@ the model's device.
 * runtimes: torch (fp32, or fp16/bf16 autocast on CUDA), or on CPU ONNX Runtime on gliner's ONNX
   export, fp32 or int8 dynamic quantization. `choose_runtime` compares a runtime's spans with the
   torch path's (span F1) and resolves `--runtime auto`: torch on GPUs, on CPUs the fastest runtime
-  that agrees.
+  that agrees. int8 is our own recipe, not gliner's `quantize=True` (unsigned 8-bit weights, one
+  scale per tensor, every layer: span F1 0.87-0.95 against torch on real headlines): signed 8-bit
+  weights with one scale per output channel, on the encoder's matrix products only; the LSTM and
+  the span and prompt heads stay fp32 (0.985, at ~15% of int8's speed-up; see README).
 
 `model_version` names what produced a prediction (weights digest + labels + threshold + runtime
 quantization), so the job skips rows already scored by the same model and re-scores after a change.
@@ -49,6 +52,10 @@ CPU_PREFERENCE = ("onnx-int8", "onnx", "torch")
 # What a forward pass takes: the inputs of gliner's ONNX export of a span model (the torch model
 # takes the same, and ignores the rest of a collated batch).
 MODEL_INPUTS = ("input_ids", "attention_mask", "words_mask", "text_lengths", "span_idx", "span_mask")
+# int8: the nodes quantized are the encoder's (gliner names its transformer `token_rep_layer.bert_layer`);
+# the recipe's name is part of the export's cache key and of the model version.
+INT8_NODES = "/token_rep_layer/bert_layer/"
+INT8_RECIPE = "qint8-per-channel-encoder-only"
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ def model_version(config: ScoreConfig) -> str:
         "weights": weights_digest(config.model),
         "labels": list(config.labels),
         "threshold": config.threshold,
-        "quantized": config.runtime == "onnx-int8",
+        "quantized": INT8_RECIPE if config.runtime == "onnx-int8" else False,
     }
     return f"gliner-{stable_hash(key, length=12)}"
 
@@ -116,21 +123,34 @@ def default_forward_rows(device: str) -> int:
 
 
 def export_onnx(model: str, cache: str = "") -> Path:
-    """Export (once) the checkpoint to ONNX fp32 + int8 in `<cache>/<weights digest>/`."""
+    """Export (once) the checkpoint to ONNX fp32 + int8 in `<cache>/<weights digest, int8 recipe>/`."""
     root = Path(cache or os.path.join(tempfile.gettempdir(), "finner-onnx"))
-    target = root / stable_hash(weights_digest(model), length=16)
+    target = root / stable_hash([weights_digest(model), INT8_RECIPE], length=16)
     if all((target / name).is_file() for name in ONNX_FILES.values()):
         return target
     root.mkdir(parents=True, exist_ok=True)
     torch_model = load_torch(model, device="cpu")
     staging = Path(tempfile.mkdtemp(prefix="_tmp-", dir=root))
     with contextlib.redirect_stdout(None):
-        paths = torch_model.export_to_onnx(staging, onnx_filename=ONNX_FILES["onnx"], quantized_filename=ONNX_FILES["onnx-int8"], quantize=True)
-    if not paths.get("quantized_path"):
-        raise FinnerError(f"{model}: ONNX int8 quantization failed (see the warning above)")
+        torch_model.export_to_onnx(staging, onnx_filename=ONNX_FILES["onnx"], quantize=False)
+    quantize_encoder(staging / ONNX_FILES["onnx"], staging / ONNX_FILES["onnx-int8"])
     with contextlib.suppress(OSError):  # another actor finished the same export first: keep theirs
         staging.rename(target)
     return target
+
+
+def quantize_encoder(fp32: Path, int8: Path) -> None:
+    """Dynamic int8 quantization (`INT8_RECIPE`) of the encoder's matrix products: signed weights,
+    one scale per output channel; every other node (LSTM, span and prompt heads) left fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    kept = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm", "LSTM") and INT8_NODES not in node.name]
+    try:
+        quantize_dynamic(model_input=str(fp32), model_output=str(int8), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=kept)
+    except Exception as err:  # onnxruntime raises its own types for a graph it cannot quantize
+        raise FinnerError(f"ONNX int8 quantization of {fp32} failed: {err}") from err
 
 
 def onnx_session(model: str, runtime: str, cache: str = "", threads: int = 0) -> Any:

@@ -251,7 +251,7 @@ def _score(model: FineTunable, rows: list[Example]) -> PRF:
 
 def _checkpoints(
     model: FineTunable, valid: Callable[[], Iterable[Example]], config: TrainConfig, epoch_steps: int, total_steps: int,
-    report: Report, stream: Any, resume: Resume | None, keep_training_state: bool,
+    report: Report, stream: Any, resume: Resume | None, keep_training_state: bool, on_step: Callable[[int], None] | None = None,
 ) -> Any:
     """The TrainerCallback that validates, checkpoints (rank 0 writes), keeps count of the best F1
     for early stopping, times the steps, and on resume loads the optimizer and schedule and sets
@@ -289,6 +289,8 @@ def _checkpoints(
                 self.train_seconds += now - self.last_end
                 self.timed_steps += 1
             self.last_end = now
+            if on_step:
+                on_step(step)
             if not self.calibrated and self.timed_steps >= CALIBRATION_STEPS:
                 (slowest,) = _all_reduce([self.train_seconds / self.timed_steps], "MAX", args.device)
                 self.eval_every = max(1, min(self.eval_every, int(EVAL_INTERVAL_S / slowest)))
@@ -362,18 +364,19 @@ def fine_tune(
     report: Report,
     resume: Resume | None = None,
     keep_training_state: bool = True,
+    on_step: Callable[[int], None] | None = None,
 ) -> None:
     """Train `model` in place for `config.epochs` epochs of `epoch_steps` steps (at most
     `config.max_steps`) on `batches`,
     validating on the rows `valid()` yields and reporting as it goes (see the module docstring); a
     `resume`d run takes the remaining steps only. Without `keep_training_state` checkpoints hold
-    the model alone (a run that will not be resumed)."""
+    the model alone (a run that will not be resumed). `on_step(step)` follows every step (progress)."""
     total_steps = total_training_steps(config, epoch_steps)
     if finished(resume, config, total_steps):
         return
     stream = _batch_stream(batches, resume.position if resume else Position())
     trainer = _streaming(model.trainer(config, work_dir, total_steps), stream)
-    trainer.add_callback(_checkpoints(model, valid, config, epoch_steps, total_steps, report, stream, resume, keep_training_state))
+    trainer.add_callback(_checkpoints(model, valid, config, epoch_steps, total_steps, report, stream, resume, keep_training_state, on_step))
     trainer.train()
 
 

@@ -26,7 +26,7 @@ from tests.ray_cluster import ray_cluster  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
-FEED_ROWS = 300
+FEED_ROWS = 150
 RUNTIME_ENV = "runtime_env/pipeline.yaml"
 REVIEW = ReviewConfig()  # the pipeline's review stages run with the defaults
 PIPELINE_TIMEOUT_S = 600
@@ -34,7 +34,7 @@ PIPELINE_TIMEOUT_S = 600
 
 @pytest.fixture
 def feed(real_headlines_path, tmp_path):
-    """~300 real headlines spread over 2010-2020 (every k-th row; 2009 is in no split)."""
+    """~150 real headlines spread over 2010-2020 (every k-th row; 2009 is in no split)."""
     table = pq.read_table(real_headlines_path)
     table = table.filter(pc.invert(pc.starts_with(table["date"], "2009")))
     stride = table.num_rows // FEED_ROWS

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import onnx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -15,10 +16,13 @@ from finner import schemas
 from finner.errors import FinnerError
 from finner.tokens import word_tokens
 from finner.score import (
+    INT8_NODES,
+    ONNX_FILES,
     ScoreConfig,
     Scorer,
     choose_runtime,
     decode_spans,
+    export_onnx,
     model_version,
     name_map_from_spans,
     prediction_rows,
@@ -134,10 +138,16 @@ def test_runtime_agreement():
 def test_onnx_runtimes_against_torch(checkpoint, titles, tmp_path):
     config = ScoreConfig(model=checkpoint, threshold=THRESHOLD, threads=2, onnx_cache=str(tmp_path / "onnx"), runtime="torch")
     sample = titles[:24]
-    onnx = choose_runtime(dataclasses.replace(config, runtime="onnx"), sample, min_f1=0.99)
-    assert onnx.runtime == "onnx" and onnx.agreement_f1 >= 0.99
+    fp32 = choose_runtime(dataclasses.replace(config, runtime="onnx"), sample, min_f1=0.99)
+    assert fp32.runtime == "onnx" and fp32.agreement_f1 >= 0.99
     int8 = dataclasses.replace(config, runtime="onnx-int8")
     int8_f1 = runtime_agreement(Scorer(config).predict(sample), Scorer(int8).predict(sample))
+    # int8 only in the encoder's matrix products: the LSTM and the span and prompt heads stay fp32.
+    graph = onnx.load(str(export_onnx(checkpoint, config.onnx_cache) / ONNX_FILES["onnx-int8"])).graph
+    integer = [n.name for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    float_heads = [n.name for n in graph.node if n.op_type in ("MatMul", "LSTM") and INT8_NODES not in n.name]
+    assert integer and all(INT8_NODES in name for name in integer)
+    assert any("span_rep_layer" in name for name in float_heads) and any("lstm" in name for name in float_heads)
     # The check accepts int8 at exactly its F1 and refuses it just above (above 1.0 when int8 agrees fully).
     assert choose_runtime(int8, sample, min_f1=int8_f1).agreement_f1 == int8_f1
     with pytest.raises(FinnerError, match=f"span F1 {int8_f1:.4f}"):

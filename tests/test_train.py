@@ -217,19 +217,19 @@ def test_fine_tune_on_ray_with_two_workers_keeps_the_best_epoch(kind, ray_sessio
     from finner.models.registry import load_checkpoint
     from jobs.train import main
 
-    write_sample(store, real_headlines_path, company_listings_path, train=160, valid=48)
+    write_sample(store, real_headlines_path, company_listings_path, train=96, valid=32)
     argv = ["--store", store.root, "--kind", kind, "--offline", "--num-workers", "2", *FAST[kind]]
     assert main(argv) == 0
 
     summary = store.get_json(f"train-{kind}-llm")
     evaluations = store.get_json(f"train-{kind}-llm-epochs")["evaluations"]
-    # 160 rows, 2 workers x 2 rows a step: 40 steps an epoch, validated after each
-    assert [(e["step"], e["epoch"]) for e in evaluations] == [(0, 0), (40, 1), (80, 2), (120, 3)]
+    # 96 rows, 2 workers x 2 rows a step: 24 steps an epoch, validated after each
+    assert [(e["step"], e["epoch"]) for e in evaluations] == [(0, 0), (24, 1), (48, 2), (72, 3)]
     best = max(reversed(evaluations), key=lambda e: e["valid_f1"])  # of equal scores Ray keeps the later
     assert summary["best"]["step"] == best["step"] and summary["best"]["valid_f1"] == best["valid_f1"]
-    assert summary["train_rows"] == 160 and summary["valid_rows"] == 48  # the failed LLM labels are left out
+    assert summary["train_rows"] == 96 and summary["valid_rows"] == 32  # the failed LLM labels are left out
     # fine-tuning beats the untrained model (step 0)
-    assert best["step"] >= 40 and best["valid_f1"] > evaluations[0]["valid_f1"], evaluations
+    assert best["step"] >= 24 and best["valid_f1"] > evaluations[0]["valid_f1"], evaluations
 
     # The published checkpoint is the best one's (without its optimizer state): reloaded, it
     # predicts what that validation was scored on.
@@ -302,14 +302,14 @@ def test_a_killed_training_run_resumes_mid_epoch_without_repeating_a_step(store,
     """SIGKILL the training job (driver, local Ray and workers) once Ray has recorded a checkpoint
     in the middle of epoch 2: the re-run takes it up, trains the rest of that epoch and the next,
     and the rows each batch was cut from show every epoch trained on each row exactly once."""
-    write_sample(store, real_headlines_path, company_listings_path, train=80, valid=24)
-    argv = ["--store", store.root, "--kind", "gliner", "--offline", "--eval-every", "15", "--record-rows", *FAST["gliner"]]
+    write_sample(store, real_headlines_path, company_listings_path, train=40, valid=8)
+    argv = ["--store", store.root, "--kind", "gliner", "--offline", "--eval-every", "10", "--record-rows", *FAST["gliner"]]
     job = subprocess.Popen([sys.executable, "-m", "jobs.train", *argv], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 900
-    while recorded_step(store) < 45 and job.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
+    while recorded_step(store) < 25 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.25)
     assert job.poll() is None, "the job ended before it could be killed"
-    assert recorded_step(store) >= 45, "Ray recorded no checkpoint in epoch 2 in time"
+    assert recorded_step(store) >= 25, "Ray recorded no checkpoint in epoch 2 in time"
     kill_group(job)
     before = store.get_json("train-gliner-llm-epochs")["evaluations"]
     assert not store.get_json("train-gliner-llm"), "the killed run must not have finished"
@@ -318,11 +318,11 @@ def test_a_killed_training_run_resumes_mid_epoch_without_repeating_a_step(store,
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     history = store.get_json("train-gliner-llm-epochs")
     done = history["resumed_at_step"]
-    # 80 rows, batches of 2: 40 steps an epoch; resumed in the middle of one
-    assert done is not None and done >= 45 and done % 40 and done in [e["step"] for e in before], (done, before)
+    # 40 rows, batches of 2: 20 steps an epoch; resumed in the middle of one
+    assert done is not None and done >= 25 and done % 20 and done in [e["step"] for e in before], (done, before)
     assert f"(resumed at step {done} of a killed run)" in rerun.stdout
     steps = [e["step"] for e in history["evaluations"]]
-    assert steps == list(range(0, 121, 15))
+    assert steps == list(range(0, 61, 10))
     kept = [e for e in history["evaluations"] if e["step"] <= done]
     assert kept == [e for e in before if e["step"] <= done]  # the validations before the kill are kept, not re-run
     assert store.get_json("train-gliner-llm")["best"]["valid_f1"] == max(e["valid_f1"] for e in history["evaluations"])
@@ -332,4 +332,4 @@ def test_a_killed_training_run_resumes_mid_epoch_without_repeating_a_step(store,
     train_ids = sorted(llm_labelled(store, "train").column("id").to_pylist())
     for epoch in range(3):
         assert sorted(r["id"] for r in trained if r["epoch"] == epoch) == train_ids, f"epoch {epoch}"
-    assert len({(r["epoch"], r["batch"]) for r in trained}) == 120  # one batch a step
+    assert len({(r["epoch"], r["batch"]) for r in trained}) == 60  # one batch a step

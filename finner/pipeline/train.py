@@ -38,13 +38,16 @@ resume from the latest, mid-epoch, without repeating a step (`finner.train.Resum
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
 import tempfile
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -59,9 +62,9 @@ from finner.models.base import NerModel
 from finner.models.registry import GLINER, ModelSpec, build_model, load_checkpoint
 from finner.models.train_config import TrainConfig
 from finner.pipeline.cli import init_ray
-from finner.progress import say
+from finner.progress import progress_bar, say
 from finner.store import Store, filesystem_of
-from finner.train import RESUME_DIR, SCORE_METRIC, Resume, examples, fine_tune, steps_per_epoch
+from finner.train import RESUME_DIR, SCORE_METRIC, Resume, examples, fine_tune, steps_per_epoch, total_training_steps
 from finner.training_data import SAMPLE_ROWS, TRAIN_SPLIT, VALID_SPLIT, LabelSource, RowSet, RowSource, describe, training_rows
 
 RUN_FINGERPRINT = "[0-9a-f]{12}"  # the run name's suffix: stable_hash(data and settings, length=12)
@@ -72,6 +75,8 @@ DATA_CPU_RESERVE = 0.5  # CPUs CPU workers leave to Ray Data when they size them
 BLOCK_BYTES = 8 * 2**20  # most bytes in a Ray Data block: a worker maps whole blocks, prefetching some
 PREFETCH_BATCHES = 4  # batches a worker fetches ahead of the one it trains on
 SHUFFLE_BATCHES = 16  # batches a worker shuffles among before training on them
+PROGRESS_WRITE_S = 5.0  # rank 0 writes the step it reached at most this often
+PROGRESS_POLL_S = 2.0  # the driver's progress bar reads it this often
 
 
 @dataclass(frozen=True)
@@ -226,7 +231,7 @@ def train_dataset(store: Store, rows: RowSet, spec: ModelSpec, batch_size: int) 
 def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, store: Store) -> TrainSummary:
     """Fine-tune `spec` on the store's labelled rows with Ray Train, keep the checkpoint with the best
     validation F1, and publish it to the store (joins `$RAY_ADDRESS`, else starts a local Ray)."""
-    from ray.data import DataContext
+    from ray.data import DataContext, ExecutionOptions
     from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -257,8 +262,9 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     init_ray()
     use_gpu = _use_gpu(job)
     runs_dir = store.artifact(artifacts.RAY_RUNS_DIR, "runs")
-    ingest = DataConfig.default_ingest_options()
-    ingest.preserve_order = True  # the same batches for the same worker on every run: what a resumed position relies on
+    # The same batches for the same worker on every run: what a resumed position relies on.
+    # (Built here: `DataConfig.default_ingest_options()` sets a deprecated field and warns.)
+    ingest = ExecutionOptions(preserve_order=True)
     context = DataContext.get_current()  # captured with the datasets and handed to the workers
     context.enable_progress_bars = False  # the Ray logs go to the stage's log file
     context.target_max_block_size = BLOCK_BYTES
@@ -270,6 +276,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
             "epoch_steps": epoch_steps,
             "store": store.root,
             "history_key": artifacts.train_history_key(name),
+            "progress_key": artifacts.train_progress_key(name),
             "record": {"model": name, "run": run_fingerprint} if job.record_rows else None,
         },
         datasets={TRAIN: train_dataset(store, train_rows, spec, config.batch_size), VALID: rows_dataset(store, valid_rows)},
@@ -282,7 +289,8 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
         ),
     )
     try:
-        result = trainer.fit()
+        with step_progress(store, artifacts.train_progress_key(name), f"train {name}", total_training_steps(config, epoch_steps)):
+            result = trainer.fit()
     except Exception as err:  # Ray wraps worker errors (ours included) in its own types
         raise FinnerError(f"training {name} failed: {_root_message(err)}") from err
     if not result.best_checkpoints:
@@ -302,6 +310,41 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     if spec.kind == GLINER:
         store.put_json(artifacts.SCORING_DEFAULT_KEY, {"path": destination, "name": name})  # the scoring job's default model
     return summary
+
+
+@contextlib.contextmanager
+def step_progress(store: Store, key: str, desc: str, total: int) -> Iterator[None]:
+    """The stage's progress bar, in training steps: the workers run elsewhere, so rank 0 writes
+    the step it reached to the store every few seconds (`progress_key`) and a thread here reads it."""
+    store.put_json(key, {"step": 0})
+    bar = progress_bar(desc=desc, unit=" steps", total=total)
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.wait(PROGRESS_POLL_S):
+            bar.update((store.get_json(key) or {}).get("step", 0) - bar.n)
+
+    thread = threading.Thread(target=follow, name="train-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        bar.update((store.get_json(key) or {}).get("step", 0) - bar.n)
+        bar.close()
+
+
+def step_writer(store: Store, key: str, total: int) -> Callable[[int], None]:
+    """Rank 0's half of `step_progress`: the step reached, written at most every few seconds, and the last one."""
+    last = [0.0]
+
+    def write(step: int) -> None:
+        if step >= total or time.monotonic() - last[0] >= PROGRESS_WRITE_S:
+            store.put_json(key, {"step": step})
+            last[0] = time.monotonic()
+
+    return write
 
 
 # -- the worker ----------------------------------------------------------------------------------
@@ -397,7 +440,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint) if checkpoint else None)
 
     with tempfile.TemporaryDirectory(prefix="finner-train-") as work_dir:
-        fine_tune(model, batches, valid_rows, config, loop_config["epoch_steps"], work_dir, report, resume)
+        total = total_training_steps(config, loop_config["epoch_steps"])
+        on_step = step_writer(store, loop_config["progress_key"], total) if rank == 0 else None
+        fine_tune(model, batches, valid_rows, config, loop_config["epoch_steps"], work_dir, report, resume, on_step=on_step)
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
