@@ -137,7 +137,7 @@ def real_training_sets(store: Store, gold: Gold, cfg: CurveConfig) -> TrainingSe
     held_out, pool = order[: cfg.valid_rows], order[cfg.valid_rows :]
     if not pool:
         raise FinnerError(f"--valid-rows {cfg.valid_rows} leaves no dev headline to train on ({len(ids)} in dev)")
-    feed = feed_train_rows(store)
+    feed = feed_train_rows(store).select(ROW_COLUMNS).cast(llm.schema)  # the feed's columns are non-null
     extra = feed.column("id").to_pylist()
     random.Random(cfg.shuffle_seed).shuffle(extra)
     rows = lambda table, wanted: table.filter(pc.is_in(table.column("id"), pa.array(wanted, pa.string())))  # noqa: E731

@@ -9,10 +9,13 @@ import pytest
 from finner import schemas
 from finner.errors import FinnerError
 from finner.evaluate import Result
-from finner.gold import GOLD_EMBEDDED, embedded_truth, load_gold
+from finner.gold import DEV, GOLD_EMBEDDED, GOLD_REAL, embedded_truth, load_gold
+from finner.ids import title_key
 from finner.metrics import EXACT, PRF, score
 from finner.learning_curve import CurveConfig, TrainingSets, curve_sizes, markdown_curve, point_of, setting, training_sets
 from finner.testing.labelled_demo import write_labelled_demo
+from finner.testing.labelled_feed import write_labelled_feed
+from finner.training_data import GOLD_LABELS, LLM_LABELS
 from jobs import learning_curve as job
 
 
@@ -32,6 +35,31 @@ def test_subsets_are_nested_prefixes_of_the_same_headlines(store):
     # another seed, another order
     other = training_sets(store, load_gold(store, cfg.gold), CurveConfig(gold=GOLD_EMBEDDED, shuffle_seed=4))
     assert other.pool != sets.pool and sorted(other.pool) == sorted(sets.pool)
+
+
+def test_real_gold_pools_the_dev_part_and_the_llm_curve_goes_on_with_the_feed(store, real_headlines_path, company_listings_path):
+    """`--gold real`: both curves train on the dev headlines less the validation rows (human spans
+    vs the store's LLM spans of the same headlines); the LLM curve then takes the feed's own
+    labelled train-year headlines, none of them a gold headline or its title twin."""
+    write_labelled_feed(store, real_headlines_path, company_listings_path)
+    gold = load_gold(store, GOLD_REAL)
+    cfg = CurveConfig(gold=GOLD_REAL, valid_rows=40)
+    sets = training_sets(store, gold, cfg)
+    dev = gold.subjects().split(DEV)
+    dev_ids = set(dev.column("id").to_pylist())
+    held_out = set(sets.valid[GOLD_LABELS].column("id").to_pylist())
+    assert len(held_out) == 40 and held_out == set(sets.valid[LLM_LABELS].column("id").to_pylist())
+    assert set(sets.pool) == dev_ids - held_out
+    assert set(sets.subset(GOLD_LABELS, 1000).column("id").to_pylist()) == set(sets.pool)  # gold stops at the pool
+    gold_keys = {title_key(t) for t in gold.table.column("title").to_pylist()}
+    assert sets.extra and not {title_key(t) for t in sets.train[LLM_LABELS].filter(pc.is_in(sets.train[LLM_LABELS]["id"], pa.array(sets.extra))).column("title").to_pylist()} & gold_keys
+    wanted = len(sets.pool) + 100
+    llm = sets.subset(LLM_LABELS, wanted)
+    assert llm.num_rows == wanted and set(sets.pool) < set(llm.column("id").to_pylist())
+    # the human and the LLM spans of the same dev headline: the spans differ, the titles do not
+    human = {r["id"]: r for r in sets.subset(GOLD_LABELS, len(sets.pool)).to_pylist()}
+    assert all(human[r["id"]]["title"] == r["title"] for r in llm.to_pylist() if r["id"] in human)
+    assert curve_sizes(CurveConfig(gold=GOLD_REAL, sizes=(25, 50_000), feed_sizes=(1000,), include_all=False), sets, LLM_LABELS) == [25, 1000]
 
 
 def sets(pool: int, extra: int = 0) -> TrainingSets:
