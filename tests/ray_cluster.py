@@ -159,8 +159,8 @@ class LocalRayCluster:
                     stuck_drivers += [pid] if pid else []
         group = self._head.pid  # start_new_session: the group id is the head's pid
         _signal_group(group, signal.SIGTERM)
-        try:
-            self._head.wait(timeout=30)
+        try:  # `ray start --block` often outlives SIGTERM: a few seconds, then SIGKILL (a test's temp cluster)
+            self._head.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
         _signal_group(group, signal.SIGKILL)
