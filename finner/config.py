@@ -16,7 +16,6 @@ import typing
 from typing import Any, TypeVar
 
 from finner.errors import FinnerError
-from finner.ids import stable_hash
 
 C = TypeVar("C")
 
@@ -149,7 +148,3 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
         raise ConfigError(unknown[0], f"{cls.__name__} has no such setting; expected some of {sorted(names)}")
     return cls(**values)
 
-
-def fingerprint(config: Any, fields: typing.Iterable[str]) -> str:
-    """Hash of the fields that change a stage's output (model, prompt...), never of throughput knobs."""
-    return stable_hash({name: getattr(config, name) for name in fields}, length=12)
