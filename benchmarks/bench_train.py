@@ -4,8 +4,8 @@ against rows held in memory.
     python benchmarks/bench_train.py [--quick]
 
 The real Benzinga headlines (../shared/data; `--quick`: 4,000 of them, evenly spaced), and a feed
-10x that size scaled from them with `finner.testing.feeds`, each ingested, labelled by the gazetteer (the LLM's stand-in) and curated
-(`finner.testing.labelled_feed`). GLiNER on the offline encoder then trains the same number of
+10x that size scaled from them with `finner.testing.feeds`, each ingested, labelled by the
+gazetteer (the LLM's stand-in) and curated (`finner.testing.labelled_feed`). GLiNER on the offline encoder then trains the same number of
 steps (`--max-steps`, batches of 4) on `--rows feed`:
 
   (a) 1x feed, 1 worker: `python -m jobs.train`, as a user runs it;
@@ -58,7 +58,8 @@ def build_store(workdir: Path, factor: int, base_rows: int | None):
     from finner.testing.labelled_feed import write_labelled_feed
 
     real = SHARED / "benzinga_headlines.parquet"
-    rows = min(base_rows or pq.read_metadata(real).num_rows, pq.read_metadata(real).num_rows) * factor
+    available = pq.read_metadata(real).num_rows
+    rows = min(base_rows or available, available) * factor
     feed = write_scaled_feed(real, rows, workdir / f"feed-{factor}x.parquet", base_rows=base_rows)
     first, last = SampleConfig().valid_years
     valid = sum(first <= int(date[:4]) <= last for date in pq.read_table(feed, columns=["date"]).column("date").to_pylist())

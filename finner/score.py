@@ -12,7 +12,7 @@ the model's device.
   that agrees. int8 is our own recipe, not gliner's `quantize=True` (unsigned 8-bit weights, one
   scale per tensor, every layer: span F1 0.87-0.95 against torch on real headlines): signed 8-bit
   weights with one scale per output channel, on the encoder's matrix products only; the LSTM and
-  the span and prompt heads stay fp32 (0.985, at ~15% of int8's speed-up; see README).
+  the span and prompt heads stay fp32 (0.947-0.985, for 15-25% of int8's speed; see README).
 
 `model_version` names what produced a prediction (weights digest + labels + threshold + runtime
 quantization), so the job skips rows already scored by the same model and re-scores after a change.

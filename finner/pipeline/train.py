@@ -320,9 +320,12 @@ def step_progress(store: Store, key: str, desc: str, total: int) -> Iterator[Non
     bar = progress_bar(desc=desc, unit=" steps", total=total)
     stop = threading.Event()
 
+    def catch_up() -> None:
+        bar.update((store.get_json(key) or {}).get("step", 0) - bar.n)
+
     def follow() -> None:
         while not stop.wait(PROGRESS_POLL_S):
-            bar.update((store.get_json(key) or {}).get("step", 0) - bar.n)
+            catch_up()
 
     thread = threading.Thread(target=follow, name="train-progress", daemon=True)
     thread.start()
@@ -331,7 +334,7 @@ def step_progress(store: Store, key: str, desc: str, total: int) -> Iterator[Non
     finally:
         stop.set()
         thread.join()
-        bar.update((store.get_json(key) or {}).get("step", 0) - bar.n)
+        catch_up()
         bar.close()
 
 
