@@ -14,8 +14,8 @@ never sees gold before the test), and every point is scored on the gold test spl
   headlines (`--feed-sizes`, train years, no gold twin): can thousands of weak labels beat
   hundreds of human ones?
 
-Training runs in-process through the adapters' `NerModel.fit` (no Ray needed: each point is one
-small fine-tuning). Finished points are kept in the store (`_meta/learning_curve-<model>.json`,
+Training runs in-process (`finner.train.fit_locally`; no Ray needed: each point is one small
+fine-tuning), for `--epochs` passes or at least `--min-steps` steps. Finished points are kept in the store (`_meta/learning_curve-<model>.json`,
 keyed by a fingerprint of everything that changes the numbers), so a re-run resumes after the
 last finished point, and their rows go to the `metrics` table (stage `learning_curve`, setting
 `lc-<labels>-<n>`).
@@ -24,6 +24,7 @@ last finished point, and their rows go to the `metrics` table (stage `learning_c
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import tempfile
 from collections.abc import Sequence
@@ -44,7 +45,7 @@ from finner.models.train_config import TrainConfig
 from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
 from finner.store import Store
-from finner.train import fit_locally
+from finner.train import fit_locally, steps_per_epoch
 from finner.training_data import GOLD_LABELS, LLM_LABELS, ROW_COLUMNS, LabelSource, feed_train_rows, llm_labelled
 
 STAGE = "learning_curve"
@@ -55,7 +56,7 @@ class CurveConfig(Config):
     """Which points to draw; the model is a `ModelSpec`, the fine-tuning a `TrainConfig`."""
 
     sizes: tuple[int, ...] = field(default=(100, 250, 500, 1000), metadata=help_text("training-set sizes (sizes above the rows available are skipped)", at_least=1))
-    include_all: bool = field(default=True, metadata=help_text("add a point trained on every available row"))
+    include_all: bool = field(default=True, metadata=help_text("add points trained on the whole shared pool and on every row a label source has"))
     labels: tuple[LabelSource, ...] = field(default=(LLM_LABELS, GOLD_LABELS), metadata=help_text("training-label sources to draw curves for: llm, gold"))
     shuffle_seed: int = field(default=0, metadata=help_text("seed of the shuffle that orders the training headlines (subsets are prefixes)", at_least=0))
     gold: str = field(default=GOLD_AUTO, metadata=help_text("gold: review (the gold table), real (the shipped hand-labelled headlines), embedded (the demo feed's truth), auto"))
@@ -63,6 +64,10 @@ class CurveConfig(Config):
     valid_rows: int = field(default=40, metadata=help_text("with --gold real: dev headlines held out to choose each point's best epoch", at_least=1))
     feed_sizes: tuple[int, ...] = field(
         default=(1000, 3000), metadata=help_text("with --gold real: LLM-curve sizes past the dev part, from the feed's labelled train-year headlines", at_least=1)
+    )
+    min_steps: int = field(
+        default=0,
+        metadata=help_text("train every point for at least N steps (small points get more than --epochs passes); 0 = --epochs passes for every point", at_least=0),
     )
 
     def __post_init__(self) -> None:
@@ -74,9 +79,24 @@ class CurveConfig(Config):
 def curve_fingerprint(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, gold: Gold) -> str:
     """Everything that changes a point's numbers (not which points are drawn)."""
     return stable_hash(
-        {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(train), "seed": cfg.shuffle_seed, "split": cfg.split, "gold": gold.source},
+        {
+            "spec": dataclasses.asdict(spec),
+            "train": dataclasses.asdict(train),
+            "min_steps": cfg.min_steps,
+            "seed": cfg.shuffle_seed,
+            "split": cfg.split,
+            "gold": gold.source,
+        },
         length=12,
     )
+
+
+def point_training(cfg: CurveConfig, train: TrainConfig, size: int) -> TrainConfig:
+    """The fine-tuning of an n-headline point: `--epochs` passes, or as many as `--min-steps` takes.
+    With a fixed number of passes a 25-headline point takes a few dozen steps, too few for a fresh
+    head to predict anything, and the curve's left end measures the step count, not the labels."""
+    epochs_for_min_steps = math.ceil(cfg.min_steps / steps_per_epoch(size, 1, train.batch_size))
+    return dataclasses.replace(train, epochs=max(train.epochs, epochs_for_min_steps))
 
 
 def setting(labels: str, size: int) -> str:
@@ -152,7 +172,8 @@ def real_training_sets(store: Store, gold: Gold, cfg: CurveConfig) -> TrainingSe
 def curve_sizes(cfg: CurveConfig, sets: TrainingSets, labels: str) -> list[int]:
     available = sets.available(labels)
     wanted = set(cfg.sizes) | (set(cfg.feed_sizes) if sets.extra and labels == LLM_LABELS else set())
-    sizes = sorted({n for n in wanted if n <= available} | ({available} if cfg.include_all else set()))
+    every = {len(sets.pool), available} if cfg.include_all else set()  # the whole shared pool, and all this source has
+    sizes = sorted({n for n in wanted if n <= available} | every)
     if not sizes:
         raise FinnerError(f"every size in --sizes exceeds the {available} training rows available; add smaller sizes or --include-all")
     return sizes
@@ -170,14 +191,15 @@ def run_curve(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, store: Stor
     key, fingerprint = artifacts.learning_curve_key(spec.kind), curve_fingerprint(cfg, spec, train, gold)
     saved = store.get_json(key) or {}
     done: dict[str, dict] = saved.get("points", {}) if saved.get("fingerprint") == fingerprint else {}
-    points = [(labels, n) for labels in cfg.labels for n in curve_sizes(cfg, sets, labels)]
-    options = dataclasses.asdict(train)
+    # smallest first, both label sources at each size: a stopped run leaves comparable pairs
+    points = sorted(((labels, n) for labels in cfg.labels for n in curve_sizes(cfg, sets, labels)), key=lambda point: (point[1], point[0]))
     results = []
     for labels, n in progress_bar(points, desc=f"learning curve ({spec.kind})", unit=" points", enabled=progress):
         name = setting(labels, n)
         if name not in done:
             torch.manual_seed(train.seed)  # every point starts from the same fresh head
             with tempfile.TemporaryDirectory(prefix="finner-lc-") as output_dir:
+                options = dataclasses.asdict(point_training(cfg, train, n))
                 checkpoint = fit_locally(build_model(spec), sets.subset(labels, n), sets.valid[labels], output_dir, **options)
                 predicted = load_checkpoint(spec.kind, checkpoint, threshold=spec.threshold).predict(test.column("title").to_pylist())
             (result,) = evaluate(spec.kind, name, test, predicted)

@@ -12,7 +12,9 @@ from finner.evaluate import Result
 from finner.gold import DEV, GOLD_EMBEDDED, GOLD_REAL, embedded_truth, load_gold
 from finner.ids import title_key
 from finner.metrics import EXACT, PRF, score
-from finner.learning_curve import CurveConfig, TrainingSets, curve_sizes, markdown_curve, point_of, setting, training_sets
+from finner.learning_curve import CurveConfig, TrainingSets, curve_fingerprint, curve_sizes, markdown_curve, point_of, point_training, setting, training_sets
+from finner.models.registry import ModelSpec
+from finner.models.train_config import TrainConfig
 from finner.testing.labelled_demo import write_labelled_demo
 from finner.testing.labelled_feed import write_labelled_feed
 from finner.training_data import GOLD_LABELS, LLM_LABELS
@@ -79,12 +81,24 @@ def test_the_llm_curve_goes_on_past_the_shared_pool_with_the_feed():
     both = sets(200, extra=5000)
     cfg = CurveConfig(sizes=(25, 100), feed_sizes=(1000, 3000))
     assert curve_sizes(cfg, both, "gold") == [25, 100, 200]
-    assert curve_sizes(cfg, both, "llm") == [25, 100, 1000, 3000, 5200]
+    assert curve_sizes(cfg, both, "llm") == [25, 100, 200, 1000, 3000, 5200]  # the whole pool too, next to gold's
     ids = [f"p{i}" for i in range(3)] + [f"e{i}" for i in range(2)]
     table = pa.table({"id": ids, "title": ids, "spans": pa.array([[]] * 5, schemas.SPANS)})
     small = TrainingSets(ids[:3], {"llm": table, "gold": table.slice(0, 3)}, {}, ids[3:])
     assert small.subset("llm", 4).column("id").to_pylist() == ["p0", "p1", "p2", "e0"]
     assert small.subset("gold", 4).column("id").to_pylist() == ["p0", "p1", "p2"]
+
+
+def test_min_steps_gives_small_points_more_passes_and_changes_the_fingerprint(store):
+    """A 25-headline point at batch 4 takes 7 steps a pass: `--min-steps 300` makes it 43 passes;
+    a point that already takes more steps keeps `--epochs`."""
+    train = TrainConfig(epochs=2, batch_size=4)
+    assert point_training(CurveConfig(), train, 25) == train
+    assert point_training(CurveConfig(min_steps=300), train, 25) == TrainConfig(epochs=43, batch_size=4)
+    assert point_training(CurveConfig(min_steps=300), train, 3000) == train  # 750 steps a pass already
+    gold = load_gold(store, GOLD_REAL)
+    spec = ModelSpec(offline=True)
+    assert curve_fingerprint(CurveConfig(min_steps=300), spec, train, gold) != curve_fingerprint(CurveConfig(), spec, train, gold)
 
 
 def test_bad_config_is_refused():
@@ -94,6 +108,8 @@ def test_bad_config_is_refused():
         CurveConfig(labels=())
     with pytest.raises(FinnerError, match="--sizes: must be at least 1"):
         CurveConfig(sizes=(0, 10))
+    with pytest.raises(FinnerError, match="--min-steps: must be at least 0"):
+        CurveConfig(min_steps=-1)
 
 
 def test_setting_names_round_trip_and_markdown():
