@@ -38,8 +38,10 @@ $(ARGILLA_VENV)/.installed: Makefile
 demo: install
 	$(PY) -m jobs.pipeline
 
+# Two workers: the slow tests (real servers, Ray, training) one after another in one of them, the
+# quick ones beside them in the other; two Ray trainings at once on 2 cores only time each other out.
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(PY) $$b --quick || exit 1; done

@@ -19,6 +19,14 @@ HEADLINES_PARQUET = SHARED_DATA / "benzinga_headlines.parquet"
 COMPANY_LISTINGS = SHARED_DATA / "company_listings.csv"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (`make test`) every slow test goes to one worker, where
+    they run one at a time: each starts Ray, a server or a training run that wants both cores."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("slow"))
+
+
 def require_shared() -> None:
     if not HEADLINES_PARQUET.exists():
         pytest.fail(f"real test data missing: {HEADLINES_PARQUET} (tests read ../shared/data beside the repo)")

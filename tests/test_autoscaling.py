@@ -46,10 +46,10 @@ def test_gpu_worker_added_for_scoring_actors_and_removed_when_idle(real_headline
     with LocalRayCluster(num_cpus=1, autoscaling_config=config) as cluster:
         assert not gpu_nodes(cluster, "ALIVE"), "the GPU worker type starts at zero"
 
-        job = cluster.submit(
-            "jobs.score", "--store", store.root, "--model", model, "--gpus", "yes", "--no-report", "--quiet",
-            runtime_env="runtime_env/score.yaml",
-        )  # fmt: skip
+        # No working_dir runtime env here (the other Ray tests submit with one): the fake provider's
+        # "nodes" share one session directory, so one node's runtime-env agent deleting its copy of the
+        # working_dir takes away the other node's workers' current directory. The code is installed.
+        job = cluster.submit("jobs.score", "--store", store.root, "--model", model, "--gpus", "yes", "--no-report", "--quiet")
         added = poll(lambda: gpu_nodes(cluster, "ALIVE"), 180, "the autoscaler to add a GPU node")
         assert len(added) == 1
         gpu_node = added[0]["node_id"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -67,14 +69,38 @@ def test_no_gold_is_one_clear_line(store):
     assert result.stderr.strip() == "error: no gold: the `gold` table has no submitted rows, and no `sample` table in the store: run the curation stage (jobs.curate) first"
 
 
+TRAIN_STDOUT_LINES = 40  # the demo's train stage, issue 13
+
+
+def check_quiet_training_output(train, store, rows: int, steps: int) -> None:
+    """A run a person can read: the train stage prints a few lines and the path of its log, one
+    progress bar in training steps on stderr; Ray's, the Trainer's and the workers' output is in
+    `<store>/logs/train.log`."""
+    lines = train.stdout.splitlines()
+    log = Path(store.root) / "logs" / "train.log"
+    assert len(lines) < TRAIN_STDOUT_LINES, train.stdout
+    assert lines[0] == f"train: details in {log}"
+    assert lines[-1].startswith(f"gliner-llm: trained on {rows} sample rows")
+    bar = [line for line in train.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert bar and all(line.startswith("train gliner-llm: ") for line in bar), train.stderr
+    assert f"| {steps}/{steps} " in bar[-1]
+    written = log.read_text()
+    for noise in ("RayTrainWorker", "TrainController", "'train_runtime'"):  # Ray's worker lines, the Trainer's summary
+        assert noise in written and noise not in train.stdout
+    assert "deprecat" not in written.lower()  # none of our calls into Ray, transformers or gliner is deprecated
+
+
 @pytest.mark.slow
 def test_fine_tuned_row_scores_the_training_jobs_checkpoint(store, capsys):
+    """The training job as a user runs it (its quiet output checked on the way), then the evaluation
+    of its checkpoint."""
     write_labelled_demo(store, per_split=12)
     train = run_module(
         "jobs.train", "--store", store.root, "--offline", "--epochs", "1", "--batch-size", "4",
         "--learning-rate", "5e-5", "--head-learning-rate", "1e-3", timeout=1200,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr[-2000:]
+    check_quiet_training_output(train, store, rows=12, steps=3)  # 12 rows, batches of 4, one epoch
     argv = ["--store", store.root, "--models", "gliner", "--offline", "--gold", "embedded", "--quiet", "--no-plot"]
     assert job.main(argv) == 0
     out = capsys.readouterr().out

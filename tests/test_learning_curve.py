@@ -101,6 +101,25 @@ def test_min_steps_gives_small_points_more_passes_and_changes_the_fingerprint(st
     assert curve_fingerprint(CurveConfig(min_steps=300), spec, train, gold) != curve_fingerprint(CurveConfig(), spec, train, gold)
 
 
+def test_the_real_pipeline_draws_the_curve_in_steps_with_flags_the_job_takes(store):
+    """`jobs.pipeline --real` draws the real-text curve with enough steps per point for a fresh
+    head; its flags parse into the curve job's configs."""
+    import argparse
+
+    from finner.config import add_config_args, config_from_args
+    from jobs.pipeline import PipelineConfig, learning_curve_argv
+
+    cfg = PipelineConfig(real=True).with_demo_defaults()
+    (argv,) = learning_curve_argv(cfg, store)
+    parser = argparse.ArgumentParser()
+    for config in (CurveConfig, ModelSpec, TrainConfig):
+        add_config_args(parser, config)
+    args = parser.parse_args(argv)
+    curve, spec = config_from_args(CurveConfig, args), config_from_args(ModelSpec, args)
+    assert (curve.gold, curve.sizes, curve.feed_sizes, curve.min_steps) == (GOLD_REAL, (25, 50, 100), (1000, 3000), 200)
+    assert spec.offline and point_training(curve, config_from_args(TrainConfig, args), 25).epochs * 7 >= 200
+
+
 def test_bad_config_is_refused():
     with pytest.raises(FinnerError, match="--labels: expected one of"):
         CurveConfig(labels=("weak",))

@@ -76,7 +76,7 @@ def hf_arguments(config: "TrainConfig", work_dir: str, max_steps: int) -> dict[s
     """`TrainingArguments` both adapters share: the config's optimisation settings over `max_steps`
     steps (the batches stream in, so the Trainer counts steps, not epochs), no HF checkpoints,
     evaluation or logging (validation and checkpoints are ours), no experiment trackers, data
-    loading in the worker, no per-step progress bars; CUDA when present, in bf16 mixed precision
+    loading in the worker, no per-step progress bars, the fused AdamW kernel; CUDA when present, in bf16 mixed precision
     (fp16 where the GPU has no bf16)."""
     import torch
 
@@ -90,6 +90,9 @@ def hf_arguments(config: "TrainConfig", work_dir: str, max_steps: int) -> dict[s
         "per_device_train_batch_size": config.batch_size,
         "max_steps": max_steps,
         "seed": config.seed,
+        # gliner's TrainingArguments default to the per-tensor AdamW loop: on CPU a quarter of a
+        # MiniLM step's time, five times what the fused kernel takes
+        "optim": "adamw_torch_fused",
         "use_cpu": not cuda,
         "bf16": bf16,
         "fp16": cuda and not bf16,
