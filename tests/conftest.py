@@ -19,6 +19,7 @@ HEADLINES_PARQUET = SHARED_DATA / "benzinga_headlines.parquet"
 COMPANY_LISTINGS = SHARED_DATA / "company_listings.csv"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under `pytest -n 2 --dist loadgroup` (`make test`) every slow test goes to one worker, where
     they run one at a time: each starts Ray, a server or a training run that wants both cores."""
