@@ -15,10 +15,10 @@ never sees gold before the test), and every point is scored on the gold test spl
   hundreds of human ones?
 
 Training runs in-process (`finner.train.fit_locally`; no Ray needed: each point is one small
-fine-tuning), for `--epochs` passes or at least `--min-steps` steps. Finished points are kept in the store (`_meta/learning_curve-<model>.json`,
-keyed by a fingerprint of everything that changes the numbers), so a re-run resumes after the
-last finished point, and their rows go to the `metrics` table (stage `learning_curve`, setting
-`lc-<labels>-<n>`).
+fine-tuning), for `--epochs` passes or at least `--min-steps` steps. Finished points are kept in
+the store (`_meta/learning_curve-<model>.json`, keyed by a fingerprint of everything that changes
+the numbers), so a re-run resumes after the last finished point, and their rows go to the
+`metrics` table (stage `learning_curve`, setting `lc-<labels>-<n>`).
 """
 
 from __future__ import annotations

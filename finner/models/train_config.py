@@ -76,8 +76,8 @@ def hf_arguments(config: "TrainConfig", work_dir: str, max_steps: int) -> dict[s
     """`TrainingArguments` both adapters share: the config's optimisation settings over `max_steps`
     steps (the batches stream in, so the Trainer counts steps, not epochs), no HF checkpoints,
     evaluation or logging (validation and checkpoints are ours), no experiment trackers, data
-    loading in the worker, no per-step progress bars, the fused AdamW kernel; CUDA when present, in bf16 mixed precision
-    (fp16 where the GPU has no bf16)."""
+    loading in the worker, no per-step progress bars, the fused AdamW kernel; CUDA when present, in
+    bf16 mixed precision (fp16 where the GPU has no bf16)."""
     import torch
 
     cuda = best_device() == "cuda"
