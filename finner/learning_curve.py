@@ -248,6 +248,9 @@ def plot_curve(results: Sequence[Result], store: Store, model: str, match: str =
     for labels, colour in ((GOLD_LABELS, "tab:blue"), (LLM_LABELS, "tab:red")):
         if labels in curves:
             ax.plot(*zip(*sorted(curves[labels].items())), "o-", color=colour, label=f"{labels} labels")
+    sizes = [size for curve in curves.values() for size in curve]
+    if sizes and max(sizes) > 20 * min(sizes):  # 25 hand-labelled headlines to thousands of weak ones
+        ax.set_xscale("log")
     ax.set_xlabel("training headlines")
     ax.set_ylabel(f"test F1 ({match} match)")
     ax.set_ylim(0, 1.05)
