@@ -5,8 +5,8 @@ against rows held in memory.
 
 The real Benzinga headlines (../shared/data; `--quick`: 4,000 of them, evenly spaced), and a feed
 10x that size scaled from them with `finner.testing.feeds`, each ingested, labelled by the
-gazetteer (the LLM's stand-in) and curated (`finner.testing.labelled_feed`). GLiNER on the offline encoder then trains the same number of
-steps (`--max-steps`, batches of 4) on `--rows feed`:
+gazetteer (the LLM's stand-in) and curated (`finner.testing.labelled_feed`). GLiNER on the
+offline encoder then trains the same number of steps (`--max-steps`, batches of 4) on `--rows feed`:
 
   (a) 1x feed, 1 worker: `python -m jobs.train`, as a user runs it;
   (b) 10x feed, 1 worker: the same;
