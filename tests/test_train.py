@@ -177,6 +177,30 @@ def test_a_stream_resumed_at_its_position_hands_out_exactly_the_batches_not_yet_
         next(iter(_batch_stream(lambda number: iter([]), Position())))
 
 
+
+
+def test_early_start_asks_for_its_epoch_before_the_trainer_does_and_hands_out_the_same_rows():
+    import threading
+
+    from finner.pipeline.train import EarlyStart
+
+    asked = threading.Event()
+
+    def epoch_rows(number):
+        asked.set()
+        yield from [(number, b) for b in range(3)]
+
+    rows = EarlyStart(epoch_rows, 1)
+    assert asked.wait(timeout=10)  # the first row is being fetched before anyone asks
+    assert list(rows(1)) == [(1, 0), (1, 1), (1, 2)]
+    assert list(rows(1)) == [(1, 0), (1, 1), (1, 2)]  # the same epoch again (the next run's turn): read afresh
+    assert list(rows(0)) == [(0, 0), (0, 1), (0, 2)]
+
+    def broken(number):
+        raise FinnerError("the shard is gone")
+
+    with pytest.raises(FinnerError, match="the shard is gone"):  # raised in the thread that uses the rows
+        next(EarlyStart(broken, 0)(0))
 @pytest.mark.slow
 def test_patience_stops_training_after_validations_without_gain(tmp_path, real_headlines_path, company_listings_path):
     """With a vanishing learning rate a step changes nothing, so the first validation after step 0

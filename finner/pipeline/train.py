@@ -8,16 +8,18 @@ Why this shape (ray 2.60, Train v2):
   train-year headline of the feed minus the title twins of held-out headlines. Nothing of their size
   passes through the driver (one streaming pass counts and fingerprints them), the loop config or
   a worker's memory.
-* **Model inputs** are made by Ray Data `map_batches` CPU tasks: every `--batch-size` rows become
-  one training batch by the adapter's `batch_encoder` (gliner's collator; span_marker's normalizer,
-  tokenizer and collator), built once by a Ray task and shipped to the tasks (tokenizer and config,
-  no weights). A row of the train dataset is a training batch.
+* **Model inputs** are made by a Ray Data `map_batches` pool of CPU actors (one to one per worker):
+  every `--batch-size` rows become one training batch by the adapter's `batch_encoder` (gliner's
+  collator; span_marker's normalizer, tokenizer and collator), which each actor builds from the
+  model spec (the driver never loads the model). A row of the train dataset is a training batch.
 * **Shards**: `TorchTrainer(datasets=...)` splits `train` between the workers
   (`streaming_split(equal=True)` under `preserve_order`, so every worker gets the same number of
   batches per epoch, and the same batches again on a re-run) and gives every worker the whole
   `valid` set (each scores every world-size-th row). A worker pulls its batches through
   `iter_batches` with `PREFETCH_BATCHES` in flight and a `SHUFFLE_BATCHES` local shuffle buffer
-  re-seeded every epoch: it holds a bounded number of batches, whatever the size of the feed.
+  re-seeded every epoch: it holds a bounded number of batches, whatever the size of the feed. A
+  worker asks for its first batch as soon as it starts (`EarlyStart`), so the pipeline's start-up
+  (its coordinator and encoder actors) overlaps the worker's model build and first validation.
 * **Loop**: each worker runs the library's own Hugging Face Trainer through `finner.train.fine_tune`
   on the process group Ray Train set up (`ScalingConfig(use_gpu=...)`: one worker per GPU, bf16/fp16
   on CUDA; CPU workers otherwise). `prepare_trainer` would do the Ray Data half of this (it swaps
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import re
 import tempfile
@@ -47,7 +50,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -71,7 +74,7 @@ RUN_FINGERPRINT = "[0-9a-f]{12}"  # the run name's suffix: stable_hash(data and 
 TRAIN, VALID = "train", "valid"  # the Trainer's dataset names
 IDS_COLUMN = "finner_row_ids"  # beside the model inputs of a batch: the ids of its rows
 DATA_CPUS = 0.25  # CPUs of each Ray Data read or encode task
-DATA_CPU_RESERVE = 0.5  # CPUs CPU workers leave to Ray Data when they size themselves (--worker-cpus 0)
+DATA_CPU_RESERVE = 0.5  # CPUs CPU workers leave to Ray Data (one encoder actor and one read task) when they size themselves
 BLOCK_BYTES = 8 * 2**20  # most bytes in a Ray Data block: a worker maps whole blocks, prefetching some
 PREFETCH_BATCHES = 4  # batches a worker fetches ahead of the one it trains on
 SHUFFLE_BATCHES = 16  # batches a worker shuffles among before training on them
@@ -210,19 +213,28 @@ def encode_batch(rows: pa.Table, encoder: Any) -> dict[str, np.ndarray]:
     return {**{name: array[np.newaxis] for name, array in encoder(examples(rows)).items()}, IDS_COLUMN: ids}
 
 
-def _build_encoder(spec: dict[str, Any]) -> Any:
-    return build_model(config_from_dict(ModelSpec, spec)).batch_encoder()
+class BatchEncoder:
+    """A Ray Data actor's body: every `batch_size` rows become one training batch by the adapter's
+    `batch_encoder`, built here from the model spec once per actor (the weights it comes with are
+    dropped). Built in the pipeline rather than the driver: the driver never imports the model's
+    library, and the encoders start while the workers build their models."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.encoder = build_model(config_from_dict(ModelSpec, spec)).batch_encoder()
+
+    def __call__(self, rows: pa.Table) -> dict[str, np.ndarray]:
+        return encode_batch(rows, self.encoder)
 
 
-def train_dataset(store: Store, rows: RowSet, spec: ModelSpec, batch_size: int) -> Any:
-    """The training batches: rows read and selected, then encoded `batch_size` rows at a time by
-    the adapter's own preprocessing in Ray Data CPU tasks."""
-    import ray
+def train_dataset(store: Store, rows: RowSet, spec: ModelSpec, batch_size: int, encoders: int) -> Any:
+    """The training batches: rows read and selected in Ray Data tasks, then encoded `batch_size`
+    rows at a time by the adapter's own preprocessing in a pool of 1 to `encoders` CPU actors."""
+    from ray.data import ActorPoolStrategy
 
-    encoder = ray.get(ray.remote(num_cpus=DATA_CPUS)(_build_encoder).remote(dataclasses.asdict(spec)))
     return rows_dataset(store, rows).map_batches(
-        encode_batch, fn_kwargs={"encoder": encoder}, batch_size=batch_size, batch_format="pyarrow", num_cpus=DATA_CPUS
-    )
+        BatchEncoder, fn_constructor_kwargs={"spec": dataclasses.asdict(spec)}, batch_size=batch_size, batch_format="pyarrow",
+        num_cpus=DATA_CPUS, compute=ActorPoolStrategy(min_size=1, max_size=encoders),
+    )  # fmt: skip
 
 
 # -- the job -------------------------------------------------------------------------------------
@@ -262,6 +274,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     init_ray()
     use_gpu = _use_gpu(job)
     runs_dir = store.artifact(artifacts.RAY_RUNS_DIR, "runs")
+    encoders = job.num_workers if use_gpu else 1  # CPU workers leave room for one (DATA_CPU_RESERVE)
     # The same batches for the same worker on every run: what a resumed position relies on.
     # (Built here: `DataConfig.default_ingest_options()` sets a deprecated field and warns.)
     ingest = ExecutionOptions(preserve_order=True)
@@ -279,7 +292,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
             "progress_key": artifacts.train_progress_key(name),
             "record": {"model": name, "run": run_fingerprint} if job.record_rows else None,
         },
-        datasets={TRAIN: train_dataset(store, train_rows, spec, config.batch_size), VALID: rows_dataset(store, valid_rows)},
+        datasets={TRAIN: train_dataset(store, train_rows, spec, config.batch_size, encoders), VALID: rows_dataset(store, valid_rows)},
         dataset_config=DataConfig(datasets_to_split=[TRAIN], execution_options=ingest, enable_shard_locality=False),
         scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu, resources_per_worker=worker_resources(job, use_gpu)),
         run_config=RunConfig(
@@ -353,19 +366,42 @@ def step_writer(store: Store, key: str, total: int) -> Callable[[int], None]:
 # -- the worker ----------------------------------------------------------------------------------
 
 
-def resume_checkpoint(spec: ModelSpec) -> tuple[NerModel, Resume] | None:
-    """The model and state of the latest checkpoint a killed run of this Ray Train run name
-    reported (Ray Train v2 restores a run's checkpoints from its storage), or None."""
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as path:
-        resume = Resume.read(path)
-        model = load_checkpoint(spec.kind, path, threshold=spec.threshold)
+def resumed_model(spec: ModelSpec, checkpoint_dir: str) -> NerModel:
+    """The model of a killed run's checkpoint, training on as the original run did."""
+    model = load_checkpoint(spec.kind, checkpoint_dir, threshold=spec.threshold)
     model.fresh_head = bool(spec.encoder_dir())  # the original run's head rate and loss weight
-    return model, resume
+    return model
+
+
+class EarlyStart:
+    """An epoch's rows whose first row a thread starts fetching at once: Ray Data starts a split
+    dataset's pipeline (its coordinator and encoder actors) only when a worker first asks for a
+    row, and the worker would otherwise ask only after building its model and validating it. Any
+    other epoch is read when it is asked for."""
+
+    def __init__(self, rows: Callable[[int], Iterable[Any]], epoch: int) -> None:
+        self.rows, self.epoch = rows, epoch
+        self.started: Iterator[Any] = iter(())
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = threading.Thread(target=self._start, name="train-early-start", daemon=True)
+        self.thread.start()
+
+    def _start(self) -> None:
+        try:
+            source = iter(self.rows(self.epoch))
+            self.started = itertools.chain(list(itertools.islice(source, 1)), source)
+        except BaseException as err:  # handed to the training thread when it asks
+            self.error = err
+
+    def __call__(self, epoch: int) -> Iterator[Any]:
+        if epoch != self.epoch or self.thread is None:
+            yield from self.rows(epoch)
+            return
+        self.thread.join()
+        self.thread = None
+        if self.error is not None:
+            raise self.error
+        yield from self.started
 
 
 class TrainedRows:
@@ -404,25 +440,30 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     spec = config_from_dict(ModelSpec, loop_config["spec"])
     config = config_from_dict(TrainConfig, loop_config["train"])
     store = Store(loop_config["store"])
+    train_shard, valid_shard = ray.train.get_dataset_shard(TRAIN), ray.train.get_dataset_shard(VALID)
+
+    def shard_rows(epoch: int) -> Iterable[dict[str, np.ndarray]]:
+        return train_shard.iter_batches(
+            batch_size=1, batch_format="numpy", prefetch_batches=PREFETCH_BATCHES,
+            local_shuffle_buffer_size=SHUFFLE_BATCHES, local_shuffle_seed=config.seed + epoch,
+        )
+
     torch.manual_seed(config.seed)  # every worker builds the same fresh head
-    resumed = resume_checkpoint(spec)
-    model, resume = resumed if resumed else (build_model(spec), None)
+    checkpoint = ray.train.get_checkpoint()  # a killed run's latest (Train v2 restores a run's checkpoints)
+    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as checkpoint_dir:
+        resume = Resume.read(checkpoint_dir) if checkpoint_dir else None
+        start = (resume.position.epoch, resume.position.batches) if resume else (0, 0)
+        epoch_rows = EarlyStart(shard_rows, start[0])  # the pipeline starts while the model is built
+        model = resumed_model(spec, checkpoint_dir) if checkpoint_dir else build_model(spec)
     rank = ray.train.get_context().get_world_rank()
-    start = (resume.position.epoch, resume.position.batches) if resume else (0, 0)
     recorder = TrainedRows(store, loop_config["record"], rank, start) if loop_config["record"] else None
     history: list[dict[str, Any]] = []
     if resume:  # the killed run's validations up to its checkpoint (which is not scored again)
         previous = store.get_json(loop_config["history_key"]) or {"evaluations": []}
         history = [e for e in previous["evaluations"] if e["step"] < resume.step] + [resume.state["metrics"]]
 
-    train_shard, valid_shard = ray.train.get_dataset_shard(TRAIN), ray.train.get_dataset_shard(VALID)
-
     def batches(epoch: int):
-        rows = train_shard.iter_batches(
-            batch_size=1, batch_format="numpy", prefetch_batches=PREFETCH_BATCHES,
-            local_shuffle_buffer_size=SHUFFLE_BATCHES, local_shuffle_seed=config.seed + epoch,
-        )
-        for number, row in enumerate(rows, 1):
+        for number, row in enumerate(epoch_rows(epoch), 1):
             if recorder:
                 recorder.add(epoch, number, list(row[IDS_COLUMN][0]))
             yield model.model_inputs({name: value[0] for name, value in row.items() if name != IDS_COLUMN})
