@@ -17,6 +17,7 @@ from finner.errors import FinnerError
 from finner.tokens import word_tokens
 from finner.score import (
     INT8_NODES,
+    MODEL_INPUTS,
     ONNX_FILES,
     ScoreConfig,
     Scorer,
@@ -63,6 +64,27 @@ def test_scorer_gives_gliners_own_spans(scorer, titles):
     for mine, gliners in zip(ours, theirs):
         assert [e["score"] for e in mine] == pytest.approx([e["score"] for e in gliners], abs=1e-4)
     assert ours[-1] == [] and ours[-2] == []
+
+
+def test_the_factored_span_head_computes_gliners_span_head(scorer, titles):
+    import copy
+
+    from gliner import GLiNER, GLiNERConfig
+
+    from finner.models.base import offline_encoder_dir
+    from finner.models.span_head import FactoredSpanMarker, factor_span_head
+
+    factored = copy.deepcopy(scorer.gliner)
+    assert factor_span_head(factored) and isinstance(factored.model.span_rep_layer.span_rep_layer, FactoredSpanMarker)
+    for batch in scorer.prepare(titles).batches:
+        inputs = {name: torch.from_numpy(batch[name]) for name in MODEL_INPUTS}
+        lengths = batch["text_lengths"].reshape(-1).tolist()
+        with torch.inference_mode():
+            theirs = scorer.gliner.model(**inputs, word_lengths=lengths).logits
+            ours = factored.model(**inputs, word_lengths=lengths).logits
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    other_mode = GLiNER.from_config(GLiNERConfig(model_name=offline_encoder_dir(), span_mode="markerV1", max_width=4))
+    assert not factor_span_head(other_mode)  # a head it does not know stays gliner's
 
 
 def test_prepare_buckets_rows_by_length_into_padded_arrays(scorer, titles):
@@ -142,12 +164,12 @@ def test_onnx_runtimes_against_torch(checkpoint, titles, tmp_path):
     assert fp32.runtime == "onnx" and fp32.agreement_f1 >= 0.99
     int8 = dataclasses.replace(config, runtime="onnx-int8")
     int8_f1 = runtime_agreement(Scorer(config).predict(sample), Scorer(int8).predict(sample))
-    # int8 only in the encoder's matrix products: the LSTM and the span and prompt heads stay fp32.
+    # int8 only in the (factored) span head's matrix products: the encoder, the LSTM and the prompt head stay fp32.
     graph = onnx.load(str(export_onnx(checkpoint, config.onnx_cache) / ONNX_FILES["onnx-int8"])).graph
     integer = [n.name for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
-    float_heads = [n.name for n in graph.node if n.op_type in ("MatMul", "LSTM") and INT8_NODES not in n.name]
-    assert integer and all(INT8_NODES in name for name in integer)
-    assert any("span_rep_layer" in name for name in float_heads) and any("lstm" in name for name in float_heads)
+    kept_float = [n.name for n in graph.node if n.op_type in ("MatMul", "LSTM") and INT8_NODES not in n.name]
+    assert integer and all(INT8_NODES in name for name in integer) and any("out_last" in name for name in integer)
+    assert any("bert_layer" in name for name in kept_float) and any("lstm" in name for name in kept_float)
     # The check accepts int8 at exactly its F1 and refuses it just above (above 1.0 when int8 agrees fully).
     assert choose_runtime(int8, sample, min_f1=int8_f1).agreement_f1 == int8_f1
     with pytest.raises(FinnerError, match=f"span F1 {int8_f1:.4f}"):
