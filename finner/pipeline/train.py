@@ -15,7 +15,8 @@ Why this shape (ray 2.60, Train v2):
 * **Shards**: `TorchTrainer(datasets=...)` splits `train` between the workers
   (`streaming_split(equal=True)` under `preserve_order`, so every worker gets the same number of
   batches per epoch, and the same batches again on a re-run) and gives every worker the whole
-  `valid` set (each scores every world-size-th row). A worker pulls its batches through
+  `valid` set (each scores every world-size-th row; it is the sample's valid split, small by
+  construction, so a worker reads it once and keeps it for the validations that follow). A worker pulls its batches through
   `iter_batches` with `PREFETCH_BATCHES` in flight and a `SHUFFLE_BATCHES` local shuffle buffer
   re-seeded every epoch: it holds a bounded number of batches, whatever the size of the feed. A
   worker asks for its first batch as soon as it starts (`EarlyStart`), so the pipeline's start-up
@@ -63,7 +64,7 @@ from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.models.base import NerModel
 from finner.models.registry import GLINER, ModelSpec, build_model, load_checkpoint
-from finner.models.train_config import TrainConfig
+from finner.models.train_config import Example, TrainConfig
 from finner.pipeline.cli import init_ray
 from finner.progress import progress_bar, say
 from finner.store import Store, filesystem_of
@@ -75,7 +76,8 @@ TRAIN, VALID = "train", "valid"  # the Trainer's dataset names
 IDS_COLUMN = "finner_row_ids"  # beside the model inputs of a batch: the ids of its rows
 DATA_CPUS = 0.25  # CPUs of each Ray Data read or encode task
 DATA_CPU_RESERVE = 0.5  # CPUs CPU workers leave to Ray Data (one encoder actor and one read task) when they size themselves
-BLOCK_BYTES = 8 * 2**20  # most bytes in a Ray Data block: a worker maps whole blocks, prefetching some
+BLOCK_BYTES = 2**20  # most bytes in a Ray Data block (~40 encoded GLiNER batches of 4): a worker maps whole blocks, prefetching some
+INGEST_BYTES = 16 * BLOCK_BYTES  # the object store the training stream may fill ahead of the workers: how far encoding runs ahead
 PREFETCH_BATCHES = 4  # batches a worker fetches ahead of the one it trains on
 SHUFFLE_BATCHES = 16  # batches a worker shuffles among before training on them
 PROGRESS_WRITE_S = 5.0  # rank 0 writes the step it reached at most this often
@@ -243,7 +245,7 @@ def train_dataset(store: Store, rows: RowSet, spec: ModelSpec, batch_size: int, 
 def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, store: Store) -> TrainSummary:
     """Fine-tune `spec` on the store's labelled rows with Ray Train, keep the checkpoint with the best
     validation F1, and publish it to the store (joins `$RAY_ADDRESS`, else starts a local Ray)."""
-    from ray.data import DataContext, ExecutionOptions
+    from ray.data import DataContext, ExecutionOptions, ExecutionResources
     from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -275,9 +277,10 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     use_gpu = _use_gpu(job)
     runs_dir = store.artifact(artifacts.RAY_RUNS_DIR, "runs")
     encoders = job.num_workers if use_gpu else 1  # CPU workers leave room for one (DATA_CPU_RESERVE)
-    # The same batches for the same worker on every run: what a resumed position relies on.
-    # (Built here: `DataConfig.default_ingest_options()` sets a deprecated field and warns.)
-    ingest = ExecutionOptions(preserve_order=True)
+    # The same batches for the same worker on every run (what a resumed position relies on), and
+    # encoding at most INGEST_BYTES ahead of training. (Built here: `DataConfig.default_ingest_options()`
+    # sets a deprecated field and warns.)
+    ingest = ExecutionOptions(preserve_order=True, resource_limits=ExecutionResources(object_store_memory=INGEST_BYTES))
     context = DataContext.get_current()  # captured with the datasets and handed to the workers
     context.enable_progress_bars = False  # the Ray logs go to the stage's log file
     context.target_max_block_size = BLOCK_BYTES
@@ -468,9 +471,13 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                 recorder.add(epoch, number, list(row[IDS_COLUMN][0]))
             yield model.model_inputs({name: value[0] for name, value in row.items() if name != IDS_COLUMN})
 
-    def valid_rows():
-        for batch in valid_shard.iter_batches(batch_size=config.valid_batch_size, batch_format="pyarrow", prefetch_batches=1):
-            yield from examples(batch)
+    kept_valid_rows: list[Example] = []
+
+    def valid_rows() -> list[Example]:
+        if not kept_valid_rows:
+            for batch in valid_shard.iter_batches(batch_size=config.valid_batch_size, batch_format="pyarrow", prefetch_batches=1):
+                kept_valid_rows.extend(examples(batch))
+        return kept_valid_rows
 
     def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
         if recorder:
