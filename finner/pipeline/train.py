@@ -8,19 +8,21 @@ Why this shape (ray 2.60, Train v2):
   train-year headline of the feed minus the title twins of held-out headlines. Nothing of their size
   passes through the driver (one streaming pass counts and fingerprints them), the loop config or
   a worker's memory.
-* **Model inputs** are made by a Ray Data `map_batches` pool of CPU actors (one to one per worker):
-  every `--batch-size` rows become one training batch by the adapter's `batch_encoder` (gliner's
-  collator; span_marker's normalizer, tokenizer and collator), which each actor builds from the
-  model spec (the driver never loads the model). A row of the train dataset is a training batch.
+* **Model inputs** are made by a Ray Data `map_batches` pool of CPU actors (one with CPU workers,
+  up to one per GPU worker): every `--batch-size` rows become one training batch by the adapter's
+  `batch_encoder` (gliner's collator; span_marker's normalizer, tokenizer and collator), which each
+  actor builds from the model spec (the driver never loads the model). A row of the train dataset
+  is a training batch.
 * **Shards**: `TorchTrainer(datasets=...)` splits `train` between the workers
   (`streaming_split(equal=True)` under `preserve_order`, so every worker gets the same number of
   batches per epoch, and the same batches again on a re-run) and gives every worker the whole
   `valid` set (each scores every world-size-th row; it is the sample's valid split, small by
-  construction, so a worker reads it once and keeps it for the validations that follow). A worker pulls its batches through
+  construction, so a worker reads it once and keeps it). A worker pulls its batches through
   `iter_batches` with `PREFETCH_BATCHES` in flight and a `SHUFFLE_BATCHES` local shuffle buffer
-  re-seeded every epoch: it holds a bounded number of batches, whatever the size of the feed. A
-  worker asks for its first batch as soon as it starts (`EarlyStart`), so the pipeline's start-up
-  (its coordinator and encoder actors) overlaps the worker's model build and first validation.
+  re-seeded every epoch: it holds a bounded number of batches, whatever the size of the feed, and
+  the encoders run at most `INGEST_BYTES` ahead of it. A worker asks for its first batch as soon as
+  it starts (`EarlyStart`), so the pipeline's start-up (its coordinator and encoder actors) overlaps
+  the worker's model build and first validation.
 * **Loop**: each worker runs the library's own Hugging Face Trainer through `finner.train.fine_tune`
   on the process group Ray Train set up (`ScalingConfig(use_gpu=...)`: one worker per GPU, bf16/fp16
   on CUDA; CPU workers otherwise). `prepare_trainer` would do the Ray Data half of this (it swaps
@@ -74,7 +76,7 @@ from finner.training_data import SAMPLE_ROWS, TRAIN_SPLIT, VALID_SPLIT, LabelSou
 RUN_FINGERPRINT = "[0-9a-f]{12}"  # the run name's suffix: stable_hash(data and settings, length=12)
 TRAIN, VALID = "train", "valid"  # the Trainer's dataset names
 IDS_COLUMN = "finner_row_ids"  # beside the model inputs of a batch: the ids of its rows
-DATA_CPUS = 0.25  # CPUs of each Ray Data read or encode task
+DATA_CPUS = 0.25  # CPUs of each Ray Data read task or encoder actor
 DATA_CPU_RESERVE = 0.5  # CPUs CPU workers leave to Ray Data (one encoder actor and one read task) when they size themselves
 BLOCK_BYTES = 2**20  # most bytes in a Ray Data block (~40 encoded GLiNER batches of 4): a worker maps whole blocks, prefetching some
 INGEST_BYTES = 16 * BLOCK_BYTES  # the object store the training stream may fill ahead of the workers: how far encoding runs ahead
