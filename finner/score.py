@@ -40,6 +40,7 @@ from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.metrics import exact_prf, name_key
+from finner.models import span_head
 from finner.models.base import best_device, local_checkpoint, offline_encoder_dir
 from finner.models.gliner import GlinerModel
 from finner.models.gliner import load_gliner as load_torch
@@ -128,8 +129,6 @@ def default_forward_rows(device: str) -> int:
 def export_onnx(model: str, cache: str = "") -> Path:
     """Export (once) the checkpoint, span head factored, to ONNX fp32 + int8 in
     `<cache>/<weights digest, recipes>/`."""
-    from finner.models import span_head
-
     root = Path(cache or os.path.join(tempfile.gettempdir(), "finner-onnx"))
     target = root / stable_hash([weights_digest(model), INT8_RECIPE, span_head.RECIPE], length=16)
     if all((target / name).is_file() for name in ONNX_FILES.values()):

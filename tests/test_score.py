@@ -72,10 +72,10 @@ def test_the_factored_span_head_computes_gliners_span_head(scorer, titles):
     from gliner import GLiNER, GLiNERConfig
 
     from finner.models.base import offline_encoder_dir
-    from finner.models.span_head import FactoredSpanMarker, factor_span_head
+    from finner.models.span_head import factor_span_head, factored_span_marker
 
     factored = copy.deepcopy(scorer.gliner)
-    assert factor_span_head(factored) and isinstance(factored.model.span_rep_layer.span_rep_layer, FactoredSpanMarker)
+    assert factor_span_head(factored) and isinstance(factored.model.span_rep_layer.span_rep_layer, factored_span_marker())
     for batch in scorer.prepare(titles).batches:
         inputs = {name: torch.from_numpy(batch[name]) for name in MODEL_INPUTS}
         lengths = batch["text_lengths"].reshape(-1).tolist()

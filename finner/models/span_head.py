@@ -11,41 +11,47 @@ multiply-adds in that layer (fp32 sums in another order: scores move in the last
 
 from __future__ import annotations
 
+import functools
 from typing import Any
-
-import torch
-from torch import nn
 
 FACTORED_MODE = "markerV0"  # the one gliner span mode this rewrite applies to
 RECIPE = f"{FACTORED_MODE}-factored"  # part of the ONNX export's cache key
 
 
-class FactoredSpanMarker(nn.Module):
-    """A `gliner.modeling.span_rep.SpanMarkerV0` with its first output Linear split per half
-    (shares the original's weights; for inference: dropout is the identity)."""
+@functools.cache
+def factored_span_marker() -> type:
+    """The `FactoredSpanMarker` module class (built on first use: torch is imported lazily)."""
+    import torch
+    from torch import nn
 
-    def __init__(self, marker: nn.Module) -> None:
-        super().__init__()
-        first, last = marker.out_project[0], marker.out_project[3]
-        half = first.in_features // 2
-        self.max_width = marker.max_width
-        self.project_start, self.project_end, self.out_last = marker.project_start, marker.project_end, last
-        self.start_part = nn.Linear(half, first.out_features, bias=False)
-        self.end_part = nn.Linear(half, first.out_features)
-        with torch.no_grad():
-            self.start_part.weight.copy_(first.weight[:, :half])
-            self.end_part.weight.copy_(first.weight[:, half:])
-            self.end_part.bias.copy_(first.bias)
+    class FactoredSpanMarker(nn.Module):
+        """A `gliner.modeling.span_rep.SpanMarkerV0` with its first output Linear split per half
+        (shares the original's weights; for inference: dropout is the identity)."""
 
-    def forward(self, h: torch.Tensor, span_idx: torch.Tensor) -> torch.Tensor:
-        batch, _, hidden = h.size()
-        starts = self.start_part(self.project_start(h).relu())
-        ends = self.end_part(self.project_end(h).relu())
-        index = span_idx.unsqueeze(-1)  # (B, spans, 2, 1)
-        picked = torch.gather(starts, 1, index[:, :, 0].expand(-1, -1, starts.size(-1))) + torch.gather(
-            ends, 1, index[:, :, 1].expand(-1, -1, ends.size(-1))
-        )
-        return self.out_last(picked.relu()).view(batch, span_idx.size(1) // self.max_width, self.max_width, hidden)
+        def __init__(self, marker: nn.Module) -> None:
+            super().__init__()
+            first, last = marker.out_project[0], marker.out_project[3]
+            half = first.in_features // 2
+            self.max_width = marker.max_width
+            self.project_start, self.project_end, self.out_last = marker.project_start, marker.project_end, last
+            self.start_part = nn.Linear(half, first.out_features, bias=False)
+            self.end_part = nn.Linear(half, first.out_features)
+            with torch.no_grad():
+                self.start_part.weight.copy_(first.weight[:, :half])
+                self.end_part.weight.copy_(first.weight[:, half:])
+                self.end_part.bias.copy_(first.bias)
+
+        def forward(self, h: torch.Tensor, span_idx: torch.Tensor) -> torch.Tensor:
+            batch, _, hidden = h.size()
+            starts = self.start_part(self.project_start(h).relu())
+            ends = self.end_part(self.project_end(h).relu())
+            index = span_idx.unsqueeze(-1)  # (B, spans, 2, 1)
+            picked = torch.gather(starts, 1, index[:, :, 0].expand(-1, -1, starts.size(-1))) + torch.gather(
+                ends, 1, index[:, :, 1].expand(-1, -1, ends.size(-1))
+            )
+            return self.out_last(picked.relu()).view(batch, span_idx.size(1) // self.max_width, self.max_width, hidden)
+
+    return FactoredSpanMarker
 
 
 def factor_span_head(gliner: Any) -> bool:
@@ -55,5 +61,5 @@ def factor_span_head(gliner: Any) -> bool:
     marker = getattr(layer, "span_rep_layer", None)
     if getattr(gliner.config, "span_mode", None) != FACTORED_MODE or marker is None or not hasattr(marker, "out_project"):
         return False
-    layer.span_rep_layer = FactoredSpanMarker(marker).to(next(marker.parameters()).device).eval()
+    layer.span_rep_layer = factored_span_marker()(marker).to(next(marker.parameters()).device).eval()
     return True
