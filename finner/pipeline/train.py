@@ -17,7 +17,7 @@ Why this shape (ray 2.60, Train v2):
   (`streaming_split(equal=True)` under `preserve_order`, so every worker gets the same number of
   batches per epoch, and the same batches again on a re-run) and gives every worker the whole
   `valid` set (each scores every world-size-th row; it is the sample's valid split, small by
-  construction, so a worker reads it once and keeps it). A worker pulls its batches through
+  construction, so a worker reads it once, as it starts, and keeps it). A worker pulls its batches through
   `iter_batches` with `PREFETCH_BATCHES` in flight and a `SHUFFLE_BATCHES` local shuffle buffer
   re-seeded every epoch: it holds a bounded number of batches, whatever the size of the feed, and
   the encoders run at most `INGEST_BYTES` ahead of it. A worker asks for its first batch as soon as
@@ -52,6 +52,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
@@ -378,6 +379,21 @@ def resumed_model(spec: ModelSpec, checkpoint_dir: str) -> NerModel:
     return model
 
 
+def in_background(work: Callable[[], Any], name: str) -> Future:
+    """`work()` started now on a thread of its own; its result (or its error, raised in the thread
+    that asks) when asked for."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as err:  # handed to the thread that asks
+            future.set_exception(err)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
 class EarlyStart:
     """An epoch's rows whose first row a thread starts fetching at once: Ray Data starts a split
     dataset's pipeline (its coordinator and encoder actors) only when a worker first asks for a
@@ -386,27 +402,18 @@ class EarlyStart:
 
     def __init__(self, rows: Callable[[int], Iterable[Any]], epoch: int) -> None:
         self.rows, self.epoch = rows, epoch
-        self.started: Iterator[Any] = iter(())
-        self.error: BaseException | None = None
-        self.thread: threading.Thread | None = threading.Thread(target=self._start, name="train-early-start", daemon=True)
-        self.thread.start()
+        self.started: Future | None = in_background(self._first_row_fetched, "train-early-start")
 
-    def _start(self) -> None:
-        try:
-            source = iter(self.rows(self.epoch))
-            self.started = itertools.chain(list(itertools.islice(source, 1)), source)
-        except BaseException as err:  # handed to the training thread when it asks
-            self.error = err
+    def _first_row_fetched(self) -> Iterator[Any]:
+        source = iter(self.rows(self.epoch))
+        return itertools.chain(list(itertools.islice(source, 1)), source)
 
     def __call__(self, epoch: int) -> Iterator[Any]:
-        if epoch != self.epoch or self.thread is None:
+        if epoch != self.epoch or self.started is None:
             yield from self.rows(epoch)
             return
-        self.thread.join()
-        self.thread = None
-        if self.error is not None:
-            raise self.error
-        yield from self.started
+        started, self.started = self.started.result(), None
+        yield from started
 
 
 class TrainedRows:
@@ -428,6 +435,11 @@ class TrainedRows:
         rows = [{**self.record, "rank": self.rank, "epoch": e, "batch": b, "id": i} for e, b, ids in done for i in ids]
         if rows:
             self.store.append("trained_rows", pa.Table.from_pylist(rows), part=f"{self.record['run']}-{self.rank:04d}-{step:010d}")
+
+
+def read_valid_rows(valid_shard: Any, batch_size: int) -> list[Example]:
+    """A worker's validation rows, read once and kept: the sample's valid split, small by construction."""
+    return [row for batch in valid_shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", prefetch_batches=1) for row in examples(batch)]
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
@@ -459,6 +471,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         resume = Resume.read(checkpoint_dir) if checkpoint_dir else None
         start = (resume.position.epoch, resume.position.batches) if resume else (0, 0)
         epoch_rows = EarlyStart(shard_rows, start[0])  # the pipeline starts while the model is built
+        valid_read = in_background(lambda: read_valid_rows(valid_shard, config.valid_batch_size), "train-valid-read")  # so does this
         model = resumed_model(spec, checkpoint_dir) if checkpoint_dir else build_model(spec)
     rank = ray.train.get_context().get_world_rank()
     recorder = TrainedRows(store, loop_config["record"], rank, start) if loop_config["record"] else None
@@ -473,13 +486,6 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                 recorder.add(epoch, number, list(row[IDS_COLUMN][0]))
             yield model.model_inputs({name: value[0] for name, value in row.items() if name != IDS_COLUMN})
 
-    kept_valid_rows: list[Example] = []
-
-    def valid_rows() -> list[Example]:
-        if not kept_valid_rows:
-            for batch in valid_shard.iter_batches(batch_size=config.valid_batch_size, batch_format="pyarrow", prefetch_batches=1):
-                kept_valid_rows.extend(examples(batch))
-        return kept_valid_rows
 
     def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
         if recorder:
@@ -495,7 +501,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="finner-train-") as work_dir:
         total = total_training_steps(config, loop_config["epoch_steps"])
         on_step = step_writer(store, loop_config["progress_key"], total) if rank == 0 else None
-        fine_tune(model, batches, valid_rows, config, loop_config["epoch_steps"], work_dir, report, resume, on_step=on_step)
+        fine_tune(model, batches, valid_read.result, config, loop_config["epoch_steps"], work_dir, report, resume, on_step=on_step)
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
