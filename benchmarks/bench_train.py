@@ -3,7 +3,7 @@ against rows held in memory.
 
     python benchmarks/bench_train.py [--quick]
 
-The real Benzinga headlines (../shared/data; `--quick`: 2,000 of them, evenly spaced), and a feed
+The real Benzinga headlines (../shared/data; `--quick`: 1,000 of them, evenly spaced), and a feed
 10x that size scaled from them with `finner.testing.feeds`, each ingested, labelled by the
 gazetteer (the LLM's stand-in) and curated (`finner.testing.labelled_feed`). GLiNER on the
 offline encoder then trains the same number of steps (`--max-steps`, batches of 4) on `--rows feed`:
@@ -135,11 +135,11 @@ def run_in_memory(store, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps (under 5 minutes on a quiet 2-core CPU)")
-    parser.add_argument("--steps", type=int, help="training steps of every run (default: 16 quick, 80 full)")
-    parser.add_argument("--base-rows", type=int, help="headlines of the 1x feed, evenly spaced over the real ones (default: 2,000 quick, all 16,553 full)")
+    parser.add_argument("--steps", type=int, help="training steps of every run (default: 12 quick, 80 full)")
+    parser.add_argument("--base-rows", type=int, help="headlines of the 1x feed, evenly spaced over the real ones (default: 1,000 quick, all 16,553 full)")
     args = parser.parse_args()
-    steps = args.steps or (16 if args.quick else 80)
-    base_rows = args.base_rows or (2000 if args.quick else None)
+    steps = args.steps or (12 if args.quick else 80)
+    base_rows = args.base_rows or (1000 if args.quick else None)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))  # for the Ray workers
     started = time.monotonic()
