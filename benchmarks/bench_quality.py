@@ -1,19 +1,24 @@
 """Quality on real text: the hand-labelled real headlines' test part, subject companies, exact spans.
 
     python benchmarks/bench_quality.py [--quick] [--store DIR]
+    python benchmarks/bench_quality.py --store ./finner-real   # after `python -m jobs.pipeline --real --store ./finner-real`
 
 Builds a store from the real feed (`../shared/data`: ingest, label with the built-in labeller through
-its chat-completions server, curate), fine-tunes GLiNER on the packaged MiniLM encoder (a) on the
-labeller's labels of the feed's train years and (b) on the same plus the gold dev part's human
-labels, chooses each model's threshold on the dev part, and scores every row on the test part.
-The store is kept (`--store`), so a second run reuses the labels and the trained models.
-Ends with `BENCH real_test_f1_<row>` lines.
+its chat-completions server, curate) and scores every row on the test part:
+(a) GLiNER on the packaged MiniLM encoder fine-tuned on the labeller's labels of the feed's train
+years: the store's `models/gliner-llm-feed` when the `--real` pipeline trained it there (the whole
+feed through Ray Train), else fine-tuned here (in-process); (b) that model fine-tuned further on the
+gold dev part's human labels, each dev headline beside one of the feed's labelled headlines (so it
+keeps what the feed taught it), the epoch and the threshold chosen on `DEV_HELD_OUT` dev headlines
+it does not train on. (a)'s threshold is chosen on the whole dev part. The store is kept (`--store`),
+so a second run reuses the labels and the trained models. Ends with `BENCH real_test_f1_<row>` lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -22,6 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+FROM_SCRATCH = {"learning_rate": 5e-5, "head_learning_rate": 1e-3, "batch_size": 8, "warmup_ratio": 0.05}  # (a) when trained here
+DEV_HELD_OUT = 40  # dev headlines (b) does not train on: its epoch and threshold are chosen on them
+PLUS_DEV = {"epochs": 3, "learning_rate": 2e-5, "head_learning_rate": 1e-4, "batch_size": 8, "warmup_ratio": 0.1}  # (b): a trained head, small steps
 
 
 def build_store(root: str) -> None:
@@ -37,19 +45,20 @@ def build_store(root: str) -> None:
             raise SystemExit(f"{job.__name__} failed; see {root}/logs")
 
 
-def train(store, name: str, rows, valid, epochs: int) -> str:
-    """Fine-tune (or reuse) a GLiNER on `rows`, the best epoch chosen on `valid`; returns its path."""
+def train(store, name: str, rows, valid, start: str | None = None, **options) -> str:
+    """Fine-tune (or reuse) a GLiNER on `rows` (from checkpoint `start`, else a fresh head on the
+    offline encoder), the best epoch chosen on `valid`; returns its path."""
     import torch
 
-    from finner.models.registry import ModelSpec, build_model
+    from finner.models.registry import ModelSpec, build_model, load_checkpoint
     from finner.train import fit_locally
 
     out = store.artifact("bench_quality", name)
     best = os.path.join(out, "best")
     if not os.path.isdir(best):
         torch.manual_seed(0)
-        model = build_model(ModelSpec("gliner", offline=True))
-        fit_locally(model, rows, valid, out, epochs=epochs, learning_rate=5e-5, head_learning_rate=1e-3, batch_size=8, warmup_ratio=0.05)
+        model = load_checkpoint("gliner", start) if start else build_model(ModelSpec("gliner", offline=True))
+        fit_locally(model, rows, valid, out, **options)
     return best
 
 
@@ -67,20 +76,22 @@ def best_threshold(model, dev) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="800 training headlines, 1 epoch")
+    parser.add_argument("--quick", action="store_true", help="(a) fine-tuned here on 800 training headlines for 1 epoch, even where the store has the pipeline's model")
     parser.add_argument("--store", default=str(REPO / "finner-data-real"), help="store of the real feed (kept between runs)")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of (a) when fine-tuned here")
     args = parser.parse_args()
 
     import pyarrow as pa
+    import pyarrow.compute as pc
 
+    from finner import artifacts
     from finner.evaluate import llm_predictions
     from finner.gold import DEV, TEST, load_gold
     from finner.metrics import exact_prf
     from finner.models.registry import load_checkpoint
     from finner.models.spacy_baseline import SpacyBaseline
     from finner.store import Store
-    from finner.training_data import LLM_LABELS, SAMPLE_ROWS, VALID_SPLIT, feed_train_rows, training_rows
+    from finner.training_data import FEED_ROWS, LLM_LABELS, SAMPLE_ROWS, VALID_SPLIT, feed_train_rows, training_rows
 
     started = time.perf_counter()
     store = Store(args.store)
@@ -93,16 +104,35 @@ def main() -> None:
     epochs = 1 if args.quick else args.epochs
     print(f"feed: {feed.num_rows} labelled train-year headlines; gold dev {dev.num_rows}, test {test.num_rows}", flush=True)
 
-    with_dev = pa.concat_tables([feed, dev.select(["id", "title", "spans"]).cast(feed.schema)])
-    suffix = f"{feed.num_rows}-{epochs}"
     rows = {
         "labeller": llm_predictions(store, test.column("id").to_pylist()),
         "spacy": SpacyBaseline.load().predict(test.column("title").to_pylist()),
     }
-    for row, train_rows in (("model_on_labels", feed), ("model_on_labels_plus_dev", with_dev)):
-        model = load_checkpoint("gliner", train(store, f"{row}-{suffix}", train_rows, valid, epochs))
-        model.threshold = best_threshold(model, dev)
-        print(f"{row}: threshold {model.threshold} (best on dev)", flush=True)
+    pipeline_name = artifacts.model_name("gliner", LLM_LABELS, "", FEED_ROWS)
+    pipeline_run = store.get_json(artifacts.train_summary_key(pipeline_name))
+    if not args.quick and pipeline_run and os.path.isdir(pipeline_run["path"]):
+        on_labels, version = pipeline_run["path"], pipeline_run["fingerprint"]
+        how = f"the --real pipeline's {pipeline_name} ({pipeline_run['train_rows']} headlines)"
+    else:
+        version = f"{feed.num_rows}-{epochs}"
+        on_labels = train(store, f"model_on_labels-{version}", feed, valid, epochs=epochs, **FROM_SCRATCH)
+        how = f"fine-tuned here on {feed.num_rows} headlines, {epochs} epoch(s)"
+    order = dev.column("id").to_pylist()
+    random.Random(0).shuffle(order)
+    held_out, pool = order[:DEV_HELD_OUT], order[DEV_HELD_OUT:]
+    in_ids = lambda table, ids: table.filter(pc.is_in(table.column("id"), pa.array(ids, pa.string())))  # noqa: E731
+    human = in_ids(dev, pool).select(["id", "title", "spans"]).cast(feed.schema)
+    beside = feed.take(random.Random(0).sample(range(feed.num_rows), min(human.num_rows, feed.num_rows)))
+    dev_valid = in_ids(dev, held_out)
+    plus_dev = train(
+        store, f"model_on_labels_plus_dev-{version}", pa.concat_tables([human, beside]), dev_valid.select(["id", "title", "spans"]),
+        start=on_labels, **PLUS_DEV,
+    )
+    print(f"model_on_labels: {how}; model_on_labels_plus_dev: it, fine-tuned on {human.num_rows} dev headlines (+{beside.num_rows} of its labels)", flush=True)
+    for row, path, choose_on in (("model_on_labels", on_labels, dev), ("model_on_labels_plus_dev", plus_dev, dev_valid)):
+        model = load_checkpoint("gliner", path)
+        model.threshold = best_threshold(model, choose_on)
+        print(f"{row}: threshold {model.threshold} (best on {choose_on.num_rows} dev headlines)", flush=True)
         rows[row] = model.predict(test.column("title").to_pylist())
     gold_spans = test.column("spans").to_pylist()
     scores = {row: exact_prf(gold_spans, predicted) for row, predicted in rows.items()}
