@@ -13,7 +13,8 @@ Before the first step and every `eval_every` steps (default: one epoch, shortene
 validation rows and hands the score, with a checkpoint, to a `report` function: `ray.train.report`
 under Ray Train (Ray keeps the best by `valid_f1`), `KeepBest` in one process. After `patience`
 validations without a better F1 it stops. A checkpoint holds the model, the optimizer and
-learning-rate schedule (`RESUME_DIR`) and where the run stood (`STATE_FILE`: step, epoch and
+learning-rate schedule (`RESUME_DIR`; not after the last step, where they are as large as the
+model twice over and nothing resumes) and where the run stood (`STATE_FILE`: step, epoch and
 batches of it done), so a killed run resumes after its latest checkpoint, mid-epoch, without
 repeating a step.
 
@@ -132,11 +133,12 @@ class Position:
 
 @dataclass(frozen=True)
 class Resume:
-    """A killed run's latest checkpoint: its `STATE_FILE` and the optimizer and schedule states."""
+    """A killed run's latest checkpoint: its `STATE_FILE` and the optimizer and schedule states
+    (None after the last step: a finished run takes no further step)."""
 
     state: dict[str, Any]
-    optimizer: dict[str, Any]
-    scheduler: dict[str, Any]
+    optimizer: dict[str, Any] | None
+    scheduler: dict[str, Any] | None
 
     @property
     def step(self) -> int:
@@ -152,6 +154,8 @@ class Resume:
 
         with open(os.path.join(checkpoint, STATE_FILE)) as f:
             state = json.load(f)
+        if not os.path.isdir(os.path.join(checkpoint, RESUME_DIR)):
+            return cls(state, None, None)
         load = lambda name: torch.load(os.path.join(checkpoint, RESUME_DIR, name), map_location="cpu", weights_only=False)  # noqa: E731
         return cls(state, load("optimizer.pt"), load("scheduler.pt"))
 
@@ -336,7 +340,7 @@ def _checkpoints(
                 return
             with tempfile.TemporaryDirectory(prefix="finner-ckpt-") as checkpoint:
                 model.save(checkpoint)
-                if keep_training_state:
+                if keep_training_state and step < total_steps:  # the last step's is never resumed: don't write it
                     os.makedirs(os.path.join(checkpoint, RESUME_DIR))
                     torch.save(optimizer.state_dict(), os.path.join(checkpoint, RESUME_DIR, "optimizer.pt"))
                     torch.save(lr_scheduler.state_dict(), os.path.join(checkpoint, RESUME_DIR, "scheduler.pt"))

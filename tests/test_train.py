@@ -218,6 +218,29 @@ def test_patience_stops_training_after_validations_without_gain(tmp_path, real_h
     assert (tmp_path / "best" / "gliner_config.json").exists() and not (tmp_path / "best" / "resume").exists()
 
 
+@pytest.mark.slow
+def test_checkpoints_carry_the_training_state_except_after_the_last_step(tmp_path, real_headlines_path, company_listings_path):
+    """Every checkpoint can resume training but the last one, which nothing resumes: it holds the
+    model alone (the optimizer state is twice the model's size), and reads back as a finished run."""
+    from finner.models.registry import ModelSpec, build_model
+    from finner.train import RESUME_DIR, Resume, fine_tune, finished, in_memory_batches, steps_per_epoch, total_training_steps
+    from tests.train_data import labelled_rows
+
+    rows = examples(pa.Table.from_pylist([{k: r[k] for k in ("id", "title", "spans")} for r in labelled_rows(real_headlines_path, company_listings_path, 6)]))
+    config = TrainConfig(epochs=2, batch_size=2, eval_every=2, learning_rate=1e-5, warmup_ratio=0.0)
+    model, epoch_steps = build_model(ModelSpec("gliner", offline=True)), steps_per_epoch(4, 1, 2)
+    kept: list[tuple[int, bool, Resume]] = []
+
+    def report(metrics, checkpoint):
+        kept.append((metrics["step"], os.path.isdir(os.path.join(checkpoint, RESUME_DIR)), Resume.read(checkpoint)))
+
+    fine_tune(model, in_memory_batches(model, rows[:4], config), lambda: rows[4:], config, epoch_steps, str(tmp_path), report)
+    total = total_training_steps(config, epoch_steps)
+    assert [(step, has_state) for step, has_state, _ in kept] == [(0, True), (2, True), (4, False)]
+    assert kept[1][2].optimizer["state"] and kept[-1][2].optimizer is None
+    assert finished(kept[-1][2], config, total) and not finished(kept[1][2], config, total)
+
+
 # Small settings so the runs finish in minutes on 2 CPU cores: fresh heads on the MiniLM encoder
 # learn from a couple of hundred headlines in a few epochs (2 workers x batch 2). SpanMarker's
 # head learns only with company spans up-weighted in its loss (the fresh-head default).
