@@ -14,6 +14,7 @@ PLOTS_DIR, REPORTS_DIR, LOGS_DIR = "plots", "reports", "logs"
 # _meta keys (Store.put_json / get_json)
 SCORING_DEFAULT_KEY = "gliner_best_checkpoint"  # {"path", "name"}: the model jobs.score uses by default
 SCORE_THROUGHPUT_KEY = "score_throughput"  # written by the scoring job, read by the cost report
+RUNTIME_CHOICES_KEY = "score_runtime_choices"  # the scoring job's agreement checks, by what decides them
 LABEL_COST_KEY, LABEL_ESTIMATE_KEY = "label_cost", "label_estimate"  # written by the labeling job
 LABEL_RUN_KEY = "label_run"  # the latest labeling run's label identity (what downstream stages read)
 CURATE_KEY = "curate"

@@ -29,13 +29,13 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
 
-from finner import schemas
+from finner import artifacts, schemas
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
 from finner.ids import stable_hash
@@ -45,6 +45,7 @@ from finner.models.base import best_device, local_checkpoint, offline_encoder_di
 from finner.models.gliner import GlinerModel
 from finner.models.gliner import load_gliner as load_torch
 from finner.schemas import Span, make_span
+from finner.store import Store
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 CONFIG_FILE = "gliner_config.json"  # architecture (max_width, words splitter...) changes spans too
@@ -439,6 +440,26 @@ def choose_runtime(config: ScoreConfig, titles: Sequence[str], min_f1: float, gp
             f"below {min_f1:.4f} (1 - --agreement-tolerance); use --runtime torch or auto, or raise --agreement-tolerance"
         )
     return RuntimeChoice("torch", None, f"no faster runtime agreed with torch on {len(titles)} headlines ({'; '.join(short)}; {min_f1:.4f} needed)")
+
+
+def remembered_runtime_choice(store: Store, config: ScoreConfig, titles: Sequence[str], min_f1: float, gpus: bool = False) -> RuntimeChoice:
+    """`choose_runtime`, made once per store for the same weights, labels, threshold, asked runtime,
+    headlines, bar and export recipes: the check is deterministic, so a re-run (nothing left to
+    score) or the resumed run of a killed job takes the same runtime, and with it the same model
+    version, without loading the model and scoring the headlines three times again."""
+    key = stable_hash(
+        {
+            "weights": weights_digest(config.model), "labels": list(config.labels), "threshold": config.threshold, "runtime": config.runtime,
+            "titles": list(titles), "min_f1": min_f1, "gpus": gpus, "recipes": [INT8_RECIPE, span_head.RECIPE],
+        },
+        length=16,
+    )  # fmt: skip
+    choices = store.get_json(artifacts.RUNTIME_CHOICES_KEY) or {}
+    if key in choices:
+        return RuntimeChoice(**choices[key])
+    choice = choose_runtime(config, titles, min_f1, gpus=gpus)
+    store.put_json(artifacts.RUNTIME_CHOICES_KEY, {**choices, key: asdict(choice)})
+    return choice
 
 
 def untrained_checkpoint(directory: str) -> str:

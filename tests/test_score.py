@@ -178,6 +178,23 @@ def test_onnx_runtimes_against_torch(checkpoint, titles, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_store_remembers_a_runtime_choice_for_the_same_checkpoint_headlines_and_bar(checkpoint, titles, tmp_path):
+    from finner import artifacts
+    from finner.score import remembered_runtime_choice
+    from finner.store import Store
+
+    store, config = Store(str(tmp_path / "store")), ScoreConfig(model=checkpoint, threshold=THRESHOLD, threads=2, onnx_cache=str(tmp_path / "onnx"))
+    sample = titles[:8]
+    first = remembered_runtime_choice(store, config, sample, min_f1=0.0)
+    assert first.runtime == "onnx-int8"
+    (key,) = store.get_json(artifacts.RUNTIME_CHOICES_KEY)
+    store.put_json(artifacts.RUNTIME_CHOICES_KEY, {key: {**dataclasses.asdict(first), "reason": "checked before"}})
+    assert remembered_runtime_choice(store, config, sample, min_f1=0.0).reason == "checked before"  # not checked again
+    stricter = remembered_runtime_choice(store, config, sample, min_f1=1.01)  # another bar: another check
+    assert stricter.runtime == "torch" and len(store.get_json(artifacts.RUNTIME_CHOICES_KEY)) == 2
+
+
+@pytest.mark.slow
 def test_auto_takes_the_fastest_runtime_that_agrees_else_torch(checkpoint, titles, tmp_path):
     config = ScoreConfig(model=checkpoint, threshold=THRESHOLD, threads=2, onnx_cache=str(tmp_path / "onnx"))
     sample = titles[:16]

@@ -5,8 +5,9 @@ writing tasks -> `predictions`.
   `model_version`, so a re-run only scores what is left (resumable, idempotent), cut into one Ray
   Data block per batch of `batch_rows` headlines (`ray.data.from_arrow`).
 * **Runtime**: `--runtime auto` is resolved first (`finner.score.choose_runtime`): torch on GPUs;
-  on CPUs the fastest runtime whose spans agree with torch's on the feed's first headlines (the
-  same headlines on every re-run, so a resumed job makes the same choice and keeps its version).
+  on CPUs the fastest runtime whose spans agree with torch's on the feed's first headlines. The
+  store remembers the choice (`remembered_runtime_choice`), so a re-run or a resumed job takes the
+  same runtime, and keeps its model version, without checking again.
 * **Prepare** (`--prepare tasks`): `map_batches` tasks run `finner.score.prepare` (gliner's word
   splitting, sub-word tokenization and collation into padded, length-bucketed numpy arrays) on the
   CPUs of the cluster, so this Python-heavy work scales with CPUs instead of holding up a GPU.
@@ -46,12 +47,12 @@ from finner.score import (
     RuntimeChoice,
     ScoreConfig,
     Scorer,
-    choose_runtime,
     default_forward_rows,
     model_version,
     name_map_from_spans,
     prediction_rows,
     prepare,
+    remembered_runtime_choice,
 )
 from finner.store import Store, todo_headlines
 
@@ -264,7 +265,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
     sample = store.read("headlines", columns=["title"]).slice(0, run.agreement_rows)["title"].to_pylist()
     choice = None
     if sample:  # else there is nothing to score (or no headlines table, which todo_headlines reports)
-        choice = choose_runtime(config, sample, 1.0 - run.agreement_tolerance, gpus=gpus)
+        choice = remembered_runtime_choice(store, config, sample, 1.0 - run.agreement_tolerance, gpus=gpus)
         config = dataclasses.replace(config, runtime=choice.runtime)
     version = model_version(config)
     todo, already = todo_headlines(store, "predictions", pc.field("model_version") == version)
