@@ -17,12 +17,13 @@ Why this shape (ray 2.60, Train v2):
   (`streaming_split(equal=True)` under `preserve_order`, so every worker gets the same number of
   batches per epoch, and the same batches again on a re-run) and gives every worker the whole
   `valid` set (each scores every world-size-th row; it is the sample's valid split, small by
-  construction, so a worker reads it once, as it starts, and keeps it). A worker pulls its batches through
+  construction, so a worker reads it once and keeps it). A worker pulls its batches through
   `iter_batches` with `PREFETCH_BATCHES` in flight and a `SHUFFLE_BATCHES` local shuffle buffer
   re-seeded every epoch: it holds a bounded number of batches, whatever the size of the feed, and
-  the encoders run at most `INGEST_BYTES` ahead of it. A worker asks for its first batch as soon as
-  it starts (`EarlyStart`), so the pipeline's start-up (its coordinator and encoder actors) overlaps
-  the worker's model build and first validation.
+  the encoders run at most `INGEST_BYTES` ahead of it. As it starts, a worker asks for its first
+  batch (`EarlyStart`) and reads its validation rows, on threads of their own, so the pipeline's
+  start-up (its coordinator and encoder actors) and the validation read overlap the worker's
+  model build.
 * **Loop**: each worker runs the library's own Hugging Face Trainer through `finner.train.fine_tune`
   on the process group Ray Train set up (`ScalingConfig(use_gpu=...)`: one worker per GPU, bf16/fp16
   on CUDA; CPU workers otherwise). `prepare_trainer` would do the Ray Data half of this (it swaps
@@ -485,7 +486,6 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             if recorder:
                 recorder.add(epoch, number, list(row[IDS_COLUMN][0]))
             yield model.model_inputs({name: value[0] for name, value in row.items() if name != IDS_COLUMN})
-
 
     def report(metrics: dict[str, Any], checkpoint: str | None) -> None:
         if recorder:
