@@ -179,7 +179,7 @@ def ray_job(feed: Path, workdir: Path, config, prepare: str, batch_rows: int):
     store = Store(str(workdir / f"store-{prepare}"))
     ingest(SourceConfig(path=str(feed)), store, progress=False)
     cpus = os.cpu_count() or 1
-    task_cpus = 0.5 if cpus <= 2 else 1.0  # one preparation or writing task beside the actor
+    task_cpus = 0.5 if cpus <= 2 else 1.0  # one preparation task beside the actor
     run = ScoreRunConfig(batch_rows=batch_rows, prepare=prepare, task_cpus=task_cpus, actor_cpus=max(cpus - task_cpus, 0.5), gpus="no")
     summary = run_scoring(store, config, run, progress=False)
     title_of = dict(zip(*(store.read("headlines", columns=["id", "title"])[c].to_pylist() for c in ("id", "title"))))

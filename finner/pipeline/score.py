@@ -56,6 +56,10 @@ from finner.score import (
 )
 from finner.store import Store, todo_headlines
 
+# A writing task appends one scored batch to the store, a little I/O: with a preparation task's CPUs
+# it would take turns with the preparation tasks in the CPUs the actors leave.
+WRITE_TASK_CPUS = 0.1
+
 
 @dataclass(frozen=True)
 class ScoreRunConfig(Config):
@@ -72,7 +76,7 @@ class ScoreRunConfig(Config):
         default="tasks",
         metadata=help_text("tasks: CPU tasks tokenize and collate ahead of the actors, which only run the model; actor: each actor prepares its own batches"),
     )
-    task_cpus: float = field(default=1.0, metadata=help_text("CPUs reserved per preparation or writing task", more_than=0))
+    task_cpus: float = field(default=1.0, metadata=help_text("CPUs reserved per preparation task", more_than=0))
     batch_rows: int = field(default=512, metadata=help_text("headlines per batch; each finished batch is one appended part", at_least=1))
     limit: int = field(default=0, metadata=help_text("score at most this many headlines in this run; 0 = all not yet scored", at_least=0))
     agreement_rows: int = field(
@@ -306,7 +310,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         fn_kwargs={"store_root": store.root, "version": version, "names": name_map(store)},
         batch_size=1,
         batch_format="pyarrow",
-        num_cpus=run.task_cpus,
+        num_cpus=WRITE_TASK_CPUS,
     )
     bar = progress_bar(desc="scoring", unit=" headlines", total=todo.num_rows, enabled=progress)
     started = time.perf_counter()
