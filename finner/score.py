@@ -449,8 +449,8 @@ def remembered_runtime_choice(store: Store, config: ScoreConfig, titles: Sequenc
     version, without loading the model and scoring the headlines three times again."""
     key = stable_hash(
         {
-            "weights": weights_digest(config.model), "labels": list(config.labels), "threshold": config.threshold, "runtime": config.runtime,
-            "titles": list(titles), "min_f1": min_f1, "gpus": gpus, "recipes": [INT8_RECIPE, span_head.RECIPE],
+            "model": model_version(config), "runtime": config.runtime, "titles": list(titles), "min_f1": min_f1, "gpus": gpus,
+            "recipes": [INT8_RECIPE, span_head.RECIPE],
         },
         length=16,
     )  # fmt: skip
