@@ -82,16 +82,16 @@ def main() -> None:
     args = parser.parse_args()
 
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     from finner import artifacts
     from finner.evaluate import llm_predictions
     from finner.gold import DEV, TEST, load_gold
+    from finner.learning_curve import CurveConfig, real_training_sets
     from finner.metrics import exact_prf
     from finner.models.registry import load_checkpoint
     from finner.models.spacy_baseline import SpacyBaseline
     from finner.store import Store
-    from finner.training_data import FEED_ROWS, LLM_LABELS, SAMPLE_ROWS, VALID_SPLIT, feed_train_rows, training_rows
+    from finner.training_data import FEED_ROWS, GOLD_LABELS, LLM_LABELS, SAMPLE_ROWS, VALID_SPLIT, feed_train_rows, training_rows
 
     started = time.perf_counter()
     store = Store(args.store)
@@ -117,17 +117,10 @@ def main() -> None:
         version = f"{feed.num_rows}-{epochs}"
         on_labels = train(store, f"model_on_labels-{version}", feed, valid, epochs=epochs, **FROM_SCRATCH)
         how = f"fine-tuned here on {feed.num_rows} headlines, {epochs} epoch(s)"
-    order = dev.column("id").to_pylist()
-    random.Random(0).shuffle(order)
-    held_out, pool = order[:DEV_HELD_OUT], order[DEV_HELD_OUT:]
-    in_ids = lambda table, ids: table.filter(pc.is_in(table.column("id"), pa.array(ids, pa.string())))  # noqa: E731
-    human = in_ids(dev, pool).select(["id", "title", "spans"]).cast(feed.schema)
+    dev_sets = real_training_sets(store, gold, CurveConfig(gold="real", valid_rows=DEV_HELD_OUT))  # the learning curve's dev split
+    human, dev_valid = dev_sets.train[GOLD_LABELS].cast(feed.schema), dev_sets.valid[GOLD_LABELS]
     beside = feed.take(random.Random(0).sample(range(feed.num_rows), min(human.num_rows, feed.num_rows)))
-    dev_valid = in_ids(dev, held_out)
-    plus_dev = train(
-        store, f"model_on_labels_plus_dev-{version}", pa.concat_tables([human, beside]), dev_valid.select(["id", "title", "spans"]),
-        start=on_labels, **PLUS_DEV,
-    )
+    plus_dev = train(store, f"model_on_labels_plus_dev-{version}", pa.concat_tables([human, beside]), dev_valid, start=on_labels, **PLUS_DEV)
     print(f"model_on_labels: {how}; model_on_labels_plus_dev: it, fine-tuned on {human.num_rows} dev headlines (+{beside.num_rows} of its labels)", flush=True)
     for row, path, choose_on in (("model_on_labels", on_labels, dev), ("model_on_labels_plus_dev", plus_dev, dev_valid)):
         model = load_checkpoint("gliner", path)
