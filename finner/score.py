@@ -44,6 +44,7 @@ from finner.models import span_head
 from finner.models.base import best_device, local_checkpoint, offline_encoder_dir
 from finner.models.gliner import GlinerModel
 from finner.models.gliner import load_gliner as load_torch
+from finner.roles import RULES_VERSION, subject_companies
 from finner.schemas import Span, make_span
 from finner.store import Store
 
@@ -112,13 +113,15 @@ def weights_digest(model: str) -> str:
 
 
 def model_version(config: ScoreConfig) -> str:
-    """`gliner-<hash>` of what changes the spans: the weights, labels, threshold and int8 quantization
-    (not fp16/bf16, batch sizes or the device: those only move scores in the last digits)."""
+    """`gliner-<hash>` of what changes the spans: the weights, labels, threshold, int8 quantization
+    and the guideline's subject rules (not fp16/bf16, batch sizes or the device: those only move
+    scores in the last digits)."""
     key = {
         "weights": weights_digest(config.model),
         "labels": list(config.labels),
         "threshold": config.threshold,
         "quantized": INT8_RECIPE if config.runtime == "onnx-int8" else False,
+        "subject_rules": RULES_VERSION,
     }
     return f"gliner-{stable_hash(key, length=12)}"
 
@@ -313,10 +316,7 @@ class Scorer:
 
     def spans(self, prepared: Prepared) -> list[list[Span]]:
         """`score`'s spans of each title of `prepared`, in input order."""
-        found: list[list[Span]] = [[] for _ in prepared.titles]
-        for i, start, end, score in zip(*self.score(prepared)):
-            found[i].append(make_span(prepared.titles[i], start, end, score=score))
-        return found
+        return title_spans(prepared.titles, *self.score(prepared))
 
     def score(self, prepared: Prepared) -> tuple[list[int], list[int], list[int], list[float]]:
         """The scoring actor's body: forward pass and decoding of every batch, nothing tokenized.
@@ -352,6 +352,15 @@ class Scorer:
         if self.device == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
+
+
+def title_spans(titles: Sequence[str], title: Sequence[int], start: Sequence[int], end: Sequence[int], score: Sequence[float]) -> list[list[Span]]:
+    """The scored spans (`Scorer.score`'s columns: title index, character offsets, score) as each
+    title's subject company spans (`finner.roles.subject_companies`), in title order."""
+    found: list[list[Span]] = [[] for _ in titles]
+    for i, s, e, p in zip(title, start, end, score):
+        found[i].append(make_span(titles[i], s, e, score=p))
+    return [subject_companies(t, spans) for t, spans in zip(titles, found)]
 
 
 def normalize_spans(spans: list[Span], names: dict[str, str]) -> list[Span]:

@@ -20,6 +20,7 @@ import numpy as np
 from finner.errors import FinnerError
 from finner.models.base import NerModel, best_device, local_checkpoint
 from finner.models.train_config import Example, TrainConfig, hf_arguments
+from finner.roles import subject_companies
 from finner.schemas import COMPANY, Span, make_span
 from finner.tokens import char_to_token_span, word_tokens
 
@@ -112,7 +113,8 @@ def _strict_trainer_class() -> type:
 
 
 class GlinerModel(NerModel):
-    """A GLiNER model predicting `company` spans above `threshold`."""
+    """A GLiNER model predicting `company` spans above `threshold`, the guideline's subjects
+    (`finner.roles.subject_companies`)."""
 
     kind = "gliner"
 
@@ -146,7 +148,10 @@ class GlinerModel(NerModel):
         if not titles:
             return []
         found = self.model.inference(titles, [COMPANY], threshold=self.threshold, batch_size=self.batch_size, flat_ner=True)
-        return [[make_span(title, e["start"], e["end"], score=e["score"]) for e in entities] for title, entities in zip(titles, found)]
+        return [
+            subject_companies(title, [make_span(title, e["start"], e["end"], score=e["score"]) for e in entities])
+            for title, entities in zip(titles, found)
+        ]
 
     def save(self, path: str) -> None:
         self.model.save_pretrained(path)

@@ -41,7 +41,6 @@ from finner.config import Config, ConfigError, config_from_dict, help_text
 from finner.ids import stable_hash
 from finner.models.gliner import load_gliner
 from finner.progress import progress_bar
-from finner.schemas import make_span
 from finner.score import (
     Prepared,
     RuntimeChoice,
@@ -53,6 +52,7 @@ from finner.score import (
     prediction_rows,
     prepare,
     remembered_runtime_choice,
+    title_spans,
 )
 from finner.store import Store, todo_headlines
 
@@ -237,9 +237,7 @@ def write_task(batch: pa.Table, store_root: str, version: str, names: dict[str, 
     store = Store(store_root)
     stats = {"actor": [], "rows": [], "busy_s": [], "prepare_cpu_s": [], "device": [], "finished_at": []}
     for row in batch.to_pylist():
-        spans: list[list[Any]] = [[] for _ in row["ids"]]
-        for i, start, end, score in zip(row["span_title"], row["span_start"], row["span_end"], row["span_score"]):
-            spans[i].append(make_span(row["titles"][i], start, end, score=score))
+        spans = title_spans(row["titles"], row["span_title"], row["span_start"], row["span_end"], row["span_score"])
         store.append("predictions", prediction_rows(row["ids"], spans, version, names), part=stable_hash([version, row["ids"]]))
         for key, value in (("actor", row["actor"]), ("rows", len(row["ids"])), ("busy_s", row["busy_s"]),
                            ("prepare_cpu_s", row["prepare_cpu_s"]), ("device", row["device"]), ("finished_at", time.time())):  # fmt: skip

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from finner.embedded import gazetteer_entries
+from finner.roles import NOT_SUBJECTS, RATING_VERBS, is_broker
 from finner.tokens import word_tokens
 
 NAME, TICKER, INDEX = "name", "ticker", "index"
@@ -156,34 +157,6 @@ CORPORATE_VERBS = frozenset(
     Appoints Signs Wins Declares Posts Issues Unveils Introduces Enters Expands Confirms Settles Partners Halted
     Guides Beats Misses Plans Prepares Opens Begins Secures Obtains Sells Buys Withdraws Terminates Delays Recalls
     Spins Merges Rejects Accepts Extends Amends Invests Submits Presents Lands Delivers Ships Shares""".split()
-)
-# A bank, broker or research firm acting on a stock ("Goldman Sachs Downgrades Acme"): not a subject.
-RATING_VERBS = frozenset(
-    """Upgrades Downgrades Initiates Maintains Reiterates Assumes Resumes Reinstates Upgraded Downgraded Initiated
-    Maintained Reiterated Resumed Reinstated Raises Lowers Cuts Boosts Sets Starts Adds Removes Updates Offers Sees
-    Says Likes Comments Turns Jockeys Names Expects Predicts Recommends Trims Hikes Ups""".split()
-)
-CORE_RATING_VERBS = frozenset("""Upgrades Downgrades Initiates Maintains Reiterates Assumes Resumes Reinstates""".split())
-BROKERS = frozenset(
-    """goldmansachs morganstanley jpmorgan jpmorganchase jpmorganchaseco citi citigroup citigroupglobalmarkets barclays ubs
-    creditsuisse deutschebank bofa bankofamerica bofamerrilllynch merrilllynch jefferies cowen cowenco cowencompany
-    piperjaffray piper piperjaffraycompanies raymondjames rbc rbccapital rbccapitalmarkets wellsfargo wellsfargosecurities
-    stifel stifelnicolaus oppenheimer keybanc keybanccapitalmarkets needham needhamco needhamcompany wedbush
-    canaccord canaccordgenuity cantor cantorfitzgerald evercore evercoreisi bernstein sanfordbernstein baird robertwbaird
-    macquarie nomura mizuho suntrust suntrustrobinsonhumphrey bmo bmocapital bmocapitalmarkets leerink leerinkpartners
-    janney janneymontgomeryscott sterneagee fbr fbrcapital brileyfbr briley roth rothcapital benchmark maxim maximgroup
-    ladenburg ladenburgthalmann northland craighallum telsey telseyadvisory argus morningstar zacks susquehanna
-    guggenheim buckingham jmp jmpsecurities williamblair brean breancapital btig dahlmanrose topeka wunderlich
-    imperialcapital mkm mkmpartners axiom lazard rosenblatt loopcapital gabelli feltl sidoti avondale hsbc societegenerale
-    bnpparibas scotiabank tdsecurities cibc nationalbank compasspoint stephens davidson dadavidson kbw keefebruyettewoods
-    sandler sandleroneill drexelhamilton hcwainwright wainwright chardan alliancebernsteinresearch edwardjones rbcc
-    pacificcrest firstanalysis summitresearch thinkequity kaufmanbros noblefinancial aegis dougherty rodmanrenshaw""".split()
-)
-BROKER_TAILS = frozenset("capital markets securities research equity global advisory partners & co co. company group".split())
-NOT_SUBJECTS = frozenset(
-    """fed fda sec doj ftc fcc epa irs cdc who opec imf ecb treasury congress senate house china us usa europe japan india
-    russia market markets stocks stock analyst analysts report earnings investors traders wall street benzinga cnbc
-    bloomberg reuters barrons cramer update breaking exclusive mid day midday options option how why what when where""".split()
 )
 _UNKNOWN_TICKER = re.compile(r"^[A-Z]{2,5}(?:\.[A-Z]{1,2})?$")
 _CAPITALISED = re.compile(r"^(?:[A-Z0-9][\w&'.-]*|&)$")
@@ -356,7 +329,9 @@ class Gazetteer:
             if all(f[1] >= unlisted[1] and f[2] <= unlisted[2] and f[2] - f[1] < unlisted[2] - unlisted[1] for f in overlapping):
                 found = [f for f in found if f not in overlapping] + [unlisted]  # the longer, written name wins
         found.sort(key=lambda m: m[1])
-        subjects = [m for m in found if not _is_broker(title, m, found)]
+        offsets = [(start, end) for _, start, end in found]
+        tickers = {(start, end) for entry, start, end in found if entry.kind == TICKER}
+        subjects = [m for m, at in zip(found, offsets) if not is_broker(title, at, offsets, tickers.__contains__)]
         return _dedupe([(entry, title[start:end]) for entry, start, end in subjects])
 
     def _own_names(self, symbol: str | None) -> dict[tuple[str, ...], Entry]:
@@ -503,30 +478,6 @@ def _plausible(phrase: list[tuple[str, int, int]]) -> bool:
     if not words or phrase[0][0] in ACRONYMS or not phrase[0][0][0].isalpha() or (len(words) == 1 and words[0] in NOT_SUBJECTS):
         return False
     return not all(w in HEADLINE_WORDS or w in NOT_SUBJECTS or not w.isalnum() for w in words)
-
-
-def _is_broker(title: str, match: tuple[Entry, int, int], found: list[tuple[Entry, int, int]]) -> bool:
-    """A firm acting on a stock: its name (and a tail like "Capital Markets") followed by a rating
-    verb, or its ticker in parentheses right after a broker's name."""
-    entry, start, end = match
-    rest = word_tokens(title[end:])
-    k = 0
-    if rest and rest[0][0] == "(" and len(rest) > 2 and rest[2][0] == ")":
-        k = 3  # "JP Morgan (JPM) Resumes"
-    while k < len(rest) and rest[k][0].casefold() in BROKER_TAILS:
-        k += 1
-    verb = rest[k][0] if k < len(rest) else ""
-    key = "".join(ch for ch in title[start:end].casefold() if ch.isalnum())
-    after_verb = end + (rest[k][2] if k < len(rest) else 0)
-    rated_later = any(f[1] >= after_verb for f in found)  # a rating acts on another company's stock
-    if (verb in CORE_RATING_VERBS and rated_later) or (verb in RATING_VERBS | {"On", "'s"} and key in BROKERS):
-        return True
-    before = title[:start].rstrip()
-    if key in BROKERS and before.endswith((" At", " By", " From", " at", " by", " from")):
-        return True  # "Apple Price Target Raised At Wedbush"
-    if before.endswith("(") and entry.kind == TICKER:  # the ticker of a broker named just before it
-        return any(f[2] <= start and title[f[2] : start].strip() == "(" and _is_broker(title, f, found) for f in found)
-    return False
 
 
 def _bare_ticker_ok(token: str) -> bool:
