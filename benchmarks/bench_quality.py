@@ -26,7 +26,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 FROM_SCRATCH = {"learning_rate": 5e-5, "head_learning_rate": 1e-3, "batch_size": 8, "warmup_ratio": 0.05}  # (a) when trained here
 DEV_HELD_OUT = 40  # dev headlines (b) does not train on: its epoch and threshold are chosen on them
 PLUS_DEV = {"epochs": 3, "learning_rate": 2e-5, "head_learning_rate": 1e-4, "batch_size": 8, "warmup_ratio": 0.1}  # (b): a trained head, small steps
@@ -62,18 +61,6 @@ def train(store, name: str, rows, valid, start: str | None = None, **options) ->
     return best
 
 
-def best_threshold(model, dev) -> float:
-    """The span-score threshold with the highest exact F1 on the dev part."""
-    from finner.metrics import exact_prf
-
-    titles, gold = dev.column("title").to_pylist(), dev.column("spans").to_pylist()
-    scored = []
-    for threshold in THRESHOLDS:
-        model.threshold = threshold
-        scored.append((exact_prf(gold, model.predict(titles)).f1, threshold))
-    return max(scored)[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="(a) fine-tuned here on 800 training headlines for 1 epoch, even where the store has the pipeline's model")
@@ -84,7 +71,7 @@ def main() -> None:
     import pyarrow as pa
 
     from finner import artifacts
-    from finner.evaluate import llm_predictions
+    from finner.evaluate import choose_threshold, llm_predictions
     from finner.gold import DEV, TEST, load_gold
     from finner.learning_curve import CurveConfig, real_training_sets
     from finner.metrics import exact_prf
@@ -124,7 +111,7 @@ def main() -> None:
     print(f"model_on_labels: {how}; model_on_labels_plus_dev: it, fine-tuned on {human.num_rows} dev headlines (+{beside.num_rows} of its labels)", flush=True)
     for row, path, choose_on in (("model_on_labels", on_labels, dev), ("model_on_labels_plus_dev", plus_dev, dev_valid)):
         model = load_checkpoint("gliner", path)
-        model.threshold = best_threshold(model, choose_on)
+        model.threshold = choose_threshold(model, choose_on).threshold
         print(f"{row}: threshold {model.threshold} (best on {choose_on.num_rows} dev headlines)", flush=True)
         rows[row] = model.predict(test.column("title").to_pylist())
     gold_spans = test.column("spans").to_pylist()

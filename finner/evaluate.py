@@ -19,10 +19,10 @@ import pyarrow.compute as pc
 from finner import artifacts, schemas
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
-from finner.gold import GOLD_AUTO, GOLD_SOURCES, Gold
+from finner.gold import DEV, GOLD_AUTO, GOLD_SOURCES, Gold
 from finner.label import ChatClient, LabelConfig, ResponseFormat, label_rows
-from finner.metrics import EXACT, MATCHES, PRF, check_rows, score
-from finner.models.base import NerModel
+from finner.metrics import EXACT, MATCHES, PRF, check_rows, exact_prf, score
+from finner.models.base import NerModel, record_threshold
 from finner.models.registry import MODEL_KINDS, ModelSpec, build_model, load_checkpoint
 from finner.models.spacy_baseline import SpacyBaseline
 from finner.plots import pyplot, save_figure
@@ -37,6 +37,7 @@ from finner.store import Store
 ZERO_SHOT, FINE_TUNED = "zero-shot", "fine-tuned"
 Setting = Literal["zero-shot", "fine-tuned"]
 STAGE = "evaluate"  # metrics.stage of this module's rows
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)  # span-score thresholds `choose_threshold` tries
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,15 @@ class EvaluateConfig(Config):
     offline: bool = field(default=False, metadata=help_text("like --encoder, on the packaged all-MiniLM-L6-v2 encoder"))
     gliner_model: str = field(default="", metadata=help_text("zero-shot GLiNER: hub id or local checkpoint; default EmergentMethods/gliner_medium_news-v2.1"))
     spanmarker_model: str = field(default="", metadata=help_text("zero-shot SpanMarker: hub id or local checkpoint; default tomaarsen/span-marker-bert-base-orgs"))
-    threshold: float = field(default=0.5, metadata=help_text("lowest span score kept (gliner, spanmarker)", at_least=0, at_most=1))
+    threshold: float | None = field(
+        default=None,
+        metadata=help_text(
+            "lowest span score kept (gliner, spanmarker); default: 0.5 zero-shot, and for a fine-tuned model the best of "
+            f"{', '.join(map(str, THRESHOLDS))} on the gold's dev part when it has one (kept with the checkpoint for jobs.score)",
+            at_least=0,
+            at_most=1,
+        ),
+    )
     seed: int = field(default=0, metadata=help_text("torch seed before building on an encoder: an untrained head is random, the seed makes its row repeatable", at_least=0))
     train_labels: Literal["llm", "gold"] = field(default="llm", metadata=help_text("fine-tuned rows: the jobs.train run on these labels (store models/<kind>-<labels>)"))
     train_rows: Literal["sample", "feed"] = field(default="sample", metadata=help_text("fine-tuned rows: the jobs.train run on the sample or on the whole feed (models/<kind>-<labels>-feed)"))
@@ -301,7 +310,7 @@ class EvaluateConfig(Config):
             raise ConfigError("gold", f"expected one of {list(GOLD_SOURCES)} or a gold JSONL file, got {self.gold!r}")
 
 
-def contenders(cfg: EvaluateConfig, store: Store, progress: bool = True) -> Iterator[Contender]:
+def contenders(cfg: EvaluateConfig, store: Store, gold: Gold, progress: bool = True) -> Iterator[Contender]:
     """The configured models in the configured settings, each loaded only when its turn comes."""
     if cfg.labeller_endpoint and ZERO_SHOT in cfg.settings:
         label = LabelConfig(endpoint=cfg.labeller_endpoint, model=cfg.labeller_model, response_format=cfg.labeller_format, max_in_flight=4)
@@ -313,12 +322,14 @@ def contenders(cfg: EvaluateConfig, store: Store, progress: bool = True) -> Iter
             model = SpacyBaseline.load(cfg.spacy_pipeline)
             yield Contender(SPACY, ZERO_SHOT, model_predictor(model, cfg.batch_size, progress), note="en_core_web_sm ORG entities, pretrained; no fine-tuning")
         elif kind in COMPACT_MODELS:
-            yield from compact_contenders(kind, cfg, store, progress)
+            yield from compact_contenders(kind, cfg, store, gold, progress)
 
 
-def compact_contenders(kind: str, cfg: EvaluateConfig, store: Store, progress: bool = True) -> Iterator[Contender]:
+def compact_contenders(kind: str, cfg: EvaluateConfig, store: Store, gold: Gold, progress: bool = True) -> Iterator[Contender]:
     """GLiNER or SpanMarker: zero-shot as configured (hub checkpoint or a local encoder), and
-    fine-tuned from the checkpoint `jobs.train` published to the store, when there is one."""
+    fine-tuned from the checkpoint `jobs.train` published to the store, when there is one; its
+    threshold chosen on the gold's dev part (when it has one and `--threshold` is not given) and
+    kept with the checkpoint, so the scoring job predicts as this table reports."""
     spec = ModelSpec(kind, model=getattr(cfg, f"{kind}_model"), encoder=cfg.encoder, offline=cfg.offline, threshold=cfg.threshold)  # type: ignore[arg-type]
     if ZERO_SHOT in cfg.settings:
         import torch
@@ -334,4 +345,28 @@ def compact_contenders(kind: str, cfg: EvaluateConfig, store: Store, progress: b
             print(f"{kind} ({FINE_TUNED}): no checkpoint {name!r} in the store; run jobs.train --kind {kind} --labels {cfg.train_labels} first")
             return
         model = load_checkpoint(kind, path, threshold=cfg.threshold)
-        yield Contender(kind, FINE_TUNED, model_predictor(model, cfg.batch_size, progress), note=f"fine-tuned on {cfg.train_labels} labels of the {cfg.train_rows} ({path})")
+        note = f"fine-tuned on {cfg.train_labels} labels of the {cfg.train_rows} ({path})"
+        dev = gold.subjects().split(DEV)
+        if cfg.threshold is None and dev.num_rows:
+            chosen = choose_threshold(model, dev)
+            record_threshold(path, chosen.threshold, chosen_on=f"{gold.description}: dev part, {dev.num_rows} headlines", f1=chosen.prf.f1)
+            model.threshold = chosen.threshold  # type: ignore[attr-defined]
+            note += f"; threshold {chosen.threshold} chosen on the gold's dev part (exact F1 {chosen.prf.f1:.3f} there)"
+        yield Contender(kind, FINE_TUNED, model_predictor(model, cfg.batch_size, progress), note=note)
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    threshold: float
+    prf: PRF  # exact match, on the rows it was chosen on
+
+
+def choose_threshold(model: NerModel, gold: pa.Table) -> ThresholdChoice:
+    """The span-score threshold of `THRESHOLDS` with the best exact F1 on `gold`'s rows (the dev
+    part: a test part chosen on would no longer be a test); the higher one on a tie."""
+    titles, spans = gold.column("title").to_pylist(), gold.column("spans").to_pylist()
+    scored = []
+    for threshold in THRESHOLDS:
+        model.threshold = threshold  # type: ignore[attr-defined]
+        scored.append(ThresholdChoice(threshold, exact_prf(spans, model.predict(titles))))
+    return max(scored, key=lambda c: (c.prf.f1, c.threshold))

@@ -44,6 +44,7 @@ from finner.models.registry import ModelSpec, build_model, load_checkpoint
 from finner.models.train_config import TrainConfig
 from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
+from finner.roles import RULES_VERSION
 from finner.store import Store
 from finner.train import fit_locally, steps_per_epoch
 from finner.training_data import GOLD_LABELS, LLM_LABELS, ROW_COLUMNS, LabelSource, feed_train_rows, llm_labelled
@@ -86,6 +87,7 @@ def curve_fingerprint(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, gol
             "seed": cfg.shuffle_seed,
             "split": cfg.split,
             "gold": gold.source,
+            "subject_rules": RULES_VERSION,  # the rules each point's spans pass through
         },
         length=12,
     )

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -41,15 +40,13 @@ from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.metrics import exact_prf, name_key
 from finner.models import span_head
-from finner.models.base import best_device, local_checkpoint, offline_encoder_dir
+from finner.models.base import WEIGHT_FILES, best_device, local_checkpoint, offline_encoder_dir, resolve_threshold, weights_digest
 from finner.models.gliner import GlinerModel
 from finner.models.gliner import load_gliner as load_torch
 from finner.roles import RULES_VERSION, subject_companies
 from finner.schemas import Span, make_span
 from finner.store import Store
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-CONFIG_FILE = "gliner_config.json"  # architecture (max_width, words splitter...) changes spans too
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
 RUNTIMES = ("torch", *ONNX_FILES)
 # --runtime auto on CPU tries these in turn, fastest first (benchmarks/bench_score.py), and takes the
@@ -70,7 +67,10 @@ class ScoreConfig(Config):
 
     model: str = field(default="", metadata=help_text("GLiNER checkpoint directory or hub id (default: the best fine-tuned checkpoint in the store)"))
     labels: tuple[str, ...] = field(default=(schemas.COMPANY,), metadata=help_text("entity labels asked of GLiNER"))
-    threshold: float = field(default=0.5, metadata=help_text("span score threshold (gliner's default)", at_least=0, at_most=1))
+    threshold: float | None = field(
+        default=None,
+        metadata=help_text("span score threshold; default: the one chosen for the checkpoint on gold dev (jobs.evaluate), else gliner's 0.5", at_least=0, at_most=1),
+    )
     forward_rows: int = field(default=0, metadata=help_text("headlines per forward pass; 0 = 128 on GPU, 32 on CPU", at_least=0))
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=help_text("auto: CUDA when the actor sees a GPU"))
     precision: Literal["auto", "fp32", "fp16", "bf16"] = field(
@@ -95,21 +95,9 @@ class ScoreConfig(Config):
         if not self.labels:
             raise ConfigError("labels", "must name at least one label")
 
-
-def weights_digest(model: str) -> str:
-    """Content hash of a local checkpoint's weights and config (a hub id stands for itself)."""
-    path = Path(model)
-    if not path.is_dir():
-        return model
-    files = [path / name for name in (CONFIG_FILE, *WEIGHT_FILES) if (path / name).is_file()]
-    if not any(file.name in WEIGHT_FILES for file in files):
-        raise FinnerError(f"{model}: no GLiNER weights ({' or '.join(WEIGHT_FILES)}) in this directory")
-    digest = hashlib.blake2b(digest_size=8)
-    for file in files:
-        with open(file, "rb") as f:
-            while chunk := f.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()
+    def span_threshold(self) -> float:
+        """`threshold`, or the one chosen for `model` on gold (`finner.models.base.resolve_threshold`)."""
+        return resolve_threshold(self.model, self.threshold)
 
 
 def model_version(config: ScoreConfig) -> str:
@@ -119,7 +107,7 @@ def model_version(config: ScoreConfig) -> str:
     key = {
         "weights": weights_digest(config.model),
         "labels": list(config.labels),
-        "threshold": config.threshold,
+        "threshold": config.span_threshold(),
         "quantized": INT8_RECIPE if config.runtime == "onnx-int8" else False,
         "subject_rules": RULES_VERSION,
     }
@@ -285,6 +273,7 @@ class Scorer:
         if config.runtime != "torch" and self.device != "cpu":
             raise FinnerError(f"--runtime {config.runtime} is the CPU path; use --runtime torch on GPUs")
         local_checkpoint(config.model)  # a path that is neither a directory nor a hub id fails here, at once
+        self.threshold = config.span_threshold()
         model_device = self.device if config.runtime == "torch" else "cpu"
         self.gliner = gliner if gliner is not None else load_torch(config.model, device=model_device)
         self.session = None
@@ -327,7 +316,7 @@ class Scorer:
         for batch in prepared.batches:
             logits = self.forward(batch)
             words = torch.from_numpy(batch["text_lengths"]).view(-1).to(logits.device)
-            rows, starts, ends, scores = (t.tolist() for t in decode_spans(logits, words, self.config.threshold))
+            rows, starts, ends, scores = (t.tolist() for t in decode_spans(logits, words, self.threshold))
             titles = batch["rows"].tolist()
             for row, start, end, score in zip(rows, starts, ends, scores):
                 i = titles[row]

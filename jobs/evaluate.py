@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         store = cli.store_from(args)
         gold = load_gold(store, cfg.gold)
         say(f"gold: {gold.description}")
-        results = run_evaluation(store, gold, cfg.splits, contenders(cfg, store, progress=not args.quiet))
+        results = run_evaluation(store, gold, cfg.splits, contenders(cfg, store, gold, progress=not args.quiet))
         write_metrics(store, results)
         for split in cfg.splits:
             for scored in (split, split + WITH_BROKERS):

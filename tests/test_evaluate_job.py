@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,9 +12,10 @@ import pytest
 
 from finner import schemas
 from finner.artifacts import trained_model_path
-from finner.evaluate import FINE_TUNED, ZERO_SHOT
+from finner.evaluate import FINE_TUNED, THRESHOLDS, ZERO_SHOT
 from finner.gold import embedded_truth
 from finner.metrics import EXACT, exact_prf
+from finner.models.base import chosen_threshold
 from finner.models.registry import load_checkpoint
 from finner.testing.labelled_demo import TICKERS, write_labelled_demo
 from jobs import evaluate as job
@@ -115,6 +118,26 @@ def test_fine_tuned_row_scores_the_training_jobs_checkpoint(store, capsys):
     predicted = load_checkpoint("gliner", path).predict([r["title"] for r in test])
     expected = exact_prf([truth[r["id"]] for r in test], predicted)
     assert (metrics[FINE_TUNED]["tp"], metrics[FINE_TUNED]["fp"], metrics[FINE_TUNED]["fn"]) == (expected.tp, expected.fp, expected.fn)
+    assert chosen_threshold(path) is None  # the demo truth has no dev part to choose on
+
+    # A user's gold file with a dev part: the fine-tuned model's threshold is chosen there and kept
+    # with the checkpoint, which then predicts at it (as jobs.score does).
+    rows = [r for r in store.read("sample").to_pylist() if r["split"] in ("valid", "test")]
+    gold_file = store.root + "/my_gold.jsonl"
+    with open(gold_file, "w") as f:
+        for i, r in enumerate(rows):
+            spans = [{"start": s["start"], "end": s["end"], "text": s["text"], "role": "subject"} for s in truth[r["id"]]]
+            f.write(json.dumps({"id": r["id"], "split": "dev" if r["split"] == "valid" else "test", "title": r["title"], "spans": spans}) + "\n")
+    argv = ["--store", store.root, "--models", "gliner", "--settings", FINE_TUNED, "--gold", gold_file, "--quiet", "--no-plot"]
+    time.sleep(1.1)  # metrics rows are stamped to the second: this run's rows come last
+    assert job.main(argv) == 0
+    out = capsys.readouterr().out
+    chosen = chosen_threshold(path)
+    assert chosen in THRESHOLDS and f"; threshold {chosen} chosen on the gold's dev part" in out
+    test = [r for r in rows if r["split"] == "test"]
+    again = exact_prf([truth[r["id"]] for r in test], load_checkpoint("gliner", path).predict([r["title"] for r in test]))
+    scored = max((r for r in store.read("metrics").to_pylist() if r["model"] == "gliner" and r["match"] == EXACT and r["split"] == "test"), key=lambda r: r["created_at"])
+    assert (scored["tp"], scored["fp"], scored["fn"]) == (again.tp, again.fp, again.fn)
 
 
 def demo_rows(store, model: str) -> dict[str, dict]:

