@@ -8,6 +8,7 @@ title, end exclusive.
 from __future__ import annotations
 
 import abc
+import functools
 import hashlib
 import json
 import os
@@ -48,16 +49,23 @@ def local_checkpoint(path: str) -> bool:
 
 
 def weights_digest(model: str) -> str:
-    """Content hash of a local checkpoint's weights and config (a hub id stands for itself)."""
+    """Content hash of a local checkpoint's weights and config (a hub id stands for itself). A
+    process hashes the same unchanged files once (the scoring job asks for it several times)."""
     path = Path(model)
     if not path.is_dir():
         return model
     files = [path / name for name in (CONFIG_FILE, *WEIGHT_FILES) if (path / name).is_file()]
     if not any(file.name in WEIGHT_FILES for file in files):
         raise FinnerError(f"{model}: no weights ({' or '.join(WEIGHT_FILES)}) in this directory")
+    return _files_digest(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=32)
+def _files_digest(files: tuple[tuple[str, int, int], ...]) -> str:
+    """blake2b of the files' bytes; keyed by (path, size, mtime) so a rewritten file is hashed anew."""
     digest = hashlib.blake2b(digest_size=8)
-    for file in files:
-        with open(file, "rb") as f:
+    for name, _, _ in files:
+        with open(name, "rb") as f:
             while chunk := f.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()
