@@ -264,6 +264,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
     import ray
 
     gpus = _use_gpus(run)
+    config = dataclasses.replace(config, threshold=config.span_threshold())  # the actors and the model version use the same one
     sample = store.read("headlines", columns=["title"]).slice(0, run.agreement_rows)["title"].to_pylist()
     choice = None
     if sample:  # else there is nothing to score (or no headlines table, which todo_headlines reports)
