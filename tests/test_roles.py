@@ -3,9 +3,11 @@ a company are dropped; a company about itself, or a name with a capital, stays."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from finner.roles import never_a_company, subject_companies
+from finner.roles import RULES_VERSION, never_a_company, subject_companies
 from finner.schemas import make_span
 from finner.score import title_spans
 
@@ -57,3 +59,19 @@ def test_scored_spans_pass_through_the_rules():
     found = title_spans(titles, [0, 0, 1], [0, 21, 0], [9, 32, 11], [0.9, 0.8, 0.7])
     assert [[s["text"] for s in row] for row in found] == [["Acme Brands"], ["Acme Brands"]]
     assert found[0][0]["score"] == pytest.approx(0.8)
+
+
+def test_the_rules_version_follows_the_code_not_its_comments(tmp_path, monkeypatch):
+    """A reworded docstring or comment keeps the version (no re-scoring); a changed word list does not."""
+    import finner.roles as roles
+
+    source = Path(roles.__file__).read_text(encoding="utf-8")
+    copy = tmp_path / "roles.py"
+    for edited, same in (
+        (source.replace("Which company spans", "Which of the company spans").replace("# not \"May\": a name too", "# May is a name"), True),
+        (source.replace("fed fda sec", "fed fda sec nasa"), False),
+    ):
+        assert edited != source
+        copy.write_text(edited, encoding="utf-8")
+        monkeypatch.setattr(roles, "__file__", str(copy))
+        assert (roles._rules_version() == RULES_VERSION) is same
