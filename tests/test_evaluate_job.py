@@ -17,6 +17,9 @@ from finner.gold import embedded_truth
 from finner.metrics import EXACT, exact_prf
 from finner.models.base import chosen_threshold
 from finner.models.registry import load_checkpoint
+from finner.spans import find_spans
+from finner.testing.chat_server import serve_chat, stats
+from finner.testing.gazetteer import Gazetteer
 from finner.testing.labelled_demo import TICKERS, write_labelled_demo
 from jobs import evaluate as job
 from tests.conftest import run_module
@@ -58,6 +61,27 @@ def test_zero_shot_spacy_and_llm_rows(demo, capsys):
     assert f"every match with precision, recall and counts: {details}" in out and "| TP | FP | FN |" not in out
     with open(details) as f:
         assert "| llm (stand-in) | zero-shot | test | exact | 100.0% |" in f.read()
+
+
+def test_a_labeller_behind_an_endpoint_is_a_row(demo, capsys):
+    """`--labeller-endpoint`: the gold titles labelled through a real chat-completions server (the
+    test server, answering from the embedded gazetteer), its strings turned into spans as curation
+    does, and scored like any model."""
+    test = [r for r in demo.read("sample").to_pylist() if r["split"] == "test"]
+    with serve_chat() as url:
+        argv = ["--store", demo.root, "--models", "spacy", "--settings", "zero-shot", "--gold", "embedded", "--quiet", "--no-plot",
+                "--labeller-endpoint", url, "--labeller-model", "gazetteer-endpoint", "--labeller-format", "tgi"]  # fmt: skip
+        assert job.main(argv) == 0
+        seen = stats(url)
+    assert seen["requests"] == len(test)  # each gold title labelled once, nothing else
+    out = capsys.readouterr().out
+    assert f"- llm (gazetteer-endpoint) (zero-shot): labelled through {url}" in out
+    gazetteer, truth = Gazetteer.embedded(), embedded_truth()
+    expected = exact_prf([truth[r["id"]] for r in test], [find_spans(r["title"], *gazetteer.label(r["title"])).spans for r in test])
+    metrics = demo.read("metrics")
+    row = metrics.filter(pc.and_(pc.equal(metrics["model"], "llm (gazetteer-endpoint)"), pc.equal(metrics["match"], EXACT))).to_pylist()
+    assert [(r["tp"], r["fp"], r["fn"]) for r in row] == [(expected.tp, expected.fp, expected.fn)]
+    assert expected.tp > 0
 
 
 def test_help_and_bad_flags():
