@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from finner.metrics import name_key
 from finner.schemas import Span
 from finner.tokens import word_tokens
 
@@ -27,7 +28,7 @@ RATING_VERBS = frozenset(
     Says Likes Comments Turns Jockeys Names Expects Predicts Recommends Trims Hikes Ups""".split()
 )
 CORE_RATING_VERBS = frozenset("""Upgrades Downgrades Initiates Maintains Reiterates Assumes Resumes Reinstates""".split())
-BROKERS = frozenset(
+BROKERS = frozenset(  # written as `finner.metrics.name_key` writes a name: Goldman Sachs -> goldmansachs
     """goldmansachs morganstanley jpmorgan jpmorganchase jpmorganchaseco citi citigroup citigroupglobalmarkets barclays ubs
     creditsuisse deutschebank bofa bankofamerica bofamerrilllynch merrilllynch jefferies cowen cowenco cowencompany
     piperjaffray piper piperjaffraycompanies raymondjames rbc rbccapital rbccapitalmarkets wellsfargo wellsfargosecurities
@@ -70,11 +71,6 @@ def _rules_version() -> str:
 RULES_VERSION = _rules_version()  # part of a scored prediction's model version (`finner.score`) and of the learning curve's fingerprint
 
 
-def compact(text: str) -> str:
-    """`Goldman Sachs` -> `goldmansachs`: the key `BROKERS` is written in."""
-    return "".join(ch for ch in text.casefold() if ch.isalnum())
-
-
 def is_broker(title: str, span: tuple[int, int], spans: Sequence[tuple[int, int]], is_ticker: Callable[[tuple[int, int]], bool]) -> bool:
     """Whether `span` (character offsets; `spans` all of the headline's, by start) is a firm acting on
     a stock: its name (and a tail like "Capital Markets") followed by a rating verb that acts on a
@@ -88,7 +84,7 @@ def is_broker(title: str, span: tuple[int, int], spans: Sequence[tuple[int, int]
     while k < len(rest) and rest[k][0].casefold() in BROKER_TAILS:
         k += 1
     verb = rest[k][0] if k < len(rest) else ""
-    key = compact(title[start:end])
+    key = name_key(title[start:end])
     after_verb = end + (rest[k][2] if k < len(rest) else 0)
     rated_later = any(other_start >= after_verb for other_start, _ in spans)  # a rating acts on another company's stock
     if (verb in CORE_RATING_VERBS and rated_later) or (verb in RATING_VERBS | {"On", "'s"} and key in BROKERS):
@@ -105,7 +101,7 @@ def never_a_company(text: str) -> bool:
     """A span no headline writes a company as: no capital letter (`itch`, `bars`; `eBay` has one), a
     weekday or month, or a regulator, government or market word on its own (`FTC`, `China`)."""
     folded = text.casefold()
-    return not any(ch.isupper() for ch in text) or folded in CALENDAR_WORDS or compact(text) in NOT_SUBJECTS
+    return not any(ch.isupper() for ch in text) or folded in CALENDAR_WORDS or name_key(text) in NOT_SUBJECTS
 
 
 def subject_companies(title: str, spans: list[Span]) -> list[Span]:
