@@ -57,7 +57,8 @@ def weights_digest(model: str) -> str:
     files = [path / name for name in (CONFIG_FILE, *WEIGHT_FILES) if (path / name).is_file()]
     if not any(file.name in WEIGHT_FILES for file in files):
         raise FinnerError(f"{model}: no weights ({' or '.join(WEIGHT_FILES)}) in this directory")
-    return _files_digest(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    stats = [(str(f), f.stat()) for f in files]
+    return _files_digest(tuple((name, stat.st_size, stat.st_mtime_ns) for name, stat in stats))
 
 
 @functools.lru_cache(maxsize=32)
