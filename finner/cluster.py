@@ -23,7 +23,7 @@ is bounded whatever N is:
 
 No n-gram blocking: at ratio 85 two similar names may differ by 30% of their characters, so exact
 q-gram bounds prune little, and blocking that does prune loses pairs and splits clusters; exact
-clusters were chosen (the measurements are in the README's benchmark section). Variants collapse
+clusters were chosen (the measurements are in docs/benchmarks.md). Variants collapse
 into one processed key and the window skips most pairs, so the cost grows slower than N^2.
 The edges feed `scipy.sparse.csgraph.connected_components` (union-find in C).
 """
