@@ -24,7 +24,7 @@ from finner.pipeline.label import LabelRunConfig, run_labeling
 from finner.source import SourceConfig, ingest
 from finner.store import Store
 from finner.testing.chat_server import ServerConfig, reset_stats, serve_chat, stats
-from finner.testing.gazetteer import Gazetteer
+from finner.listing_labeller import Gazetteer
 from tests.conftest import REPO, kill_group
 
 pytestmark = pytest.mark.slow

@@ -36,7 +36,7 @@ from finner.review import (
 from finner.review_server.launcher import LocalArgilla, LocalArgillaConfig
 from finner.source import parse_date
 from finner.store import Store
-from finner.testing.gazetteer import Gazetteer
+from finner.listing_labeller import Gazetteer
 from finner.tokens import char_to_token_span, word_tokens
 
 LLM_MODEL = "test-llm-7b"
