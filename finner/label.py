@@ -13,7 +13,9 @@ to the case study's batch-of-128 `asyncio.gather` loop:
 * **every row ends with a status** (`finner.schemas.LABEL_*`): `ok`, `invalid_output` (not JSON,
   wrong schema, lists of different lengths, a company not written in the headline; the raw text is
   kept) or `failed` (the last error after retries). Nothing raises out of `label_rows`;
-* **usage**: prompt/completion tokens, request seconds and attempts per row, for cost accounting.
+* **usage**: prompt/completion tokens, request seconds and attempts per row, for cost accounting;
+* **one connection pool per client**: the chat-completions API spoken directly over one
+  `aiohttp.ClientSession`, not a new connection per request.
 
 A label belongs to what made it: its `label_version` hashes the system prompt (the built-in one, or
 `--prompt-file`), the model and the response format. A run labels every headline with no `ok` label
@@ -164,7 +166,7 @@ def response_format(kind: ResponseFormat) -> dict[str, Any]:
 class LabelConfig(Config):
     """How to call the endpoint. Fields after `max_tokens` change throughput only, never labels."""
 
-    endpoint: str = field(default="", metadata=help_text("base URL of the chat-completions server (…/v1/chat/completions is appended)"))
+    endpoint: str = field(default="", metadata=help_text("base URL of the chat-completions server (…/v1/chat/completions is appended when missing)"))
     model: str = field(default="tgi", metadata=help_text("model name sent in the payload (TGI ignores it; vLLM needs it)"))
     response_format: ResponseFormat = field(
         default="tgi", metadata=help_text("constrained-output form: tgi (json_object+value), openai (json_schema), llamacpp (json_object+schema)")
