@@ -98,7 +98,7 @@ def gazetteer_rate() -> float:
     """Headlines/s of the listing gazetteer labelling every real headline."""
     import pyarrow.parquet as pq
 
-    from finner.testing.gazetteer import Gazetteer
+    from finner.listing_labeller import Gazetteer
 
     gazetteer = Gazetteer.from_listings(LISTINGS)
     titles = pq.read_table(HEADLINES, columns=["title"]).column("title").to_pylist()

@@ -13,7 +13,9 @@ to the case study's batch-of-128 `asyncio.gather` loop:
 * **every row ends with a status** (`finner.schemas.LABEL_*`): `ok`, `invalid_output` (not JSON,
   wrong schema, lists of different lengths, a company not written in the headline; the raw text is
   kept) or `failed` (the last error after retries). Nothing raises out of `label_rows`;
-* **usage**: prompt/completion tokens, request seconds and attempts per row, for cost accounting.
+* **usage**: prompt/completion tokens, request seconds and attempts per row, for cost accounting;
+* **one connection pool per client**: the chat-completions API spoken directly over one
+  `aiohttp.ClientSession`, not a new connection per request.
 
 A label belongs to what made it: its `label_version` hashes the system prompt (the built-in one, or
 `--prompt-file`), the model and the response format. A run labels every headline with no `ok` label
@@ -36,7 +38,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -162,7 +166,7 @@ def response_format(kind: ResponseFormat) -> dict[str, Any]:
 class LabelConfig(Config):
     """How to call the endpoint. Fields after `max_tokens` change throughput only, never labels."""
 
-    endpoint: str = field(default="", metadata=help_text("base URL of the chat-completions server (…/v1/chat/completions is appended)"))
+    endpoint: str = field(default="", metadata=help_text("base URL of the chat-completions server (…/v1/chat/completions is appended when missing)"))
     model: str = field(default="tgi", metadata=help_text("model name sent in the payload (TGI ignores it; vLLM needs it)"))
     response_format: ResponseFormat = field(
         default="tgi", metadata=help_text("constrained-output form: tgi (json_object+value), openai (json_schema), llamacpp (json_object+schema)")
@@ -221,78 +225,40 @@ class RateLimiter:
             await asyncio.sleep(start - now)
 
 
-@functools.cache
-def _pooled_client_class() -> type:
-    """`AsyncInferenceClient` with two fixes for bulk labeling (huggingface_hub 0.36 behaviour):
-
-    * it opens a new aiohttp session, so a new TCP (and TLS) connection, for every request; this
-      one keeps one session with a connection pool for the client's life, which halves the CPU
-      per request on loopback and saves a TLS handshake per headline on a real endpoint;
-    * it rewrites an OpenAI `json_schema` response_format into TGI's form for URL endpoints;
-      vLLM and other OpenAI-compatible servers need it verbatim, so this one sends it as given.
-    """
-    import aiohttp
-    from huggingface_hub import AsyncInferenceClient
-
-    class PooledClient(AsyncInferenceClient):
-        def __init__(self, *args: Any, response_format: dict[str, Any], max_connections: int, **kwargs: Any):
-            super().__init__(*args, **kwargs)
-            self._response_format = response_format
-            self._max_connections = max_connections
-            self._shared: aiohttp.ClientSession | None = None
-            self._close_shared: Any = None
-
-        def _get_client_session(self, headers: dict | None = None) -> aiohttp.ClientSession:
-            if self._shared is None or self._shared.closed:
-                # Request headers (auth, content type) are the same for every chat call of a client.
-                session = aiohttp.ClientSession(
-                    headers={**self.headers, **(headers or {})},
-                    cookies=self.cookies,
-                    timeout=aiohttp.ClientTimeout(self.timeout),
-                    trust_env=self.trust_env,
-                    connector=aiohttp.TCPConnector(limit=self._max_connections),
-                )
-                self._close_shared = session.close
-
-                async def keep_open() -> None:  # the base class closes the session after each request
-                    return None
-
-                session.close = keep_open  # type: ignore[method-assign]
-                self._shared = session
-            return self._shared
-
-        async def _inner_post(self, request_parameters: Any, *, stream: bool = False) -> Any:
-            if request_parameters.json is not None and "response_format" in request_parameters.json:
-                request_parameters.json["response_format"] = self._response_format
-            return await super()._inner_post(request_parameters, stream=stream)
-
-        async def close(self) -> None:
-            if self._close_shared is not None:
-                await self._close_shared()
-            self._shared = self._close_shared = None
-
-    return PooledClient
+def chat_url(endpoint: str) -> str:
+    """`endpoint` + `/v1/chat/completions`, or + `/chat/completions` when it ends in `/v1`, or as
+    given when it already ends in `/chat/completions`; a query string is kept."""
+    parts = urlsplit(endpoint)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/chat/completions"):
+        path += "/chat/completions" if path.endswith("/v1") else "/v1/chat/completions"
+    return urlunsplit(parts._replace(path=path))
 
 
 class ChatClient:
-    """Chat completions over `huggingface_hub.AsyncInferenceClient`, inside a sliding window.
+    """Chat completions over one pooled `aiohttp.ClientSession`, inside a sliding window.
 
-    Build it inside the event loop that will use it. The token comes from `$HF_TOKEN` only and
-    is never logged (errors carry the status and the server's message, not the request headers).
+    One session with a connection pool of `max_in_flight` lives as long as the client: no TCP or
+    TLS handshake per headline. It opens on the first request, in the event loop that uses it.
+    The token comes from `$HF_TOKEN` only, sent as a bearer token, and is never logged (errors
+    carry the status and the server's message, not the request headers).
     """
 
     def __init__(self, config: LabelConfig):
         if not config.endpoint:
             raise ValueError("LabelConfig.endpoint is empty: give the chat-completions server's base URL")
         self.config = config
-        self._format = response_format(config.response_format)
-        self._client = _pooled_client_class()(
-            base_url=config.endpoint.rstrip("/"),
-            token=os.environ.get(TOKEN_ENV) or None,
-            timeout=config.timeout_s,
-            response_format=self._format,
-            max_connections=config.max_in_flight,
-        )
+        self.url = chat_url(config.endpoint)
+        self._request = {
+            "model": config.model,
+            "temperature": config.temperature,
+            "max_tokens": config.max_tokens,
+            "response_format": response_format(config.response_format),
+            "stream": False,
+        }
+        token = os.environ.get(TOKEN_ENV)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._session: aiohttp.ClientSession | None = None
         self._window = asyncio.Semaphore(config.max_in_flight)
         self._rate = RateLimiter(config.requests_per_second)
         self._rng = random.Random()
@@ -307,13 +273,7 @@ class ChatClient:
                 outcome.attempts += 1
                 started = time.perf_counter()
                 try:
-                    response = await self._client.chat_completion(
-                        messages=messages,
-                        model=cfg.model,
-                        temperature=cfg.temperature,
-                        max_tokens=cfg.max_tokens,
-                        response_format=self._format,  # type: ignore[arg-type]
-                    )
+                    response = await self._post({**self._request, "messages": messages})
                 except Exception as err:  # classified below: every error ends as a row value
                     outcome.latency_s += time.perf_counter() - started
                     retry, wait_hint, outcome.error = classify_error(err)
@@ -325,6 +285,23 @@ class ChatClient:
             await asyncio.sleep(self.backoff(attempt, wait_hint))
         return outcome
 
+    async def _post(self, payload: dict[str, Any]) -> Any:
+        """The decoded JSON answer; an HTTP error status raises `aiohttp.ClientResponseError`
+        carrying the server's message and headers (Retry-After)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+                connector=aiohttp.TCPConnector(limit=self.config.max_in_flight),
+            )
+        async with self._session.post(self.url, json=payload) as response:
+            body = await response.read()
+            if response.status >= 400:
+                raise aiohttp.ClientResponseError(
+                    response.request_info, response.history, status=response.status, message=_server_message(body, response.reason), headers=response.headers
+                )
+        return json.loads(body)
+
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """Full-jitter exponential backoff; a server's Retry-After is a floor (capped at backoff_max_s)."""
         cfg = self.config
@@ -335,37 +312,45 @@ class ChatClient:
         return delay
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._session is not None:
+            await self._session.close()
+        self._session = None
+
+
+def _server_message(body: bytes, reason: str | None) -> str:
+    """An error answer's JSON payload as one string, else the status line's reason."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return reason or ""
+    return json.dumps(payload) if isinstance(payload, (dict, list)) else str(payload or reason or "")
 
 
 def _fill_from_response(outcome: CallOutcome, response: Any) -> CallOutcome:
     outcome.error = None
-    choices = getattr(response, "choices", None) or []
-    message = choices[0].message if choices else None
-    outcome.content = getattr(message, "content", None)
-    usage = getattr(response, "usage", None)
-    if usage is not None:
-        outcome.prompt_tokens = getattr(usage, "prompt_tokens", None)
-        outcome.completion_tokens = getattr(usage, "completion_tokens", None)
+    response = response if isinstance(response, dict) else {}
+    choices = response.get("choices") or []
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    outcome.content = content if isinstance(content, str) else None
+    usage = response.get("usage")
+    if isinstance(usage, dict):
+        outcome.prompt_tokens = usage.get("prompt_tokens")
+        outcome.completion_tokens = usage.get("completion_tokens")
     if outcome.content is None:
         outcome.error = "response has no message content"
-    elif choices and getattr(choices[0], "finish_reason", None) == "length":
+    elif choice.get("finish_reason") == "length":
         outcome.error = "finish_reason=length: the answer was cut at max_tokens"
     return outcome
 
 
 def classify_error(err: BaseException) -> tuple[bool, float | None, str]:
     """(retry?, Retry-After seconds or None, one-line error) for an exception of one attempt."""
-    import aiohttp
-    from huggingface_hub.errors import InferenceTimeoutError
-
     if isinstance(err, aiohttp.ClientResponseError):
-        status = err.status
-        payload = getattr(err, "response_error_payload", None)
-        detail = json.dumps(payload) if isinstance(payload, (dict, list)) else (payload or err.message)
         retry_after = _retry_after(err.headers.get("Retry-After") if err.headers else None)
-        return status in RETRYABLE_STATUS, retry_after, f"HTTP {status}: {str(detail)[:300]}"
-    if isinstance(err, (InferenceTimeoutError, asyncio.TimeoutError, TimeoutError)):
+        return err.status in RETRYABLE_STATUS, retry_after, f"HTTP {err.status}: {err.message[:300]}"
+    if isinstance(err, (asyncio.TimeoutError, TimeoutError)):
         return True, None, f"timeout: {type(err).__name__}"
     if isinstance(err, (aiohttp.ClientError, ConnectionError, OSError)):
         return True, None, f"connection error: {type(err).__name__}: {err}"[:400]

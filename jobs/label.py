@@ -3,7 +3,7 @@
     python -m jobs.label --endpoint https://xyz.endpoints.huggingface.cloud        # TGI / Inference Endpoints
     python -m jobs.label --endpoint http://127.0.0.1:8000 --response-format openai --model NAME   # vLLM
     python -m jobs.label --endpoint http://127.0.0.1:8000 --response-format llamacpp            # llama.cpp
-    python -m jobs.label --test-endpoint          # the built-in gazetteer server (demo, no LLM)
+    python -m jobs.label --test-endpoint          # the built-in listing labeller's endpoint (demo, no LLM)
     python -m jobs.label --endpoint URL --estimate --usd-per-hour 8   # sample, then extrapolate time and cost
     ray job submit -- python -m jobs.label --endpoint URL ...
 
@@ -19,18 +19,18 @@ import sys
 from finner.config import add_config_args
 from finner.errors import FinnerError
 from finner.label import LabelConfig
+from finner.listing_server import ServerConfig, serve_chat
 from finner.pipeline import cli
 from finner.pipeline.label import LabelRunConfig, agreement_line, estimate_line, run_labeling
 from finner.progress import say
-from finner.testing.chat_server import ServerConfig, serve_chat
 
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.parser("python -m jobs.label", __doc__.split("\n\n")[0])
     add_config_args(p, LabelConfig)
     add_config_args(p, LabelRunConfig)
-    p.add_argument("--test-endpoint", action="store_true", help="start the built-in gazetteer chat server for this run instead of --endpoint")
-    p.add_argument("--listings", default=None, help="with --test-endpoint: company listing CSV for its gazetteer (default: the embedded one)")
+    p.add_argument("--test-endpoint", action="store_true", help="start the built-in endpoint (the listing labeller, no LLM) for this run instead of --endpoint")
+    p.add_argument("--listings", default=None, help="with --test-endpoint: company listing CSV the labeller reads (default: the embedded one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.test_endpoint:
                 url = stack.enter_context(serve_chat(ServerConfig(listings=args.listings)))
                 label = dataclasses.replace(label, endpoint=url, model="gazetteer", response_format="tgi")
-                say(f"labeling with the built-in gazetteer endpoint at {url} (not an LLM)")
+                say(f"labeling with the built-in listing labeller endpoint at {url} (not an LLM)")
             cli.init_ray()
             summary = run_labeling(store, label, run, progress=not args.quiet)
         say(summary.line(run))

@@ -53,7 +53,7 @@ class PipelineConfig(Config):
 
     path: str | None = field(default=None, metadata=help_text("local feed file or folder; none: the embedded sample"))
     hub: bool = field(default=False, metadata=help_text("stream the FNSPID Benzinga rows from the Hugging Face hub"))
-    endpoint: str | None = field(default=None, metadata=help_text("chat-completions endpoint URL; none: the built-in gazetteer endpoint (not an LLM)"))
+    endpoint: str | None = field(default=None, metadata=help_text("chat-completions endpoint URL; none: the built-in listing labeller endpoint (not an LLM)"))
     response_format: ResponseFormat = field(default="tgi", metadata=help_text("constrained-output form the endpoint speaks"))
     llm_model: str | None = field(default=None, metadata=help_text("model name sent to the endpoint (vLLM needs it)"))
     listings: str | None = field(default=None, metadata=help_text("symbol,name CSV: the built-in endpoint's gazetteer and the ticker check's list"))

@@ -15,7 +15,7 @@ import pytest
 from finner import schemas
 from finner.source import SourceConfig, ingest
 from finner.store import Store
-from finner.testing.gazetteer import Gazetteer
+from finner.listing_labeller import Gazetteer
 from jobs import curate as curate_job
 from tests.conftest import run_module
 

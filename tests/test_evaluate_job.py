@@ -19,7 +19,7 @@ from finner.models.base import chosen_threshold
 from finner.models.registry import load_checkpoint
 from finner.spans import find_spans
 from finner.testing.chat_server import serve_chat, stats
-from finner.testing.gazetteer import Gazetteer
+from finner.listing_labeller import Gazetteer
 from finner.testing.labelled_demo import TICKERS, write_labelled_demo
 from jobs import evaluate as job
 from tests.conftest import run_module

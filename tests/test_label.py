@@ -16,6 +16,7 @@ from finner.label import (
     ChatClient,
     Companies,
     LabelConfig,
+    chat_url,
     label_rows,
     messages_for,
     parse_answer,
@@ -185,6 +186,29 @@ def test_token_only_from_env_and_never_in_rows(monkeypatch):
         seen = stats(url)
     assert seen["auth"] == {"bearer": 1}
     assert "hf_secret_value_123" not in json.dumps(table.to_pylist(), default=str)
+
+
+def test_no_token_without_hf_token_even_when_logged_in(monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    (tmp_path / "token").write_text("hf_from_the_login_file")  # what `hf auth login` leaves behind
+    with serve_chat() as url:
+        run(label(url, TITLES[:1]))
+        assert stats(url)["auth"] == {"none": 1}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "url"),
+    [
+        ("http://h:8000", "http://h:8000/v1/chat/completions"),
+        ("http://h:8000/", "http://h:8000/v1/chat/completions"),
+        ("http://h:8000/v1", "http://h:8000/v1/chat/completions"),
+        ("https://x.endpoints.huggingface.cloud/v1/chat/completions", "https://x.endpoints.huggingface.cloud/v1/chat/completions"),
+        ("http://h/proxy/?key=1", "http://h/proxy/v1/chat/completions?key=1"),
+    ],
+)
+def test_endpoint_base_url_becomes_the_chat_completions_url(endpoint, url):
+    assert chat_url(endpoint) == url
 
 
 def test_unreachable_endpoint_fails_rows_without_raising():

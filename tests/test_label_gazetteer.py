@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from finner.embedded import embedded_feed
-from finner.testing.gazetteer import Gazetteer, clean_name
+from finner.listing_labeller import Gazetteer, clean_name
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from finner.pipeline.label import LabelRunConfig, run_labeling
 from finner.source import SourceConfig, ingest
 from finner.store import Store
 from finner.testing.chat_server import ServerConfig, reset_stats, serve_chat, stats
-from finner.testing.gazetteer import Gazetteer
+from finner.listing_labeller import Gazetteer
 from tests.conftest import REPO, kill_group
 
 pytestmark = pytest.mark.slow
@@ -156,6 +156,22 @@ def _settled_request_count(url: str) -> int:
             return now
         count = now
     raise AssertionError("requests kept arriving after the job was killed")
+
+
+def test_built_in_endpoint_labels_as_the_listing_labeller(tmp_path, real_headlines_path, company_listings_path):
+    """`jobs.label --test-endpoint`: the job serves the product's own endpoint (`finner.listing_server`)
+    and every headline gets the listing labeller's answer."""
+    store = headlines_store(tmp_path / "store", real_headlines_path, 200)
+    job = ["--store", store.root, "--test-endpoint", "--listings", str(company_listings_path), "--actors", "1", "--quiet"]
+    done = subprocess.run([sys.executable, "-m", "jobs.label", *job], cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    labels = latest_labels(store, current_label_version(store))
+    headlines = store.read("headlines", columns=["id", "title", "symbol"]).to_pylist()
+    gazetteer = Gazetteer.from_listings(company_listings_path)
+    expected = {h["id"]: gazetteer.label(h["title"], h["symbol"])[0] for h in headlines}
+    assert set(labels["status"].to_pylist()) == {schemas.LABEL_OK} and set(labels["model"].to_pylist()) == {"gazetteer"}
+    assert dict(zip(labels["id"].to_pylist(), labels["result"].to_pylist())) == expected
+    assert sum(bool(r) for r in expected.values()) > 100  # real headlines, most of them naming a listed company
 
 
 def test_estimate_labels_a_sample_and_extrapolates(tmp_path, real_headlines_path, ray_local):

@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.conftest import REPO
 
 PACKAGE = REPO / "finner"
+TESTING = PACKAGE / "testing"
 
 
 def module_name(path: Path) -> str:
@@ -34,6 +35,10 @@ def finner_imports(path: Path) -> list[tuple[str, int, bool]]:
             continue
         found += [(name, node.lineno, id(node) in inside) for name in names if name == "finner" or name.startswith("finner.")]
     return found
+
+
+def is_testing(name: str) -> bool:
+    return name == "finner.testing" or name.startswith("finner.testing.")
 
 
 def graph() -> dict[str, set[str]]:
@@ -79,6 +84,13 @@ def test_library_never_imports_the_ray_wiring():
     assert upward == []
 
 
+def test_only_tests_and_benchmarks_import_the_test_tooling():
+    """`finner.testing` is test and benchmark tooling: no job and no other library module relies on it."""
+    product = [p for p in [*PACKAGE.rglob("*.py"), *(REPO / "jobs").rglob("*.py")] if TESTING not in p.parents]
+    reaching = [f"{path.relative_to(REPO)}:{line} {name}" for path in product for name, line, _ in finner_imports(path) if is_testing(name)]
+    assert reaching == []
+
+
 def test_no_finner_import_inside_a_function():
     hidden = [f"{path.relative_to(REPO)}:{line} {name}" for path in PACKAGE.rglob("*.py") for name, line, inside in finner_imports(path) if inside]
     assert hidden == []
@@ -88,10 +100,12 @@ def test_the_checker_sees_a_cycle_and_an_upward_import():
     """The checks above would fail on the shapes they guard against."""
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
-    source = "def f():\n    from finner.pipeline.cli import run\n"
+    source = "from finner import testing\ndef f():\n    from finner.pipeline.cli import run\n"
     tree_file = REPO / "tests" / "_layers_probe.py"
     tree_file.write_text(source)
     try:
-        assert finner_imports(tree_file) == [("finner.pipeline.cli", 2, True)]
+        found = finner_imports(tree_file)
     finally:
         tree_file.unlink()
+    assert found == [("finner.testing", 1, False), ("finner.pipeline.cli", 3, True)]
+    assert is_testing(found[0][0]) and is_testing("finner.testing.chat_server") and not is_testing("finner.testing_data")

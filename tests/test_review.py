@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -36,7 +37,7 @@ from finner.review import (
 from finner.review_server.launcher import LocalArgilla, LocalArgillaConfig
 from finner.source import parse_date
 from finner.store import Store
-from finner.testing.gazetteer import Gazetteer
+from finner.listing_labeller import Gazetteer
 from finner.tokens import char_to_token_span, word_tokens
 
 LLM_MODEL = "test-llm-7b"
@@ -390,3 +391,42 @@ def test_serve_prints_connection_stops_on_sigterm_and_keeps_data(tmp_path):
     with pytest.raises(FinnerError, match="rejects the API key"):
         LocalArgilla(LocalArgillaConfig(home=str(home), port=0, api_key="another.key")).start()
     assert _processes_in(home) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_serve_and_its_children_within_5_s(tmp_path):
+    """Ctrl-C in a terminal signals the whole process group: `jobs.review serve`, Redis and the
+    Argilla server are all gone within 5 s, even while a client (a browser tab) is mid-request."""
+    home = tmp_path / "argilla"
+    serve = subprocess.Popen([sys.executable, "-m", "jobs.review", "serve", "--home", str(home), "--port", "0"], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        banner = serve.stdout.readline()
+        assert banner.startswith("Argilla is running at http://127.0.0.1:"), banner + (serve.stdout.read() if serve.poll() is not None else "")
+        port = int(banner.split()[4].rsplit(":", 1)[1])
+        children = _processes_in(home)
+        assert len(children) == 2 and all(os.getpgid(pid) == serve.pid for pid in children)  # redis-server, the server
+        with socket.create_connection(("127.0.0.1", port)) as tab:
+            # A request whose body is still on its way: the server cannot finish it before shutting down.
+            tab.sendall(b"POST /api/v1/workspaces HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Argilla-Api-Key: finner.apikey\r\n"
+                        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"name"')
+            time.sleep(0.5)
+            sent = time.monotonic()
+            os.killpg(serve.pid, signal.SIGINT)
+            while (serve.poll() is None or _group_alive(serve.pid)) and time.monotonic() - sent < 5:
+                time.sleep(0.05)
+            stopped_s = time.monotonic() - sent
+        assert serve.poll() == 0 and not _group_alive(serve.pid) and _processes_in(home) == [], f"still running {stopped_s:.1f}s after Ctrl-C"
+        assert stopped_s < 5
+    finally:
+        if _group_alive(serve.pid):
+            os.killpg(serve.pid, signal.SIGKILL)
+        serve.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -15,7 +15,7 @@ from finner.errors import FinnerError
 from finner.metrics import company_key
 from finner.score import prediction_rows
 from finner.spans import find_spans
-from finner.testing.gazetteer import Gazetteer
+from finner.listing_labeller import Gazetteer
 from finner.ticker_check import TickerCheckConfig, agrees, check_table, learn_aliases, load_aliases, load_listings, ticker_check
 
 

@@ -33,6 +33,11 @@ PYTHON_ENV = "FINNER_ARGILLA_PYTHON"
 REDIS_ENV = "FINNER_REDIS_SERVER"
 SERVER_DIR = Path(__file__).resolve().parent
 DEFAULT_USERNAME = "argilla"  # the user argilla-server's `create_default` creates (role owner)
+# Stopping (Ctrl-C, `kill`, the end of a `with`) must be quick even while a browser tab holds a
+# request open: the server finishes in-flight requests for GRACEFUL_S, then cancels them; whatever
+# still runs STOP_TIMEOUT_S after the stop began is killed.
+GRACEFUL_S = 1.0
+STOP_TIMEOUT_S = 3.0
 
 
 def default_server_python() -> str:
@@ -94,19 +99,26 @@ class LocalArgilla:
                                   "--appendonly", "no", "--dir", str(self.home), "--maxmemory", "256mb"])
             self._wait_port(redis_port, "redis")
             env = self._server_env(redis_port)
-            self._spawn("server", [python, str(SERVER_DIR / "serve.py"), "--host", "127.0.0.1", "--port", str(self.port)], env)
+            self._spawn("server", [python, str(SERVER_DIR / "serve.py"), "--host", "127.0.0.1", "--port", str(self.port),
+                                   "--graceful-shutdown-s", str(GRACEFUL_S)], env)
             self._wait_healthy()
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
-        """Stop what `start` started, last first: the server before Redis."""
+        """Stop what `start` started, last first: the server before Redis, each asked to exit
+        (SIGTERM) and killed once STOP_TIMEOUT_S have passed since the stop began.
+
+        A server already shutting down on Ctrl-C (the terminal signals the whole process group)
+        ignores SIGTERM, and uvicorn waits for open requests: only the deadline bounds the wait.
+        """
+        deadline = time.monotonic() + STOP_TIMEOUT_S
         for proc in reversed(self._procs):
             if proc.poll() is None:
                 proc.terminate()
                 try:
-                    proc.wait(timeout=15)
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()

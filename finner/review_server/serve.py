@@ -1,6 +1,6 @@
 """Prepare the database and run the stock argilla-server with the SQL search engine registered.
 
-    <argilla-server python> finner/review_server/serve.py --host 127.0.0.1 --port 6900
+    <argilla-server python> finner/review_server/serve.py --host 127.0.0.1 --port 6900 --graceful-shutdown-s 1
 
 Started by `finner.review_server.launcher.LocalArgilla`, which sets the environment
 (ARGILLA_DATABASE_URL, ARGILLA_REDIS_URL, ARGILLA_SEARCH_ENGINE=sql, and the owner's
@@ -37,12 +37,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=6900)
+    p.add_argument("--graceful-shutdown-s", type=float, default=1.0, help="seconds in-flight requests get on shutdown before they are cancelled")
     args = p.parse_args()
     prepare_database()
     from argilla_server._app import app
 
     # One process, no reload, quiet access log: the review server shares small machines.
-    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level="warning", access_log=False)
+    # Shutdown is bounded: uvicorn would otherwise wait for every open request (a browser tab's) to end.
+    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=args.graceful_shutdown_s)
 
 
 if __name__ == "__main__":

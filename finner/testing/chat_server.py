@@ -1,9 +1,8 @@
-"""A real chat-completions server that labels headlines with the gazetteer, and fails on demand.
+"""The built-in chat endpoint (`finner.listing_server`) as a test bench: slow and failing on demand.
 
-It speaks the OpenAI-style `POST /v1/chat/completions` (the headline is the last user message) and
-accepts the three constrained-output forms (`json_object`+`value` as TGI, `json_schema` as
-OpenAI/vLLM, `json_object`+`schema` as llama.cpp). Answers come from `finner.testing.gazetteer`,
-with `usage` token counts. Two knobs make it a test bench:
+It answers like the built-in endpoint (the listing labeller's companies, with `usage` token
+counts) and records which constrained-output form each request used (`json_object`+`value` as
+TGI, `json_schema` as OpenAI/vLLM, `json_object`+`schema` as llama.cpp). Two knobs make it a bench:
 
 * **capacity**: at most C requests are served at once (the rest queue, as on a real GPU server),
   each taking a latency drawn from a heavy-tailed (log-normal) distribution: what the benchmark
@@ -26,40 +25,33 @@ subprocess with `in_subprocess=True`) and yields the base URL to give the label 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import math
 import random
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from finner.config import Config, ConfigError, add_config_args, config_from_args, help_text
-from finner.label import split_user_message
-from finner.testing.gazetteer import Gazetteer
+from finner import listing_server
+from finner.config import ConfigError, help_text
+from finner.listing_labeller import Gazetteer
 
 # Fault kinds, in the order the mixed fault rate is spread over them.
 TRANSPORT_FAULTS = ("rate_limited", "server_error", "unavailable", "bad_request", "reset", "hang", "broken_body")
 ANSWER_FAULTS = ("malformed_json", "truncated_json", "wrong_schema", "mismatched_lengths", "not_in_headline")
 FAULTS = (*TRANSPORT_FAULTS, "slow", *ANSWER_FAULTS)
 NOT_IN_HEADLINE = "Acme Widgets Corporation"
-READY_PREFIX = "chat server listening on "
 
 
 @dataclass(frozen=True)
-class ServerConfig(Config):
-    """What the server answers with and how it misbehaves. Defaults: an instant, faultless server."""
+class ServerConfig(listing_server.ServerConfig):
+    """How the server misbehaves, besides the listing it answers from. Defaults: an instant, faultless server."""
 
-    listings: str | None = field(default=None, metadata=help_text("company listing CSV (symbol,name,source); default: the embedded gazetteer"))
     capacity: int = field(default=0, metadata=help_text("requests served at once (the rest queue); 0 = unlimited", at_least=0))
     latency_median_s: float = field(default=0.0, metadata=help_text("median service time per request", at_least=0))
     latency_sigma: float = field(default=1.0, metadata=help_text("log-normal sigma of the service time (heavier tail when larger)", at_least=0))
@@ -128,30 +120,19 @@ def format_kind(response_format: object) -> str:
     return "other"
 
 
-class ChatServer:
-    """The aiohttp application: build it, then `app` serves it."""
+class ChatServer(listing_server.ChatServer):
+    """The built-in endpoint with counters, capacity, latency and faults."""
+
+    config: ServerConfig
 
     def __init__(self, config: ServerConfig, gazetteer: Gazetteer | None = None):
-        self.config = config
-        self.gazetteer = gazetteer or (Gazetteer.from_listings(config.listings) if config.listings else Gazetteer.embedded())
+        super().__init__(config, gazetteer)
         self.stats = Stats()
         self._rng = random.Random(config.seed)
         self._slots: asyncio.Semaphore | None = None
-        self.app = web.Application(client_max_size=4 * 1024 * 1024)
-        self.app.add_routes(
-            [
-                web.post("/v1/chat/completions", self.chat_completions),
-                web.post("/chat/completions", self.chat_completions),
-                web.get("/stats", self.get_stats),
-                web.post("/stats/reset", self.reset_stats),
-                web.get("/health", self.health),
-            ]
-        )
+        self.app.add_routes([web.get("/stats", self.get_stats), web.post("/stats/reset", self.reset_stats)])
 
     # -- handlers ------------------------------------------------------------------------------
-
-    async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "gazetteer_entries": len(self.gazetteer)})
 
     async def get_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats.to_json())
@@ -160,12 +141,7 @@ class ChatServer:
         self.stats = Stats()
         return web.json_response({"status": "reset"})
 
-    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-            headline, symbol = split_user_message(next(m["content"] for m in reversed(body["messages"]) if m.get("role") == "user"))
-        except (json.JSONDecodeError, KeyError, TypeError, StopIteration):
-            return web.json_response({"error": "body must be JSON with messages ending in a user message"}, status=400)
+    async def respond(self, request: web.Request, body: dict, headline: str, symbol: str | None) -> web.StreamResponse:
         stats = self.stats
         stats.requests += 1
         stats.request_times.append(time.monotonic())
@@ -177,11 +153,11 @@ class ChatServer:
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
-            return await self._respond(request, body, headline, symbol, stats)
+            return await self._misbehave(request, body, headline, symbol, stats)
         finally:
             stats.in_flight -= 1
 
-    async def _respond(self, request: web.Request, body: dict, headline: str, symbol: str | None, stats: Stats) -> web.StreamResponse:
+    async def _misbehave(self, request: web.Request, body: dict, headline: str, symbol: str | None, stats: Stats) -> web.StreamResponse:
         fault = self._draw_fault()
         if fault:
             stats.faults[fault] += 1
@@ -209,22 +185,7 @@ class ChatServer:
         stats.answer_times.append(now)
         if fault == "broken_body":
             return web.Response(text='{"id": "chatcmpl-broken", "choices": [', content_type="application/json")
-        content, finish_reason = self._answer(headline, symbol, fault)
-        prompt_text = " ".join(str(m.get("content", "")) for m in body["messages"])
-        return web.json_response(
-            {
-                "id": f"chatcmpl-{stats.requests}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model") or "gazetteer",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
-                "usage": {
-                    "prompt_tokens": approx_tokens(prompt_text),
-                    "completion_tokens": approx_tokens(content),
-                    "total_tokens": approx_tokens(prompt_text) + approx_tokens(content),
-                },
-            }
-        )
+        return self.completion(body, *self._answer(headline, symbol, fault))
 
     # -- behaviour -----------------------------------------------------------------------------
 
@@ -258,7 +219,7 @@ class ChatServer:
             normalized = [*normalized, "Extra Company"] if len(normalized) < 2 else normalized[:-1]
         if fault == "wrong_schema":
             return json.dumps({"companies": result}), "stop"
-        answer = json.dumps({"result": result, "normalized_result": normalized})
+        answer = self.answer(result, normalized)
         if fault == "malformed_json":
             return "Sure! The companies are: " + ", ".join(result or ["none"]), "stop"
         if fault == "truncated_json":
@@ -266,86 +227,9 @@ class ChatServer:
         return answer, "stop"
 
 
-def approx_tokens(text: str) -> int:
-    """A tokenizer-free token count (about 4 characters a token), for usage figures."""
-    return max(1, math.ceil(len(text) / 4))
-
-
-# -- running it ----------------------------------------------------------------------------------
-
-
-async def _start(server: ChatServer, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(server.app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
-    sockets = site._server.sockets if site._server else []  # the bound port when port=0
-    return runner, sockets[0].getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve_chat(config: ServerConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, in_subprocess: bool = False) -> Iterator[str]:
-    """Serve the chat server while the block runs; yields its base URL (`http://127.0.0.1:PORT`).
-
-    In a background thread by default; `in_subprocess=True` runs it in its own process (its own
-    GIL: benchmarks use this so the server does not compete with the client being measured).
-    """
-    config = config or ServerConfig()
-    if in_subprocess:
-        yield from _serve_in_subprocess(config, host, port)
-        return
-    server = ChatServer(config)
-    loop = asyncio.new_event_loop()
-    started: dict = {}
-    ready = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            started["runner"], started["port"] = loop.run_until_complete(_start(server, host, port))
-        except BaseException as err:  # surfaced to the caller below
-            started["error"] = err
-        ready.set()
-        if "error" not in started:
-            loop.run_forever()
-
-    thread = threading.Thread(target=run, name="chat-server", daemon=True)
-    thread.start()
-    ready.wait(30)
-    if "error" in started:
-        raise started["error"]
-    try:
-        yield f"http://{host}:{started['port']}"
-    finally:
-        asyncio.run_coroutine_threadsafe(started["runner"].cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-
-def _serve_in_subprocess(config: ServerConfig, host: str, port: int) -> Iterator[str]:
-    args = [sys.executable, "-m", "finner.testing.chat_server", "--host", host, "--port", str(port)]
-    for f in dataclasses.fields(ServerConfig):
-        value = getattr(config, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if value is None:
-            continue
-        args += [flag, *value] if isinstance(value, tuple) else [flag, str(value)]
-    if not config.faults:
-        args = [a for a in args if a != "--faults"] + ["--faults"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith(READY_PREFIX):
-            raise RuntimeError(f"chat server did not start (exit code {proc.poll()}): {line!r}")
-        yield line[len(READY_PREFIX) :].strip()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def serve_chat(config: ServerConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, in_subprocess: bool = False) -> contextlib.AbstractContextManager[str]:
+    """`listing_server.serve_chat` of this bench: yields the base URL while the block runs."""
+    return listing_server.serve_chat(config or ServerConfig(), host=host, port=port, in_subprocess=in_subprocess, server=ChatServer)
 
 
 def stats(base_url: str) -> dict:
@@ -362,26 +246,5 @@ def reset_stats(base_url: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{base_url}/stats/reset", method="POST"), timeout=30).read()
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m finner.testing.chat_server", description=__doc__.split("\n\n")[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8089, help="0 picks a free port (printed on the first line)")
-    add_config_args(p, ServerConfig)
-    args = p.parse_args(argv)
-    server = ChatServer(config_from_args(ServerConfig, args))
-
-    async def serve() -> None:
-        runner, bound = await _start(server, args.host, args.port)
-        print(f"{READY_PREFIX}http://{args.host}:{bound}", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(listing_server.main(server=ChatServer, config_class=ServerConfig))

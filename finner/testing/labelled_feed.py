@@ -16,7 +16,7 @@ from finner.curate import curate
 from finner.sample import SampleConfig
 from finner.source import SourceConfig, ingest
 from finner.store import Store
-from finner.testing.gazetteer import Gazetteer
+from finner.listing_labeller import Gazetteer
 
 LABELED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 

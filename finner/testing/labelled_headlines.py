@@ -1,4 +1,4 @@
-"""Real Benzinga headlines labelled by the gazetteer labeler (`finner.testing.gazetteer`, standing in
+"""Real Benzinga headlines labelled by the gazetteer labeler (`finner.listing_labeller`, standing in
 for the LLM) and turned into spans by `finner.spans`: training rows for the fine-tuning tests and
 the fine-tuned checkpoint the scoring benchmark measures."""
 
@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from finner.ids import stable_hash
 from finner.spans import find_spans
-from finner.testing.gazetteer import Gazetteer
+from finner.listing_labeller import Gazetteer
 
 
 def labelled_rows(headlines: Path | str, listings: Path | str, rows: int, seed: int = 0) -> list[dict]:

@@ -1,8 +1,10 @@
-"""A deterministic gazetteer labeler: the company names and tickers of a listing found in a headline.
+"""The built-in labeller: the company names and tickers of a company listing found in a headline.
 
-It stands in for the LLM wherever a real endpoint is not wanted (the test endpoint, the demo on a
-fresh clone), so it answers in the LLM's shape: `label(title) -> (result, normalized_result)`,
-the strings exactly as the headline writes them, plus a canonical name for each.
+It labels without an LLM (the built-in endpoint `finner.listing_server` behind
+`jobs.label --test-endpoint`, the demo on a fresh clone, test and benchmark feeds), so it answers
+in the LLM's shape: `label(title) -> (result, normalized_result)`, the strings exactly as the
+headline writes them, plus a canonical name for each. A listing makes it a gazetteer, hence the
+class name `Gazetteer`.
 
 Matching is a dictionary lookup over word-token n-grams (`finner.tokens.word_tokens`), longest
 match first and never overlapping, so it labels thousands of headlines a second. The rules keep
