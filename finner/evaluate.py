@@ -95,17 +95,9 @@ def metrics_table(results: Iterable[Result], stage: str = STAGE, created_at: dt.
 
 
 def write_metrics(store: Store, results: Sequence[Result], stage: str = STAGE) -> None:
-    """Append the rows, one part per (stage, model, setting): re-running one model replaces its
-    own rows and leaves every other stage's and model's rows alone."""
-    groups: dict[tuple[str, str], list[Result]] = {}
-    for r in results:
-        groups.setdefault((r.model, r.setting), []).append(r)
-    for (model, setting), group in groups.items():
-        store.append("metrics", metrics_table(group, stage), part=_part_name(stage, model, setting))
-
-
-def _part_name(*words: str) -> str:
-    return "-".join("".join(ch if ch.isalnum() or ch in "._" else "_" for ch in w) for w in words)
+    """Store the rows in one commit: they replace the earlier rows of their (stage, model, setting)
+    and leave every other stage's and model's rows alone."""
+    store.replace("metrics", metrics_table(results, stage), keys=schemas.METRICS_KEY)
 
 
 def _percent(value: float | None) -> str:

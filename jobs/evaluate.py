@@ -8,6 +8,7 @@ reports/evaluate_details.md and a bar chart to plots/evaluate_f1_<split>.png.
     python -m jobs.evaluate --models spacy llm --settings zero-shot
     python -m jobs.evaluate --gold real --offline           # the hand-labelled real headlines shipped with finner
     python -m jobs.evaluate --gold real --models llm --settings zero-shot --labeller-endpoint http://127.0.0.1:8000 --labeller-model smollm2
+    python -m jobs.evaluate --labels-version 3              # read llm_labels as it was at its version 3 (time travel)
 
 Fine-tuned rows use the best checkpoints the training job (jobs.train) wrote to the store.
 """
@@ -38,10 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(p, EvaluateConfig)
     p.add_argument("--no-plot", action="store_true", help="skip the PNG bar chart")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--labels-version", type=int, default=None, help="read the llm_labels table at this earlier version (default: the latest)")
+    p.add_argument("--predictions-version", type=int, default=None, help="read the predictions table at this earlier version (default: the latest)")
     args = p.parse_args(argv)
 
     def body(cfg: EvaluateConfig) -> None:
-        store = cli.store_from(args)
+        store = cli.store_from(args).at(llm_labels=args.labels_version, predictions=args.predictions_version)
         gold = load_gold(store, cfg.gold)
         say(f"gold: {gold.description}")
         results = run_evaluation(store, gold, cfg.splits, contenders(cfg, store, gold, progress=not args.quiet))

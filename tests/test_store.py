@@ -7,8 +7,11 @@ import textwrap
 import pyarrow as pa
 import pytest
 
+from deltalake import DeltaTable
+
 from finner import schemas
 from finner.store import SchemaError, Store
+from tests.conftest import REPO, run_module
 
 
 def headlines(n: int, start: int = 0) -> pa.Table:
@@ -33,12 +36,13 @@ def test_write_then_read_round_trips(store):
     assert store.ids("headlines") == {f"h{i}" for i in range(5)}
 
 
-def test_write_replaces_previous_version(store):
+def test_write_replaces_the_table_in_one_commit_and_keeps_the_old_version(store):
     store.write("headlines", headlines(5))
     store.write("headlines", headlines(2, start=10))
     assert sorted(store.read("headlines")["id"].to_pylist()) == ["h10", "h11"]
-    versions = [d for d in os.listdir(store.table_dir("headlines")) if d.startswith("v-")]
-    assert len(versions) == 1, "old versions are removed after commit"
+    assert store.version("headlines") == 1
+    assert sorted(store.read("headlines", version=0)["id"].to_pylist()) == [f"h{i}" for i in range(5)]
+    assert DeltaTable(store.table_uri("headlines")).version() == 1
 
 
 def test_missing_column_is_named(store):
@@ -88,7 +92,7 @@ def test_sigkill_during_write_leaves_previous_table(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys, time
-        sys.path.insert(0, {os.getcwd()!r})
+        sys.path.insert(0, {str(REPO)!r})
         from tests.test_store import headlines
         from finner.store import Store
         def batches():
@@ -108,15 +112,36 @@ def test_sigkill_during_write_leaves_previous_table(tmp_path):
     assert sorted(table["id"].to_pylist()) == ["h0", "h1", "h2", "h3"]
 
 
-def test_append_adds_atomic_parts_and_ignores_temp_files(store):
-    store.append("headlines", headlines(2), part="a")
-    store.append("headlines", headlines(2, start=2), part="b")
-    directory = os.path.join(store.table_dir("headlines"), store.version("headlines"))
-    with open(os.path.join(directory, "_tmp-deadbeef.parquet"), "wb") as f:
+def test_append_commits_and_ignores_unreferenced_files(store):
+    assert store.append("headlines", headlines(2), part="a")
+    assert store.append("headlines", headlines(2, start=2), part="b")
+    with open(os.path.join(store.table_dir("headlines"), "part-deadbeef.parquet"), "wb") as f:
         f.write(b"PAR1 half a file")  # what a writer killed mid-file leaves behind
     assert store.ids("headlines") == {"h0", "h1", "h2", "h3"}
-    store.append("headlines", headlines(1, start=9), part="a")  # same part name: replaced
-    assert store.ids("headlines") == {"h2", "h3", "h9"}
+    assert not store.append("headlines", headlines(1, start=9), part="a")  # a retry of a committed part
+    assert store.ids("headlines") == {"h0", "h1", "h2", "h3"}
+    assert store.append("headlines", headlines(1, start=9))
+
+
+def test_replace_swaps_the_rows_of_a_key_in_one_commit(store):
+    def metrics(model: str, setting: str | None, f1: float) -> pa.Table:
+        return pa.Table.from_pylist([{"stage": "evaluate", "model": model, "setting": setting, "f1": f1}], schema=schemas.METRICS)
+
+    store.replace("metrics", pa.concat_tables([metrics("gliner", None, 0.5), metrics("spacy", "it's", 0.1)]), keys=schemas.METRICS_KEY)
+    store.replace("metrics", metrics("gliner", None, 0.7), keys=schemas.METRICS_KEY)
+    rows = {(r["model"], r["setting"]): r["f1"] for r in store.read("metrics").to_pylist()}
+    assert rows == {("gliner", None): 0.7, ("spacy", "it's"): 0.1}
+    assert store.read("metrics").num_rows == 2
+
+
+def test_compact_keeps_the_rows_in_fewer_files(store):
+    for i in range(4):
+        store.append("headlines", headlines(2, start=2 * i))
+    before = store.version("headlines")
+    done = store.compact("headlines")
+    assert (done["files_removed"], done["files_added"]) == (4, 1) and len(store.files("headlines")) == 1
+    assert store.ids("headlines") == {f"h{i}" for i in range(8)}
+    assert store.read("headlines", version=before).num_rows == 8  # within the retention: still readable
 
 
 def test_uri_root_works_unchanged(tmp_path):
@@ -124,6 +149,7 @@ def test_uri_root_works_unchanged(tmp_path):
     store.write("headlines", headlines(3))
     store.append("headlines", headlines(1, start=3))
     assert store.read("headlines").num_rows == 4
+    assert DeltaTable(f"{tmp_path}/uri-store/headlines").version() == 1
     assert store.artifact("models", "x.bin").startswith("file://")
 
 

@@ -203,6 +203,7 @@ def label_table(store: Store, todo: pa.Table, label: LabelConfig, run: LabelRunC
         bar.update(batch.num_rows)
     summary.elapsed_s = time.perf_counter() - started
     bar.close()
+    store.compact("llm_labels")  # one small file per batch -> a few large ones
     return summary
 
 
@@ -211,7 +212,8 @@ def run_labeling(store: Store, label: LabelConfig, run: LabelRunConfig, progress
     version = label.label_version()
     ok = pc.field("status") == schemas.LABEL_OK
     previous = current_version(store)
-    todo, already_ok = todo_headlines(store, "llm_labels", ok & (pc.field("label_version") == version), columns=("id", "title", "symbol"))
+    done = [("status", "=", schemas.LABEL_OK), ("label_version", "=", version)]
+    todo, already_ok = todo_headlines(store, "llm_labels", ok & (pc.field("label_version") == version), columns=("id", "title", "symbol"), prune=done)
     if run.limit:
         todo = todo.slice(0, run.limit)
     to_label = _sample(todo, run) if run.estimate else todo

@@ -271,7 +271,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         choice = remembered_runtime_choice(store, config, sample, 1.0 - run.agreement_tolerance, gpus=gpus)
         config = dataclasses.replace(config, runtime=choice.runtime)
     version = model_version(config)
-    todo, already = todo_headlines(store, "predictions", pc.field("model_version") == version)
+    todo, already = todo_headlines(store, "predictions", pc.field("model_version") == version, prune=[("model_version", "=", version)])
     summary = ScoreSummary(model_version=version, already_scored=already, runtime=config.runtime, prepare=run.prepare, choice=choice)
     if run.limit:
         todo = todo.slice(0, run.limit)
@@ -318,6 +318,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         bar.update(int(pc.sum(batch["rows"]).as_py()))
     summary.elapsed_s = time.perf_counter() - started
     bar.close()
+    store.compact("predictions")  # one small file per batch -> a few large ones
     store.put_json(
         artifacts.SCORE_THROUGHPUT_KEY,
         summary.to_json() | {"gpus_per_actor": run.gpus_per_actor if summary.device == "cuda" else None, "actor_cpus": run.actor_cpus},
