@@ -174,6 +174,14 @@ class Store:
     def _legacy(self, name: str) -> bool:
         return self._fs.get_file_info(f"{self.table_dir(name)}/{LEGACY_POINTER}").type == pafs.FileType.File
 
+    def _refuse_legacy(self, name: str) -> None:
+        """Called where a table has no Delta log: one of the previous layout is an error naming the fix."""
+        if self._legacy(name):
+            raise StoreError(
+                f"table {name!r} in {self.root} is in the previous store layout ({LEGACY_POINTER}); "
+                f"convert the store with `{MIGRATE_COMMAND} --store {self.root}`"
+            )
+
     def delta(self, name: str, version: int | None = None) -> DeltaTable | None:
         """The table's Delta handle at `version` (default: its pinned version, else the latest),
         or None when the table was never written."""
@@ -181,15 +189,12 @@ class Store:
         try:
             return DeltaTable(self.table_uri(name), version=version, storage_options=self.storage_options)
         except TableNotFoundError:
-            if self._legacy(name):
-                raise StoreError(
-                    f"table {name!r} in {self.root} is in the previous store layout ({LEGACY_POINTER}); "
-                    f"convert the store with `{MIGRATE_COMMAND} --store {self.root}`"
-                ) from None
+            self._refuse_legacy(name)
             return None
         except Exception as err:  # delta-rs reports a missing version as a generic DeltaError
-            if version is not None and self.version(name) is not None:
-                raise StoreError(f"table {name!r} has no version {version} (latest: {self.version(name)}, older ones may be vacuumed)") from err
+            latest = self.version(name) if version is not None else None
+            if latest is not None:
+                raise StoreError(f"table {name!r} has no version {version} (latest: {latest}; older ones may be vacuumed)") from err
             raise
 
     def version(self, name: str) -> int | None:
@@ -197,6 +202,7 @@ class Store:
         try:
             return DeltaTable(self.table_uri(name), storage_options=self.storage_options).version()
         except TableNotFoundError:
+            self._refuse_legacy(name)
             return None
 
     def exists(self, name: str) -> bool:
@@ -415,7 +421,7 @@ def migrate(store: Store) -> dict[str, int]:
     converted = {}
     for name in legacy_tables(store):
         directory = store.table_dir(name)
-        if store.version(name) is None:
+        if not DeltaTable.is_deltatable(store.table_uri(name), store.storage_options):
             with fs.open_input_stream(f"{directory}/{LEGACY_POINTER}") as f:
                 current = f.read().decode().strip()
             infos = fs.get_file_info(pafs.FileSelector(f"{directory}/{current}", allow_not_found=True)) if current else []

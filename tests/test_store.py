@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pyarrow as pa
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from deltalake import DeltaTable
 
 from finner import schemas
-from finner.store import SchemaError, Store
+from finner.store import SchemaError, Store, StoreError
 from tests.conftest import REPO, run_module
 
 
@@ -176,3 +177,203 @@ def test_a_relative_root_means_the_same_store_in_another_directory(tmp_path, mon
     store.put_json("k", {"v": 1})
     monkeypatch.chdir("/")
     assert pickle.loads(pickle.dumps(store)).get_json("k") == {"v": 1}
+
+
+# -- real processes against one store ------------------------------------------------------------
+
+
+def labels(ids: list[str], version: str = "v1", status: str = schemas.LABEL_OK) -> pa.Table:
+    return pa.Table.from_pylist([{"id": i, "status": status, "result": [version], "label_version": version} for i in ids], schema=schemas.LLM_LABELS)
+
+
+def python(script: str, **kwargs) -> subprocess.Popen:
+    """A real process running `script` with the repo importable."""
+    code = f"import sys; sys.path.insert(0, {str(REPO)!r})\n" + textwrap.dedent(script)
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, text=True, **kwargs)
+
+
+def test_two_processes_appending_at_once_lose_no_row(store):
+    store.ensure("llm_labels")
+    script = """
+        import sys
+        from finner.store import Store
+        from tests.test_store import labels
+        store, who = Store(sys.argv[1]), sys.argv[2]
+        print("ready", flush=True)
+        sys.stdin.readline()  # both start appending at the same moment
+        for batch in range(25):
+            store.append("llm_labels", labels([f"{who}-{batch}-{row}" for row in range(20)]))
+    """
+    code = f"import sys; sys.path.insert(0, {str(REPO)!r})\n" + textwrap.dedent(script)
+    procs = [subprocess.Popen([sys.executable, "-c", code, store.root, who], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for who in "ab"]
+    assert [p.stdout.readline() for p in procs] == ["ready\n", "ready\n"]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    ids = store.read("llm_labels", columns=["id"])["id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 2 * 25 * 20
+    assert store.version("llm_labels") == 50  # the empty table, then one commit per batch
+    retries = sum(c.get("operationMetrics", {}).get("num_retries", 0) for c in DeltaTable(store.table_uri("llm_labels")).history())
+    print(f"commits that lost a race and were retried: {retries}")
+
+
+def test_a_reader_sees_a_whole_version_while_another_process_overwrites(store):
+    def spans(prefix: str, n: int) -> pa.Table:
+        t = headlines(n)
+        return pa.Table.from_pylist([{**r, "id": f"{prefix}{i}"} for i, r in enumerate(t.to_pylist())]).drop_columns(["publisher"]).cast(
+            pa.schema([schemas.SPANS_TABLE.field(c) for c in ("id", "title", "date", "symbol")])
+        )
+
+    store.write("spans", pad_spans(spans("a", 300)))
+    writer = python(
+        f"""
+        from finner.store import Store
+        from tests.test_store import headlines, pad_spans, overwrite_forever
+        overwrite_forever(Store({store.root!r}))
+        """
+    )
+    try:
+        seen = set()
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and len(seen) < 2:
+            ids = store.read("spans", columns=["id"])["id"].to_pylist()
+            prefixes = {i[0] for i in ids}
+            assert len(prefixes) == 1 and len(ids) == (300 if prefixes == {"a"} else 500), f"a torn read: {len(ids)} rows of {prefixes}"
+            if store.version("spans") > 2:
+                seen |= prefixes
+        assert seen == {"a", "b"}, "the writer should have committed both tables while the reader read"
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def pad_spans(table: pa.Table) -> pa.Table:
+    for column in ("spans", "tokens", "token_spans", "not_found", "clusters"):
+        table = table.append_column(column, pa.nulls(table.num_rows, schemas.SPANS_TABLE.field(column).type))
+    return table
+
+
+def overwrite_forever(store: Store) -> None:
+    """The writer of the test above: `spans` replaced by 500 `b` rows, then 300 `a` rows, and again."""
+    base = headlines(500).drop_columns(["publisher"])
+    for round_ in range(10_000):
+        prefix, n = ("b", 500) if round_ % 2 == 0 else ("a", 300)
+        store.write("spans", pad_spans(base.slice(0, n).set_column(0, "id", pa.array([f"{prefix}{i}" for i in range(n)]))))
+
+
+def test_a_job_killed_mid_append_leaves_whole_batches_and_the_rerun_resumes(store):
+    store.write("headlines", headlines(400))
+    job = """
+        import sys, time
+        import pyarrow.compute as pc
+        from finner.store import Store, todo_headlines
+        from tests.test_store import labels
+        store, pause = Store(sys.argv[1]), float(sys.argv[2])
+        todo, done = todo_headlines(store, "llm_labels", pc.field("status") == "ok", prune=[("status", "=", "ok")])
+        print("resumed after", done, flush=True)
+        ids = todo["id"].to_pylist()
+        for start in range(0, len(ids), 40):
+            store.append("llm_labels", labels(ids[start : start + 40]))
+            print("committed", flush=True)
+            time.sleep(pause)
+    """
+    code = f"import sys; sys.path.insert(0, {str(REPO)!r})\n" + textwrap.dedent(job)
+    proc = subprocess.Popen([sys.executable, "-c", code, store.root, "0.3"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "resumed after 0\n"
+    for _ in range(3):
+        assert proc.stdout.readline() == "committed\n"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    committed = store.read("llm_labels", columns=["id"])["id"].to_pylist()
+    assert len(committed) % 40 == 0 and 120 <= len(committed) < 400, "whole batches only"
+    rerun = subprocess.run([sys.executable, "-c", code, store.root, "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.startswith(f"resumed after {len(committed)}\n")
+    ids = store.read("llm_labels", columns=["id"])["id"].to_pylist()
+    assert sorted(ids) == sorted(f"h{i}" for i in range(400))  # nothing twice, nothing missing
+
+
+def test_time_travel_returns_the_labels_before_a_relabel(store):
+    store.append("llm_labels", labels(["h0", "h1"], version="v1"))
+    before = store.version("llm_labels")
+    store.append("llm_labels", labels(["h0", "h1"], version="v2"))
+    assert set(store.read("llm_labels")["label_version"].to_pylist()) == {"v1", "v2"}
+    assert set(store.read("llm_labels", version=before)["label_version"].to_pylist()) == {"v1"}
+    pinned = Store(store.root).at(llm_labels=before)
+    assert pinned.read("llm_labels").num_rows == 2 and pinned.ledger.read == {"llm_labels": before}
+    with pytest.raises(StoreError, match="has no version 99"):
+        store.read("llm_labels", version=99)
+
+
+def test_other_engines_read_the_tables(store):
+    import duckdb
+    import polars as pl
+
+    store.write("headlines", headlines(5))
+    store.append("headlines", headlines(2, start=5))
+    frame = pl.read_delta(store.table_uri("headlines"))
+    assert frame.height == 7 and sorted(frame["id"].to_list()) == sorted(f"h{i}" for i in range(7))
+    assert pl.read_delta(store.table_uri("headlines"), version=0).height == 5
+    # duckdb's own delta_scan needs its `delta` extension (downloaded on first use); here it scans the
+    # table's Arrow dataset, which delta-rs builds from the log
+    dataset = DeltaTable(store.table_uri("headlines")).to_pyarrow_dataset()
+    assert duckdb.sql("select count(*), count(distinct id) from dataset where symbol = 'AAPL'").fetchall() == [(7, 7)]
+
+
+# -- the previous layout and bad roots -------------------------------------------------------------
+
+
+def write_previous_layout(root, tables: dict[str, list[pa.Table]]) -> None:
+    """A store as the previous store layer left it: `<table>/_CURRENT` naming `<table>/<version>/`,
+    one parquet part per batch, and a stale version folder beside it."""
+    import pyarrow.parquet as pq
+
+    for name, parts in tables.items():
+        directory = root / name
+        (directory / "v-old").mkdir(parents=True)
+        (directory / "v-new").mkdir()
+        for i, part in enumerate(parts):
+            pq.write_table(part, directory / "v-new" / f"part-{i:06d}.parquet")
+        (directory / "v-old" / "part-000000.parquet").write_bytes(b"stale")
+        (directory / "_CURRENT").write_text("v-new")
+
+
+def test_a_previous_layout_store_is_refused_then_migrated(tmp_path):
+    root = tmp_path / "old"
+    write_previous_layout(root, {"headlines": [headlines(3), headlines(2, start=3)], "llm_labels": [labels(["h0"])]})
+    refused = run_module("jobs.store", "versions", "--store", str(root))
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"error: table 'headlines' in {root} is in the previous store layout (_CURRENT); convert the store with `python -m jobs.store migrate --store {root}`"
+    ]
+
+    migrated = run_module("jobs.store", "migrate", "--store", str(root))
+    assert migrated.returncode == 0, migrated.stderr
+    assert "headlines: 5 rows, now a Delta table at version 0" in migrated.stdout
+    assert sorted(os.listdir(root / "headlines"))[0] == "_delta_log" and not (root / "headlines" / "_CURRENT").exists()
+    assert not any(entry.startswith("v-") for entry in os.listdir(root / "headlines"))
+    assert DeltaTable(str(root / "headlines")).to_pyarrow_table().num_rows == 5
+    assert Store(str(root)).ids("llm_labels") == {"h0"}
+    again = run_module("jobs.store", "migrate", "--store", str(root))
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout
+
+
+def test_a_migration_killed_after_its_commit_finishes_on_the_next_run(tmp_path):
+    from finner.store import LEGACY_POINTER, migrate
+
+    root = tmp_path / "old"
+    write_previous_layout(root, {"headlines": [headlines(3)]})
+    store = Store(str(root))
+    store._overwrite("headlines", headlines(3))  # what the killed migration had committed
+    assert (root / "headlines" / LEGACY_POINTER).exists()
+    assert migrate(store) == {"headlines": 3}
+    assert sorted(os.listdir(root / "headlines")) == ["_delta_log", *sorted(f for f in os.listdir(root / "headlines") if f.startswith("part-"))]
+
+
+def test_a_store_that_is_a_file_is_one_error_line(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a store")
+    done = run_module("jobs.curate", "--store", str(path))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: store {path} is a file; --store takes a directory (or a URI such as s3://bucket/finner)"]
