@@ -32,6 +32,7 @@ from finner.evaluate import (
 from finner.gold import load_gold
 from finner.pipeline import cli
 from finner.progress import say
+from finner.store import ReadVersions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,12 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(p, EvaluateConfig)
     p.add_argument("--no-plot", action="store_true", help="skip the PNG bar chart")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--labels-version", type=int, default=None, help="read the llm_labels table at this earlier version (default: the latest)")
-    p.add_argument("--predictions-version", type=int, default=None, help="read the predictions table at this earlier version (default: the latest)")
+    add_config_args(p, ReadVersions)
     args = p.parse_args(argv)
 
-    def body(cfg: EvaluateConfig) -> None:
-        store = cli.store_from(args).at(llm_labels=args.labels_version, predictions=args.predictions_version)
+    def body(cfg: EvaluateConfig, versions: ReadVersions) -> None:
+        store = cli.store_from(args).at(**versions.pins())
         gold = load_gold(store, cfg.gold)
         say(f"gold: {gold.description}")
         results = run_evaluation(store, gold, cfg.splits, contenders(cfg, store, gold, progress=not args.quiet))
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             for split in cfg.splits:
                 say(f"plot: {plot_f1(results, store, split=split, name=f'evaluate_f1_{split}.png')}")
 
-    return cli.run(body, args, "evaluate", configs=(EvaluateConfig,))
+    return cli.run(body, args, "evaluate", configs=(EvaluateConfig, ReadVersions))
 
 
 if __name__ == "__main__":

@@ -83,9 +83,9 @@ def run(body: Callable[..., int | None], args: argparse.Namespace | None = None,
     to the stage's log file, and the table versions it read and wrote to `_meta` (`record_versions`)."""
     try:
         built = [config_from_args(cls, args) for cls in configs]
-        if args is None or not stage:
+        store = store_from(args) if args is not None else None  # a bad --store or --retention-hours stops here too
+        if store is None or not stage:
             return body(*built) or 0
-        store = store_from(args)
         before = table_versions(store)
         if args.verbose:
             status = body(*built) or 0
