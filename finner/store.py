@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import DeltaTable, WriterProperties, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
 
 from finner.config import Config, help_text
@@ -346,9 +346,13 @@ class Store:
         """Rewrite the table's small files into large ones (a new version with the same rows),
         then delete the files no version within `config.retention_hours` references."""
         table = self.delta(name)
+        nothing = {"files_added": 0, "files_removed": 0, "files_vacuumed": 0}
         if table is None:
-            return {"files_added": 0, "files_removed": 0, "files_vacuumed": 0}
-        metrics = table.optimize.compact()
+            return nothing
+        try:
+            metrics = table.optimize.compact()
+        except CommitFailedError:  # another job compacted these files first: theirs stands
+            return nothing
         vacuumed = table.vacuum(retention_hours=self.config.retention_hours, dry_run=False, enforce_retention_duration=False)
         self._committed(name)
         return {"files_added": metrics["numFilesAdded"], "files_removed": metrics["numFilesRemoved"], "files_vacuumed": len(vacuumed)}

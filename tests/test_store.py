@@ -377,3 +377,40 @@ def test_a_store_that_is_a_file_is_one_error_line(tmp_path):
     done = run_module("jobs.curate", "--store", str(path))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"error: store {path} is a file; --store takes a directory (or a URI such as s3://bucket/finner)"]
+
+
+@pytest.mark.slow
+def test_a_small_pipeline_store_is_delta_tables_with_the_rows_the_jobs_reported(tmp_path, real_headlines_path):
+    """ingest -> label (built-in gazetteer endpoint, real local Ray) -> curate, as a user runs them."""
+    import json
+    import re
+
+    import pyarrow.parquet as pq
+
+    feed = tmp_path / "feed.parquet"
+    pq.write_table(pq.read_table(real_headlines_path).slice(0, 120), feed)
+    root = tmp_path / "store"
+    ingest = run_module("jobs.ingest", "--store", str(root), "--path", str(feed), "--quiet")
+    assert ingest.returncode == 0, ingest.stderr
+    written, rejected = map(int, re.search(r"written (\d+), rejected (\d+)", ingest.stdout).groups())
+    label = run_module("jobs.label", "--store", str(root), "--test-endpoint", "--batch-rows", "16", "--quiet", "--retention-hours", "0")
+    assert label.returncode == 0, label.stderr
+    labelled = int(re.search(r"labeled (\d+) headlines", label.stdout).group(1))
+    curate = run_module("jobs.curate", "--store", str(root), "--quiet", "--fraction", "1")
+    assert curate.returncode == 0, curate.stderr
+    curated = int(re.search(r"^headlines: (\d+);", curate.stdout, re.MULTILINE).group(1))
+
+    counts = {name: DeltaTable(str(root / name)).to_pyarrow_table().num_rows for name in ("headlines", "rejects", "llm_labels", "spans", "sample")}
+    assert counts["headlines"] == written == curated == labelled and counts["rejects"] == rejected
+    assert counts["llm_labels"] == labelled and 0 < counts["spans"] <= labelled and counts["sample"] > 0
+    # the label stage appended one commit per batch, then compacted them into one file and vacuumed
+    # the small ones (--retention-hours 0)
+    llm_labels = DeltaTable(str(root / "llm_labels"))
+    assert len(llm_labels.file_uris()) == 1 and llm_labels.version() >= labelled // 16 + 1
+    assert len([f for f in os.listdir(root / "llm_labels") if f.endswith(".parquet")]) == 1
+    # each stage's run records the versions it read and the ones it committed
+    record = json.loads((root / "_meta" / "curate_versions.json").read_text())
+    assert record["read"] == {"headlines": 0, "llm_labels": llm_labels.version()}
+    assert record["wrote"] == {"spans": {"from": None, "to": 0}, "sample": {"from": None, "to": 0}}
+    label_record = json.loads((root / "_meta" / "label_versions.json").read_text())
+    assert label_record["wrote"]["llm_labels"] == {"from": None, "to": llm_labels.version()}
