@@ -13,8 +13,8 @@ Layout under the root (a local path or a URI such as `s3://bucket/finner`)::
   commit per batch of the size their caller chooses, so a killed job loses only its batches in flight.
 * `compact()` (after an incremental stage) rewrites small files into large ones and vacuums files
   no version within the retention still needs.
-* Every version stays readable until vacuumed (`read(..., version=N)`, `Store.at`); the versions a
-  job read and the tables it changed are what `Store.ledger` and `table_versions` report.
+* Every version stays readable until vacuumed (`read(..., version=N)`, `Store.at`); a store
+  remembers the version it first read of each table (`versions_read`), so a job can record them.
 * Every write is checked against the table's declared schema (`finner.schemas.TABLES`) before
   anything is committed; a wrong column fails with its name.
 * A store written by the previous layout (`<table>/_CURRENT` and one folder per version) is refused
@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,14 +119,6 @@ def conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
 
 
 @dataclass
-class Ledger:
-    """The table versions one job read (the first it read of each table) and committed (the last)."""
-
-    read: dict[str, int] = field(default_factory=dict)
-    wrote: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
 class Store:
     """Tables under one root. Cheap to construct and picklable, so Ray workers get their own.
 
@@ -147,7 +139,7 @@ class Store:
         self._fs, self._base = filesystem_of(self.root)
         self._base = self._base.rstrip("/")
         self.storage_options = storage_options(self.root)
-        self.ledger = Ledger()
+        self.versions_read: dict[str, int] = {}  # table -> the version this process first read of it
 
     def __getstate__(self) -> dict[str, Any]:
         return {"root": self.root, "config": self.config, "pinned": self.pinned}
@@ -161,7 +153,7 @@ class Store:
         for name in versions:
             schema_of(name)
         pinned = Store(self.root, self.config, {**self.pinned, **{n: v for n, v in versions.items() if v is not None}})
-        pinned.ledger = self.ledger  # one job, one record of what it read
+        pinned.versions_read = self.versions_read  # one job, one record of what it read
         return pinned
 
     @property
@@ -221,25 +213,20 @@ class Store:
     def exists(self, name: str) -> bool:
         return self.delta(name) is not None
 
-    def files(self, name: str, version: int | None = None) -> list[str]:
-        """The data files of a table's version (paths on `self.filesystem`)."""
+    def files(self, name: str, version: int | None = None, prune: list[tuple[str, str, Any]] | None = None) -> list[str]:
+        """The data files of a table's version (paths on `self.filesystem`). `prune` (tuple filters,
+        `[("model_version", "=", v)]`) leaves out the files whose log statistics rule them out."""
         table = self.delta(name, version)
         if table is None:
             return []
-        self.ledger.read.setdefault(name, table.version())
-        return [self._path(uri) for uri in table.file_uris()]
+        self.versions_read.setdefault(name, table.version())
+        return [self._path(uri) for uri in (table.file_uris(file_pruning_predicate=prune) if prune else table.file_uris())]
 
     # -- reading -----------------------------------------------------------------------------
 
     def dataset(self, name: str, version: int | None = None, prune: list[tuple[str, str, Any]] | None = None) -> pads.Dataset:
-        """A version of the table as a pyarrow dataset with its declared schema. `prune` (tuple
-        filters, `[("model_version", "=", v)]`) drops the files whose log statistics rule them out."""
-        table = self.delta(name, version)
-        if table is None:
-            return pads.dataset([], schema=schema_of(name), format="parquet", filesystem=self._fs)
-        self.ledger.read.setdefault(name, table.version())
-        uris = table.file_uris(file_pruning_predicate=prune) if prune else table.file_uris()
-        return pads.dataset([self._path(u) for u in uris], schema=schema_of(name), format="parquet", filesystem=self._fs)
+        """A version of the table (its data files, `prune`d) as a pyarrow dataset with its declared schema."""
+        return pads.dataset(self.files(name, version, prune), schema=schema_of(name), format="parquet", filesystem=self._fs)
 
     def read(self, name: str, columns: list[str] | None = None, filter: pads.Expression | None = None, version: int | None = None) -> pa.Table:
         """A committed version of the table (empty, with its schema, when never written)."""
@@ -252,11 +239,6 @@ class Store:
         return set(self.dataset(name, prune=prune).to_table(columns=["id"], filter=filter).column("id").to_pylist())
 
     # -- writing -----------------------------------------------------------------------------
-
-    def _committed(self, name: str) -> None:
-        version = self.version(name)
-        if version is not None:
-            self.ledger.wrote[name] = version
 
     def write(self, name: str, data: pa.Table | Iterable[pa.Table]) -> int:
         """Replace a table with `data` (one table or a stream of batches) in one commit; returns
@@ -293,7 +275,6 @@ class Store:
             if failure:
                 raise failure[0] from None
             raise
-        self._committed(name)
         return rows
 
     def ensure(self, name: str) -> int:
@@ -326,7 +307,6 @@ class Store:
             writer_properties=WRITER,
             commit_properties=CommitProperties(app_transactions=[Transaction(app_id=part, version=0)]) if part else None,
         )
-        self._committed(name)
         return True
 
     def replace(self, name: str, table: pa.Table, keys: tuple[str, ...]) -> None:
@@ -340,7 +320,6 @@ class Store:
         write_deltalake(
             self.table_uri(name), table, mode="overwrite", predicate=predicate or "false", storage_options=self.storage_options, writer_properties=WRITER
         )
-        self._committed(name)
 
     def compact(self, name: str) -> dict[str, int]:
         """Rewrite the table's small files into large ones (a new version with the same rows),
@@ -354,7 +333,6 @@ class Store:
         except CommitFailedError:  # another job compacted these files first: theirs stands
             return nothing
         vacuumed = table.vacuum(retention_hours=self.config.retention_hours, dry_run=False, enforce_retention_duration=False)
-        self._committed(name)
         return {"files_added": metrics["numFilesAdded"], "files_removed": metrics["numFilesRemoved"], "files_vacuumed": len(vacuumed)}
 
     # -- small documents (run summaries, cost figures) ---------------------------------------

@@ -301,7 +301,7 @@ def test_time_travel_returns_the_labels_before_a_relabel(store):
     assert set(store.read("llm_labels")["label_version"].to_pylist()) == {"v1", "v2"}
     assert set(store.read("llm_labels", version=before)["label_version"].to_pylist()) == {"v1"}
     pinned = Store(store.root).at(llm_labels=before)
-    assert pinned.read("llm_labels").num_rows == 2 and pinned.ledger.read == {"llm_labels": before}
+    assert pinned.read("llm_labels").num_rows == 2 and pinned.versions_read == {"llm_labels": before}
     with pytest.raises(StoreError, match="has no version 99"):
         store.read("llm_labels", version=99)
 

@@ -43,7 +43,7 @@ def parser(prog: str, description: str) -> ArgumentParser:
 
 
 def store_from(args: argparse.Namespace) -> Store:
-    """The job's store: one instance per parsed command line, so its ledger covers the whole job."""
+    """The job's store: one instance per parsed command line, so what it read covers the whole job."""
     if getattr(args, "_store", None) is None:
         args._store = Store(args.store, config_from_args(StoreConfig, args))
     return args._store
@@ -55,7 +55,7 @@ def record_versions(store: Store, stage: str, before: dict[str, int]) -> None:
     after = table_versions(store)
     wrote = {name: {"from": before.get(name), "to": version} for name, version in after.items() if before.get(name) != version}
     finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    store.put_json(versions_key(stage), {"stage": stage, "finished_at": finished, "read": store.ledger.read, "wrote": wrote})
+    store.put_json(versions_key(stage), {"stage": stage, "finished_at": finished, "read": store.versions_read, "wrote": wrote})
 
 
 def log_path(args: argparse.Namespace, stage: str) -> str:
