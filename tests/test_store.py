@@ -385,10 +385,13 @@ def test_a_small_pipeline_store_is_delta_tables_with_the_rows_the_jobs_reported(
     import json
     import re
 
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    real = pq.read_table(real_headlines_path)
+    real = real.filter(pc.invert(pc.starts_with(real["date"], "2009")))  # 2009 is in no split
     feed = tmp_path / "feed.parquet"
-    pq.write_table(pq.read_table(real_headlines_path).slice(0, 120), feed)
+    pq.write_table(real.take(list(range(0, real.num_rows, real.num_rows // 120))[:120]), feed)
     root = tmp_path / "store"
     ingest = run_module("jobs.ingest", "--store", str(root), "--path", str(feed), "--quiet")
     assert ingest.returncode == 0, ingest.stderr
