@@ -304,6 +304,7 @@ class Store:
             current,
             table,
             mode="append",
+            schema_mode="merge",  # a column the declared schema gained since the table was made is added
             writer_properties=WRITER,
             commit_properties=CommitProperties(app_transactions=[Transaction(app_id=part, version=0)]) if part else None,
         )
@@ -318,7 +319,13 @@ class Store:
         groups = table.select(list(keys)).group_by(list(keys)).aggregate([]).to_pylist()
         predicate = " OR ".join("(" + " AND ".join(_sql_equals(k, row[k]) for k in keys) + ")" for row in groups)
         write_deltalake(
-            self.table_uri(name), table, mode="overwrite", predicate=predicate or "false", storage_options=self.storage_options, writer_properties=WRITER
+            self.table_uri(name),
+            table,
+            mode="overwrite",
+            predicate=predicate or "false",
+            schema_mode="merge",
+            storage_options=self.storage_options,
+            writer_properties=WRITER,
         )
 
     def compact(self, name: str) -> dict[str, int]:

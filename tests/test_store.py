@@ -124,6 +124,14 @@ def test_append_commits_and_ignores_unreferenced_files(store):
     assert store.append("headlines", headlines(1, start=9))
 
 
+def test_an_append_adds_a_column_the_declared_schema_gained(store):
+    from deltalake import write_deltalake
+
+    write_deltalake(store.table_uri("headlines"), headlines(2).drop_columns(["publisher"]))  # the table as an older schema made it
+    store.append("headlines", headlines(1, start=2).set_column(4, "publisher", pa.array(["Benzinga"])))
+    assert {r["id"]: r["publisher"] for r in store.read("headlines").to_pylist()} == {"h0": None, "h1": None, "h2": "Benzinga"}
+
+
 def test_replace_swaps_the_rows_of_a_key_in_one_commit(store):
     def metrics(model: str, setting: str | None, f1: float) -> pa.Table:
         return pa.Table.from_pylist([{"stage": "evaluate", "model": model, "setting": setting, "f1": f1}], schema=schemas.METRICS)
