@@ -63,18 +63,6 @@ class StoreConfig(Config):
     )
 
 
-@dataclass(frozen=True)
-class ReadVersions(Config):
-    """Tables read as they were at an earlier version (time travel); unset: the latest."""
-
-    labels_version: int | None = field(default=None, metadata=help_text("read the llm_labels table at this version (default: the latest)", at_least=0))
-    predictions_version: int | None = field(default=None, metadata=help_text("read the predictions table at this version (default: the latest)", at_least=0))
-
-    def pins(self) -> dict[str, int | None]:
-        """Table -> version, for `Store.at`."""
-        return {"llm_labels": self.labels_version, "predictions": self.predictions_version}
-
-
 def filesystem_of(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path) of a local path or a URI (`s3://...`, `gs://...`): the one place that
     tells them apart."""

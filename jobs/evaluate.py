@@ -8,7 +8,7 @@ reports/evaluate_details.md and a bar chart to plots/evaluate_f1_<split>.png.
     python -m jobs.evaluate --models spacy llm --settings zero-shot
     python -m jobs.evaluate --gold real --offline           # the hand-labelled real headlines shipped with finner
     python -m jobs.evaluate --gold real --models llm --settings zero-shot --labeller-endpoint http://127.0.0.1:8000 --labeller-model smollm2
-    python -m jobs.evaluate --labels-version 3              # read llm_labels as it was at its version 3 (time travel)
+    python -m jobs.evaluate --models llm --labels-version 3 # the LLM row on llm_labels as it was at its version 3
 
 Fine-tuned rows use the best checkpoints the training job (jobs.train) wrote to the store.
 """
@@ -22,6 +22,7 @@ from finner.config import add_config_args
 from finner.evaluate import (
     WITH_BROKERS,
     EvaluateConfig,
+    ReadVersions,
     contenders,
     markdown_details,
     markdown_table,
@@ -32,7 +33,6 @@ from finner.evaluate import (
 from finner.gold import load_gold
 from finner.pipeline import cli
 from finner.progress import say
-from finner.store import ReadVersions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def body(cfg: EvaluateConfig, versions: ReadVersions) -> None:
-        store = cli.store_from(args).at(**versions.pins())
+        store = cli.store_from(args).at(llm_labels=versions.labels_version)
         gold = load_gold(store, cfg.gold)
         say(f"gold: {gold.description}")
         results = run_evaluation(store, gold, cfg.splits, contenders(cfg, store, gold, progress=not args.quiet))

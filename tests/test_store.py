@@ -162,6 +162,13 @@ def test_uri_root_works_unchanged(tmp_path):
     assert store.artifact("models", "x.bin").startswith("file://")
 
 
+def test_s3_roots_commit_with_conditional_puts():
+    from finner.store import storage_options
+
+    assert storage_options("s3://bucket/finner") == storage_options("s3a://bucket/finner") == {"aws_conditional_put": "etag"}
+    assert storage_options("/data/finner") == storage_options("gs://bucket/finner") == {}
+
+
 def test_json_documents(store):
     assert store.get_json("label-cost") is None
     store.put_json("label-cost", {"usd": 1.5})
