@@ -228,7 +228,6 @@ class ReadVersions(Config):
     )
 
 
-
 def llm_contender(store: Store) -> Contender:
     """The LLM's labels scored as a zero-shot model, named after the model that wrote them."""
     models = store.read("llm_labels", columns=["model"]).column("model").drop_null() if store.exists("llm_labels") else pa.array([], pa.string())

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
@@ -51,6 +52,9 @@ S3_SCHEMES = ("s3", "s3a")
 # never both create the same log entry; AWS S3, MinIO and R2 support it, no lock table needed.
 S3_SAFE_COMMITS = {"aws_conditional_put": "etag"}
 WRITER = WriterProperties(compression="ZSTD")  # as compact() writes: smaller files than the default snappy
+# Tuple filters, `[("model_version", "=", v)]`: a conjunction that delta-rs prunes files with (the
+# log's statistics) and pyarrow turns into a row filter (`pq.filters_to_expression`).
+Filters = list[tuple[str, str, Any]]
 
 
 @dataclass(frozen=True)
@@ -201,9 +205,9 @@ class Store:
     def exists(self, name: str) -> bool:
         return self.delta(name) is not None
 
-    def files(self, name: str, version: int | None = None, prune: list[tuple[str, str, Any]] | None = None) -> list[str]:
-        """The data files of a table's version (paths on `self.filesystem`). `prune` (tuple filters,
-        `[("model_version", "=", v)]`) leaves out the files whose log statistics rule them out."""
+    def files(self, name: str, version: int | None = None, prune: Filters | None = None) -> list[str]:
+        """The data files of a table's version (paths on `self.filesystem`), less those whose log
+        statistics rule out every row `prune` wants."""
         table = self.delta(name, version)
         if table is None:
             return []
@@ -212,7 +216,7 @@ class Store:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def dataset(self, name: str, version: int | None = None, prune: list[tuple[str, str, Any]] | None = None) -> pads.Dataset:
+    def dataset(self, name: str, version: int | None = None, prune: Filters | None = None) -> pads.Dataset:
         """A version of the table (its data files, `prune`d) as a pyarrow dataset with its declared schema."""
         return pads.dataset(self.files(name, version, prune), schema=schema_of(name), format="parquet", filesystem=self._fs)
 
@@ -220,7 +224,7 @@ class Store:
         """A committed version of the table (empty, with its schema, when never written)."""
         return self.dataset(name, version).to_table(columns=columns, filter=filter)
 
-    def ids(self, name: str, filter: pads.Expression | None = None, prune: list[tuple[str, str, Any]] | None = None) -> set[str]:
+    def ids(self, name: str, filter: pads.Expression | None = None, prune: Filters | None = None) -> set[str]:
         """The `id`s present in a table (optionally only rows matching `filter`): a stage's done-set.
         Only the `id` column and the filter's are read, and `prune` skips whole files by the log's
         statistics first."""
@@ -382,16 +386,15 @@ def table_versions(store: Store) -> dict[str, int]:
     return {name: v for name in TABLES if (v := store.version(name)) is not None}
 
 
-def todo_headlines(
-    store: Store, done_table: str, done_filter: pads.Expression, columns: tuple[str, ...] = ("id", "title"), prune: list[tuple[str, str, Any]] | None = None
-) -> tuple[pa.Table, int]:
+def todo_headlines(store: Store, done_table: str, done_filter: Filters, columns: tuple[str, ...] = ("id", "title")) -> tuple[pa.Table, int]:
     """`columns` of the headlines with no row matching `done_filter` in `done_table`, in table
-    order, and how many already have one: the resume rule of every incremental stage. `prune`
-    (tuple filters implied by `done_filter`) skips the done table's files that cannot match."""
+    order, and how many already have one: the resume rule of every incremental stage. The filter
+    is pushed down: it skips the done table's files whose log statistics rule them out, then the
+    row groups, and only the `id` column and the filter's are read."""
     if not store.exists("headlines"):
         raise FinnerError("the store has no headlines table: run `python -m jobs.ingest` first")
     headlines = store.read("headlines", columns=list(columns))
-    done = store.ids(done_table, filter=done_filter, prune=prune)
+    done = store.ids(done_table, filter=pq.filters_to_expression(done_filter), prune=done_filter)
     if not done:
         return headlines, 0
     todo = headlines.filter(pc.invert(pc.is_in(headlines["id"], value_set=pa.array(sorted(done), pa.string()))))

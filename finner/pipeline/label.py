@@ -213,8 +213,7 @@ def run_labeling(store: Store, label: LabelConfig, run: LabelRunConfig, progress
     version = label.label_version()
     ok = pc.field("status") == schemas.LABEL_OK
     previous = current_version(store)
-    done = [("status", "=", schemas.LABEL_OK), ("label_version", "=", version)]
-    todo, already_ok = todo_headlines(store, "llm_labels", ok & (pc.field("label_version") == version), columns=("id", "title", "symbol"), prune=done)
+    todo, already_ok = todo_headlines(store, "llm_labels", [("status", "=", schemas.LABEL_OK), ("label_version", "=", version)], columns=("id", "title", "symbol"))
     if run.limit:
         todo = todo.slice(0, run.limit)
     to_label = _sample(todo, run) if run.estimate else todo

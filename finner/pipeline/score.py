@@ -280,7 +280,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         choice = remembered_runtime_choice(store, config, sample, 1.0 - run.agreement_tolerance, gpus=gpus)
         config = dataclasses.replace(config, runtime=choice.runtime)
     version = model_version(config)
-    todo, already = todo_headlines(store, "predictions", pc.field("model_version") == version, prune=[("model_version", "=", version)])
+    todo, already = todo_headlines(store, "predictions", [("model_version", "=", version)])
     summary = ScoreSummary(model_version=version, already_scored=already, runtime=config.runtime, prepare=run.prepare, choice=choice)
     if run.limit:
         todo = todo.slice(0, run.limit)
