@@ -430,5 +430,7 @@ def migrate(store: Store) -> dict[str, int]:
         fs.delete_file(f"{directory}/{LEGACY_POINTER}")
         for info in fs.get_file_info(pafs.FileSelector(directory)):
             if info.type == pafs.FileType.Directory and not info.base_name.startswith("_"):
-                fs.delete_dir(info.path)
+                fs.delete_dir(info.path)  # a version folder
+            elif info.is_file and info.base_name.startswith(TMP_PREFIX):
+                fs.delete_file(info.path)  # a pointer the previous layer was killed writing
     return converted

@@ -350,6 +350,7 @@ def write_previous_layout(root, tables: dict[str, list[pa.Table]]) -> None:
         for i, part in enumerate(parts):
             pq.write_table(part, directory / "v-new" / f"part-{i:06d}.parquet")
         (directory / "v-old" / "part-000000.parquet").write_bytes(b"stale")
+        (directory / "_tmp-0123abcd").write_text("v-old")  # a pointer write that was killed
         (directory / "_CURRENT").write_text("v-new")
 
 
