@@ -22,6 +22,11 @@ TICKER_CHECK_KEY = "ticker_check"
 ALIASES_KEY = "ticker_aliases"
 
 
+def versions_key(stage: str) -> str:
+    """The record of the table versions a stage's last run read and wrote (`pipeline.cli.run`)."""
+    return f"{stage}_versions"
+
+
 def put_artifact(store: Store, data: bytes, *parts: str) -> str:
     """Write a file (a plot, a report) under the store, local or object store; returns where it went."""
     location = store.artifact(*parts)

@@ -20,7 +20,7 @@ from finner import artifacts, schemas
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
 from finner.gold import DEV, GOLD_AUTO, GOLD_SOURCES, Gold
-from finner.label import ChatClient, LabelConfig, ResponseFormat, label_rows
+from finner.label import ChatClient, LabelConfig, ResponseFormat, current_label_version, label_rows, latest_labels
 from finner.metrics import EXACT, MATCHES, PRF, check_rows, exact_prf, score
 from finner.models.base import NerModel, record_threshold
 from finner.models.registry import MODEL_KINDS, ModelSpec, build_model, load_checkpoint
@@ -95,17 +95,9 @@ def metrics_table(results: Iterable[Result], stage: str = STAGE, created_at: dt.
 
 
 def write_metrics(store: Store, results: Sequence[Result], stage: str = STAGE) -> None:
-    """Append the rows, one part per (stage, model, setting): re-running one model replaces its
-    own rows and leaves every other stage's and model's rows alone."""
-    groups: dict[tuple[str, str], list[Result]] = {}
-    for r in results:
-        groups.setdefault((r.model, r.setting), []).append(r)
-    for (model, setting), group in groups.items():
-        store.append("metrics", metrics_table(group, stage), part=_part_name(stage, model, setting))
-
-
-def _part_name(*words: str) -> str:
-    return "-".join("".join(ch if ch.isalnum() or ch in "._" else "_" for ch in w) for w in words)
+    """Store the rows in one commit: they replace the earlier rows of their (stage, model, setting)
+    and leave every other stage's and model's rows alone."""
+    store.replace("metrics", metrics_table(results, stage), keys=schemas.METRICS_KEY)
 
 
 def _percent(value: float | None) -> str:
@@ -227,12 +219,37 @@ def model_predictor(model: NerModel, batch_size: int, progress: bool = True) -> 
     return predict
 
 
+@dataclass(frozen=True)
+class ReadVersions(Config):
+    """Tables read as they were at an earlier version (time travel); unset: the latest."""
+
+    labels_version: int | None = field(
+        default=None, metadata=help_text("read the llm_labels table as it was at this version: the LLM row scores those labels (default: the latest, through the spans table)", at_least=0)
+    )
+
+
 def llm_contender(store: Store) -> Contender:
     """The LLM's labels scored as a zero-shot model, named after the model that wrote them."""
     models = store.read("llm_labels", columns=["model"]).column("model").drop_null() if store.exists("llm_labels") else pa.array([], pa.string())
     counts = pc.value_counts(models).to_pylist()
     name = f"{LLM_ROW} ({max(counts, key=lambda c: c['counts'])['values']})" if counts else LLM_ROW
+    if "llm_labels" in store.pinned:
+        return Contender(name, ZERO_SHOT, lambda gold: pinned_label_predictions(store, gold))
     return Contender(name, ZERO_SHOT, lambda gold: llm_predictions(store, gold.column("id").to_pylist()))
+
+
+def pinned_label_predictions(store: Store, gold: pa.Table) -> list[list[Span]]:
+    """The LLM's spans for the gold rows from `llm_labels` as it was at the version the store pins
+    (`jobs.evaluate --labels-version`), found in each title as curation finds them: the labels
+    as they scored before a relabel, whatever the `spans` table holds now."""
+    labels = latest_labels(store, current_label_version(store))
+    rows = {r["id"]: r for r in labels.to_pylist()}
+    ids, titles = gold.column("id").to_pylist(), gold.column("title").to_pylist()
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise FinnerError(f"{len(missing)} of {len(ids)} gold headlines have no label at llm_labels version {store.pinned['llm_labels']} (first: {missing[0]!r})")
+    ok = [rows[i]["status"] == schemas.LABEL_OK for i in ids]
+    return [find_spans(t, rows[i]["result"], rows[i]["normalized_result"]).spans if good else [] for i, t, good in zip(ids, titles, ok)]
 
 
 WITH_BROKERS = " (with brokers)"  # suffix of the split of results scored against broker spans too

@@ -140,6 +140,7 @@ METRICS = pa.schema(
         pa.field("created_at", TIMESTAMP),
     ]
 )
+METRICS_KEY = ("stage", "model", "setting")  # a run's rows replace the earlier rows of the same key
 
 # `jobs.train --record-rows`: which rows each Ray Train worker trained on, by epoch and batch.
 TRAINED_ROWS = pa.schema(

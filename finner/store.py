@@ -1,28 +1,33 @@
-"""The parquet layer: where every table lives under one root, and how it is written safely.
+"""The table layer: every table a Delta Lake table under one root, written and read through delta-rs.
 
-Layout under the root (a local path or any pyarrow/fsspec URI such as `s3://bucket/finner`)::
+Layout under the root (a local path or a URI such as `s3://bucket/finner`)::
 
-    <table>/_CURRENT                  name of the committed version (one small object)
-    <table>/<version>/part-*.parquet  the rows of that version
+    <table>/_delta_log/...   the table's transaction log: one JSON commit per version
+    <table>/part-*.parquet   data files, referenced by the log
+    _meta/<key>.json         small documents (run summaries, cost figures), not tables
 
-* `write()` builds a new version part by part and commits it by replacing `_CURRENT` last:
-  a job killed midway leaves the previous version as the table readers see.
-* `append()` adds one part to the current version, written to a `_tmp-` name and renamed,
-  so a killed writer leaves at most an ignored temp file. Incremental stages (labels,
-  predictions) append one part per finished batch: that is what makes them resumable.
-* Every write is checked against the table's declared schema (`finner.schemas.TABLES`);
-  a wrong column fails with its name instead of corrupting the table.
+* `write()` replaces a table in one overwrite commit: readers keep the version they started on,
+  and a job killed midway leaves the previous version (its half-written files are never referenced).
+* `append()` adds rows in one commit; concurrent appenders (Ray tasks, two jobs) all land because
+  delta-rs retries a commit that lost the race for its version. Incremental stages append one
+  commit per batch of the size their caller chooses, so a killed job loses only its batches in flight.
+* `compact()` (after an incremental stage) rewrites small files into large ones and vacuums files
+  no version within the retention still needs.
+* Every version stays readable until vacuumed (`read(..., version=N)`, `Store.at`); a store
+  remembers the version it first read of each table (`versions_read`), so a job can record them.
+* Every write is checked against the table's declared schema (`finner.schemas.TABLES`) before
+  anything is committed; a wrong column fails with its name.
+* A store written by the previous layout (`<table>/_CURRENT` and one folder per version) is refused
+  until `python -m jobs.store migrate` converts it (`migrate`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -30,13 +35,36 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.transaction import CommitProperties, Transaction
 
+from finner.config import Config, help_text
 from finner.errors import FinnerError
 from finner.schemas import TABLES
 
-CURRENT = "_CURRENT"
-PART_PREFIX = "part-"
 TMP_PREFIX = "_tmp-"
+MIGRATE_COMMAND = "python -m jobs.store migrate"
+LEGACY_POINTER = "_CURRENT"  # the previous layout's per-table version pointer
+LEGACY_PART_PREFIX = "part-"
+S3_SCHEMES = ("s3", "s3a")
+# delta-rs on S3: commit a version with a conditional put (If-None-Match), so two writers can
+# never both create the same log entry; AWS S3, MinIO and R2 support it, no lock table needed.
+S3_SAFE_COMMITS = {"aws_conditional_put": "etag"}
+WRITER = WriterProperties(compression="ZSTD")  # as compact() writes: smaller files than the default snappy
+# Tuple filters, `[("model_version", "=", v)]`: a conjunction that delta-rs prunes files with (the
+# log's statistics) and pyarrow turns into a row filter (`pq.filters_to_expression`).
+Filters = list[tuple[str, str, Any]]
+
+
+@dataclass(frozen=True)
+class StoreConfig(Config):
+    """How the store keeps old versions."""
+
+    retention_hours: int = field(
+        default=168,
+        metadata=help_text("vacuum, run after an incremental stage, deletes data files no version of the last this-many hours needs; older versions stop being readable", at_least=0),
+    )
 
 
 def filesystem_of(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -47,8 +75,19 @@ def filesystem_of(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), uri
 
 
+def storage_options(root: str) -> dict[str, str]:
+    """delta-rs storage options for a store root: the one place they are chosen (credentials come
+    from the environment, as for pyarrow)."""
+    scheme = root.split("://", 1)[0] if "://" in root else ""
+    return dict(S3_SAFE_COMMITS) if scheme in S3_SCHEMES else {}
+
+
 class SchemaError(FinnerError):
     """A batch does not fit its table's declared schema."""
+
+
+class StoreError(FinnerError):
+    """The store root or one of its tables cannot be used as it is."""
 
 
 def conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
@@ -58,39 +97,56 @@ def conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
     if missing or extra:
         raise SchemaError(f"table {name!r}: missing columns {missing}, unexpected columns {extra}")
     columns = []
-    for field in schema:
-        column = table.column(field.name)
+    for field_ in schema:
+        column = table.column(field_.name)
         try:
-            column = column.cast(field.type, safe=True) if column.type != field.type else column
+            column = column.cast(field_.type, safe=True) if column.type != field_.type else column
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
-            raise SchemaError(f"table {name!r}, column {field.name!r}: cannot store {column.type} as {field.type}: {err}") from err
-        if not field.nullable and column.null_count:
+            raise SchemaError(f"table {name!r}, column {field_.name!r}: cannot store {column.type} as {field_.type}: {err}") from err
+        if not field_.nullable and column.null_count:
             first = pc.index(pc.is_null(column), True).as_py()
-            raise SchemaError(f"table {name!r}, column {field.name!r}: null at row {first} but the column is required")
+            raise SchemaError(f"table {name!r}, column {field_.name!r}: null at row {first} but the column is required")
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=schema)
 
 
 @dataclass
 class Store:
-    """Tables under one root. Cheap to construct and picklable, so Ray workers get their own."""
+    """Tables under one root. Cheap to construct and picklable, so Ray workers get their own.
+
+    `pinned` maps a table to the version every read of it returns (time travel, see `at`)."""
 
     root: str
+    config: StoreConfig = StoreConfig()
+    pinned: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if "://" not in self.root:
             # Absolute before it is pickled: Ray workers run in other directories (a Ray Train
             # worker's is its run's artifact folder), where a relative root means another store.
             self.root = os.path.abspath(self.root)
+            if os.path.isfile(self.root):
+                raise StoreError(f"store {self.root} is a file; --store takes a directory (or a URI such as s3://bucket/finner)")
+        self.root = self.root.rstrip("/")
         self._fs, self._base = filesystem_of(self.root)
         self._base = self._base.rstrip("/")
+        self.storage_options = storage_options(self.root)
+        self.versions_read: dict[str, int] = {}  # table -> the version this process first read of it
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"root": self.root}
+        return {"root": self.root, "config": self.config, "pinned": self.pinned}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.root = state["root"]
+        self.root, self.config, self.pinned = state["root"], state["config"], state["pinned"]
         self.__post_init__()
+
+    def at(self, **versions: int | None) -> Store:
+        """This store with reads of each named table pinned to that version (None: the latest)."""
+        for name in versions:
+            schema_of(name)
+        pinned = Store(self.root, self.config, {**self.pinned, **{n: v for n, v in versions.items() if v is not None}})
+        pinned.versions_read = self.versions_read  # one job, one record of what it read
+        return pinned
 
     @property
     def filesystem(self) -> pafs.FileSystem:
@@ -99,54 +155,186 @@ class Store:
     # -- locations ---------------------------------------------------------------------------
 
     def table_dir(self, name: str) -> str:
+        """The table's folder on `self.filesystem`."""
         schema_of(name)
         return f"{self._base}/{name}"
 
-    def version(self, name: str) -> str | None:
-        """The committed version of a table, or None when it was never written."""
+    def table_uri(self, name: str) -> str:
+        """The table's location as delta-rs, duckdb and polars open it."""
+        schema_of(name)
+        return f"{self.root}/{name}"
+
+    def _path(self, uri: str) -> str:
+        """A data file's URI as delta-rs lists it -> its path on `self.filesystem`."""
+        return uri.split("://", 1)[1] if "://" in uri else uri
+
+    def _legacy(self, name: str) -> bool:
+        return self._fs.get_file_info(f"{self.table_dir(name)}/{LEGACY_POINTER}").type == pafs.FileType.File
+
+    def _refuse_legacy(self, name: str) -> None:
+        """Called where a table has no Delta log: one of the previous layout is an error naming the fix."""
+        if self._legacy(name):
+            raise StoreError(
+                f"table {name!r} in {self.root} is in the previous store layout ({LEGACY_POINTER}); "
+                f"convert the store with `{MIGRATE_COMMAND} --store {self.root}`"
+            )
+
+    def delta(self, name: str, version: int | None = None) -> DeltaTable | None:
+        """The table's Delta handle at `version` (default: its pinned version, else the latest),
+        or None when the table was never written."""
+        version = self.pinned.get(name) if version is None else version
         try:
-            with self._fs.open_input_stream(f"{self.table_dir(name)}/{CURRENT}") as f:
-                return f.read().decode().strip() or None
-        except FileNotFoundError:
+            return DeltaTable(self.table_uri(name), version=version, storage_options=self.storage_options)
+        except TableNotFoundError:
+            self._refuse_legacy(name)
+            return None
+        except Exception as err:  # delta-rs reports a missing version as a generic DeltaError
+            latest = self.version(name) if version is not None else None
+            if latest is not None:
+                raise StoreError(f"table {name!r} has no version {version} (latest: {latest}; older ones may be vacuumed)") from err
+            raise
+
+    def version(self, name: str) -> int | None:
+        """The latest committed version of a table, or None when it was never written."""
+        try:
+            return DeltaTable(self.table_uri(name), storage_options=self.storage_options).version()
+        except TableNotFoundError:
+            self._refuse_legacy(name)
             return None
 
     def exists(self, name: str) -> bool:
-        return self.version(name) is not None
+        return self.delta(name) is not None
 
-    def files(self, name: str) -> list[str]:
-        """The committed part files of a table, sorted (paths on `self.filesystem`)."""
-        version = self.version(name)
-        if version is None:
+    def files(self, name: str, version: int | None = None, prune: Filters | None = None) -> list[str]:
+        """The data files of a table's version (paths on `self.filesystem`), less those whose log
+        statistics rule out every row `prune` wants."""
+        table = self.delta(name, version)
+        if table is None:
             return []
-        selector = pafs.FileSelector(f"{self.table_dir(name)}/{version}", allow_not_found=True)
-        infos = self._fs.get_file_info(selector)
-        return sorted(
-            i.path for i in infos if i.is_file and i.base_name.startswith(PART_PREFIX) and i.base_name.endswith(".parquet")
-        )
+        self.versions_read.setdefault(name, table.version())
+        return [self._path(uri) for uri in (table.file_uris(file_pruning_predicate=prune) if prune else table.file_uris())]
 
     # -- reading -----------------------------------------------------------------------------
 
-    def dataset(self, name: str) -> pads.Dataset:
-        return pads.dataset(self.files(name), schema=schema_of(name), format="parquet", filesystem=self._fs)
+    def dataset(self, name: str, version: int | None = None, prune: Filters | None = None) -> pads.Dataset:
+        """A version of the table (its data files, `prune`d) as a pyarrow dataset with its declared schema."""
+        return pads.dataset(self.files(name, version, prune), schema=schema_of(name), format="parquet", filesystem=self._fs)
 
-    def read(self, name: str, columns: list[str] | None = None, filter: pads.Expression | None = None) -> pa.Table:
-        """The whole committed table (empty, with its schema, when never written)."""
-        return self.dataset(name).to_table(columns=columns, filter=filter)
+    def read(self, name: str, columns: list[str] | None = None, filter: pads.Expression | None = None, version: int | None = None) -> pa.Table:
+        """A committed version of the table (empty, with its schema, when never written)."""
+        return self.dataset(name, version).to_table(columns=columns, filter=filter)
 
-    def ids(self, name: str, filter: pads.Expression | None = None) -> set[str]:
-        """The `id`s present in a table (optionally only rows matching `filter`): a stage's done-set."""
-        if not self.exists(name):
-            return set()
-        return set(self.read(name, columns=["id"], filter=filter).column("id").to_pylist())
+    def ids(self, name: str, filter: pads.Expression | None = None, prune: Filters | None = None) -> set[str]:
+        """The `id`s present in a table (optionally only rows matching `filter`): a stage's done-set.
+        Only the `id` column and the filter's are read, and `prune` skips whole files by the log's
+        statistics first."""
+        return set(self.dataset(name, prune=prune).to_table(columns=["id"], filter=filter).column("id").to_pylist())
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _write_part(self, directory: str, table: pa.Table, part: str) -> str:
-        final = f"{directory}/{PART_PREFIX}{part}.parquet"
-        tmp = f"{directory}/{TMP_PREFIX}{uuid.uuid4().hex}.parquet"
-        pq.write_table(table, tmp, filesystem=self._fs, compression="zstd")
-        self._fs.move(tmp, final)  # a rename locally; on object stores the key appears whole
-        return final
+    def write(self, name: str, data: pa.Table | Iterable[pa.Table]) -> int:
+        """Replace a table with `data` (one table or a stream of batches) in one commit; returns
+        the row count. Nothing is visible until the commit; readers keep their version."""
+        self.delta(name)  # refuses a previous-layout table before anything is written beside it
+        return self._overwrite(name, data)
+
+    def _overwrite(self, name: str, data: pa.Table | Iterable[pa.Table]) -> int:
+        schema = schema_of(name)
+        rows = 0
+        failure: list[BaseException] = []
+
+        def conformed() -> Iterator[pa.RecordBatch]:
+            nonlocal rows
+            try:
+                for batch in [data] if isinstance(data, pa.Table) else data:
+                    batch = conform(batch, schema, name)
+                    rows += batch.num_rows
+                    yield from batch.to_batches()
+            except BaseException as err:  # delta-rs re-raises it as its own error: keep the original
+                failure.append(err)
+                raise
+
+        try:
+            write_deltalake(
+                self.table_uri(name),
+                pa.RecordBatchReader.from_batches(schema, conformed()),
+                mode="overwrite",
+                schema_mode="overwrite",
+                storage_options=self.storage_options,
+                writer_properties=WRITER,
+            )
+        except Exception:
+            if failure:
+                raise failure[0] from None
+            raise
+        return rows
+
+    def ensure(self, name: str) -> int:
+        """Create the table, empty, if it does not exist, so concurrent appenders share one; its version."""
+        table = self.delta(name)
+        if table is None:
+            try:
+                write_deltalake(self.table_uri(name), schema_of(name).empty_table(), mode="ignore", storage_options=self.storage_options)
+            except Exception:
+                if self.version(name) is None:  # else another process created it first
+                    raise
+            table = self.delta(name)
+        return table.version()
+
+    def append(self, name: str, table: pa.Table, part: str | None = None) -> bool:
+        """Add `table`'s rows to the table in one commit. A `part` names the rows: an append of a
+        part already committed (a Ray retry of a finished batch) changes nothing. Returns whether
+        it committed."""
+        table = conform(table, schema_of(name), name)
+        current = self.delta(name)
+        if current is None:
+            self.ensure(name)
+            current = self.delta(name)
+        if part is not None and current.transaction_version(part) is not None:
+            return False
+        write_deltalake(
+            current,
+            table,
+            mode="append",
+            schema_mode="merge",  # a column the declared schema gained since the table was made is added
+            writer_properties=WRITER,
+            commit_properties=CommitProperties(app_transactions=[Transaction(app_id=part, version=0)]) if part else None,
+        )
+        return True
+
+    def replace(self, name: str, table: pa.Table, keys: tuple[str, ...]) -> None:
+        """Replace, in one commit, the rows whose `keys` columns equal those of a row of `table` by
+        `table` (a re-run's results over its previous ones)."""
+        table = conform(table, schema_of(name), name)
+        if self.delta(name) is None:
+            self.ensure(name)
+        groups = table.select(list(keys)).group_by(list(keys)).aggregate([]).to_pylist()
+        predicate = " OR ".join("(" + " AND ".join(_sql_equals(k, row[k]) for k in keys) + ")" for row in groups)
+        write_deltalake(
+            self.table_uri(name),
+            table,
+            mode="overwrite",
+            predicate=predicate or "false",
+            schema_mode="merge",
+            storage_options=self.storage_options,
+            writer_properties=WRITER,
+        )
+
+    def compact(self, name: str) -> dict[str, int]:
+        """Rewrite the table's small files into large ones (a new version with the same rows),
+        then delete the files no version within `config.retention_hours` references."""
+        table = self.delta(name)
+        nothing = {"files_added": 0, "files_removed": 0, "files_vacuumed": 0}
+        if table is None:
+            return nothing
+        try:
+            metrics = table.optimize.compact()
+        except CommitFailedError:  # another job compacted these files first: theirs stands
+            return nothing
+        vacuumed = table.vacuum(retention_hours=self.config.retention_hours, dry_run=False, enforce_retention_duration=False)
+        return {"files_added": metrics["numFilesAdded"], "files_removed": metrics["numFilesRemoved"], "files_vacuumed": len(vacuumed)}
+
+    # -- small documents (run summaries, cost figures) ---------------------------------------
 
     def _put_text(self, path: str, text: str) -> None:
         directory = path.rsplit("/", 1)[0]
@@ -154,50 +342,6 @@ class Store:
         with self._fs.open_output_stream(tmp) as f:
             f.write(text.encode())
         self._fs.move(tmp, path)
-
-    def _new_version(self, name: str) -> str:
-        version = f"v-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-        self._fs.create_dir(f"{self.table_dir(name)}/{version}", recursive=True)
-        return version
-
-    def _commit(self, name: str, version: str) -> None:
-        self._put_text(f"{self.table_dir(name)}/{CURRENT}", version)
-        for info in self._fs.get_file_info(pafs.FileSelector(self.table_dir(name))):
-            if info.type == pafs.FileType.Directory and info.base_name != version:
-                with contextlib.suppress(OSError):  # an old version still being read elsewhere
-                    self._fs.delete_dir(info.path)
-
-    def write(self, name: str, data: pa.Table | Iterable[pa.Table]) -> int:
-        """Replace a table with `data` (one table or a stream of batches); returns the row count.
-
-        Nothing is visible until every part is written, then the new version is committed whole.
-        """
-        schema = schema_of(name)
-        batches = [data] if isinstance(data, pa.Table) else data
-        version = self._new_version(name)
-        directory = f"{self.table_dir(name)}/{version}"
-        rows = 0
-        for index, batch in enumerate(batches):
-            self._write_part(directory, conform(batch, schema, name), f"{index:06d}")
-            rows += batch.num_rows
-        self._commit(name, version)
-        return rows
-
-    def ensure(self, name: str) -> str:
-        """Commit an empty version if the table has none, so concurrent appenders share one."""
-        version = self.version(name)
-        if version is None:
-            version = self._new_version(name)
-            self._commit(name, version)
-        return version
-
-    def append(self, name: str, table: pa.Table, part: str | None = None) -> str:
-        """Add one atomic part to the table's current version; same `part` name overwrites it."""
-        table = conform(table, schema_of(name), name)
-        directory = f"{self.table_dir(name)}/{self.ensure(name)}"
-        return self._write_part(directory, table, part or f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}")
-
-    # -- small documents (run summaries, cost figures) ---------------------------------------
 
     def put_json(self, key: str, value: Any) -> None:
         """Atomically store a small JSON document under `_meta/<key>.json`."""
@@ -221,6 +365,15 @@ class Store:
         return path
 
 
+def _sql_equals(column: str, value: Any) -> str:
+    """`column = value` in delta-rs' SQL predicates (`IS NULL` for None, strings quoted)."""
+    if value is None:
+        return f"{column} IS NULL"
+    if isinstance(value, str):
+        return f"{column} = '{value.replace(chr(39), chr(39) * 2)}'"
+    return f"{column} = {value!r}"
+
+
 def schema_of(name: str) -> pa.Schema:
     try:
         return TABLES[name]
@@ -228,14 +381,56 @@ def schema_of(name: str) -> pa.Schema:
         raise KeyError(f"unknown table {name!r}; the store knows {sorted(TABLES)}") from None
 
 
-def todo_headlines(store: Store, done_table: str, done_filter: pads.Expression, columns: tuple[str, ...] = ("id", "title")) -> tuple[pa.Table, int]:
+def table_versions(store: Store) -> dict[str, int]:
+    """The latest version of every table the store has."""
+    return {name: v for name in TABLES if (v := store.version(name)) is not None}
+
+
+def todo_headlines(store: Store, done_table: str, done_filter: Filters, columns: tuple[str, ...] = ("id", "title")) -> tuple[pa.Table, int]:
     """`columns` of the headlines with no row matching `done_filter` in `done_table`, in table
-    order, and how many already have one: the resume rule of every incremental stage."""
+    order, and how many already have one: the resume rule of every incremental stage. The filter
+    is pushed down: it skips the done table's files whose log statistics rule them out, then the
+    row groups, and only the `id` column and the filter's are read."""
     if not store.exists("headlines"):
         raise FinnerError("the store has no headlines table: run `python -m jobs.ingest` first")
     headlines = store.read("headlines", columns=list(columns))
-    done = store.ids(done_table, filter=done_filter)
+    done = store.ids(done_table, filter=pq.filters_to_expression(done_filter), prune=done_filter)
     if not done:
         return headlines, 0
     todo = headlines.filter(pc.invert(pc.is_in(headlines["id"], value_set=pa.array(sorted(done), pa.string()))))
     return todo, headlines.num_rows - todo.num_rows
+
+
+# -- converting a store of the previous layout ---------------------------------------------------
+
+
+def legacy_tables(store: Store) -> list[str]:
+    """The tables of `store` still in the previous layout (a `_CURRENT` pointer, no Delta log)."""
+    return [name for name in TABLES if store._legacy(name)]
+
+
+def migrate(store: Store) -> dict[str, int]:
+    """Convert every previous-layout table of `store` in place: its committed version's rows become
+    version 0 of a Delta table in the same folder; only once that commit is done are the pointer and
+    the version folders removed (a killed migration leaves them, and running it again finishes).
+    Returns the rows of each converted table."""
+    fs = store.filesystem
+    converted = {}
+    for name in legacy_tables(store):
+        directory = store.table_dir(name)
+        if not DeltaTable.is_deltatable(store.table_uri(name), store.storage_options):
+            with fs.open_input_stream(f"{directory}/{LEGACY_POINTER}") as f:
+                current = f.read().decode().strip()
+            infos = fs.get_file_info(pafs.FileSelector(f"{directory}/{current}", allow_not_found=True)) if current else []
+            parts = sorted(i.path for i in infos if i.is_file and i.base_name.startswith(LEGACY_PART_PREFIX) and i.base_name.endswith(".parquet"))
+            old = pads.dataset(parts, schema=schema_of(name), format="parquet", filesystem=fs)
+            converted[name] = store._overwrite(name, (pa.Table.from_batches([b]) for b in old.to_batches()))
+        else:
+            converted[name] = store.dataset(name).count_rows()  # committed by an earlier, killed migration
+        fs.delete_file(f"{directory}/{LEGACY_POINTER}")
+        for info in fs.get_file_info(pafs.FileSelector(directory)):
+            if info.type == pafs.FileType.Directory and not info.base_name.startswith("_"):
+                fs.delete_dir(info.path)  # a version folder
+            elif info.is_file and info.base_name.startswith(TMP_PREFIX):
+                fs.delete_file(info.path)  # a pointer the previous layer was killed writing
+    return converted

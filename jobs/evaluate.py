@@ -8,6 +8,7 @@ reports/evaluate_details.md and a bar chart to plots/evaluate_f1_<split>.png.
     python -m jobs.evaluate --models spacy llm --settings zero-shot
     python -m jobs.evaluate --gold real --offline           # the hand-labelled real headlines shipped with finner
     python -m jobs.evaluate --gold real --models llm --settings zero-shot --labeller-endpoint http://127.0.0.1:8000 --labeller-model smollm2
+    python -m jobs.evaluate --models llm --labels-version 3 # the LLM row on llm_labels as it was at its version 3
 
 Fine-tuned rows use the best checkpoints the training job (jobs.train) wrote to the store.
 """
@@ -21,6 +22,7 @@ from finner.config import add_config_args
 from finner.evaluate import (
     WITH_BROKERS,
     EvaluateConfig,
+    ReadVersions,
     contenders,
     markdown_details,
     markdown_table,
@@ -38,10 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(p, EvaluateConfig)
     p.add_argument("--no-plot", action="store_true", help="skip the PNG bar chart")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_args(p, ReadVersions)
     args = p.parse_args(argv)
 
-    def body(cfg: EvaluateConfig) -> None:
-        store = cli.store_from(args)
+    def body(cfg: EvaluateConfig, versions: ReadVersions) -> None:
+        store = cli.store_from(args).at(llm_labels=versions.labels_version)
         gold = load_gold(store, cfg.gold)
         say(f"gold: {gold.description}")
         results = run_evaluation(store, gold, cfg.splits, contenders(cfg, store, gold, progress=not args.quiet))
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             for split in cfg.splits:
                 say(f"plot: {plot_f1(results, store, split=split, name=f'evaluate_f1_{split}.png')}")
 
-    return cli.run(body, args, "evaluate", configs=(EvaluateConfig,))
+    return cli.run(body, args, "evaluate", configs=(EvaluateConfig, ReadVersions))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from finner.models.registry import MODEL_KINDS, ModelKind
 from finner.pipeline import cli
 from finner.progress import say
 from finner.schemas import GOLD_SUBMITTED, TABLES
-from finner.store import Store
+from finner.store import Store, StoreConfig
 
 ARGILLA_URL_ENV = "ARGILLA_API_URL"
 DEMO_EPOCHS = 3
@@ -271,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         store = cli.store_from(args)
         extra = stage_args(args.stage_args)
         common = ["--store", args.store] + (["--verbose"] if args.verbose else [])  # a verbose pipeline runs verbose stages
+        if store.config != StoreConfig():
+            common += ["--retention-hours", str(store.config.retention_hours)]
         names = selected(args)
         started = time.perf_counter()
         for stage in STAGES:

@@ -84,6 +84,43 @@ def test_a_labeller_behind_an_endpoint_is_a_row(demo, capsys):
     assert expected.tp > 0
 
 
+def test_labels_version_scores_the_labels_before_a_relabel(demo, capsys):
+    """`--labels-version N`: the LLM row scores `llm_labels` as it was at table version N (time
+    travel), not the latest labels (nor the `spans` table curated from them)."""
+    import datetime as dt
+
+    sample, truth = demo.read("sample").to_pylist(), embedded_truth()
+    test = [r for r in sample if r["split"] == "test"]
+
+    def labels(found: bool, at: int) -> pa.Table:
+        rows = [{"id": r["id"], "status": schemas.LABEL_OK, "model": "stand-in", "label_version": "p1",
+                 "result": [s["text"] for s in truth[r["id"]]] if found else [], "normalized_result": [s["text"] for s in truth[r["id"]]] if found else [],
+                 "labeled_at": dt.datetime(2026, 1, at, tzinfo=dt.timezone.utc)} for r in sample]  # fmt: skip
+        return pa.Table.from_pylist(rows, schema=schemas.LLM_LABELS)
+
+    demo.append("llm_labels", labels(found=True, at=1))
+    before = demo.version("llm_labels")
+    demo.append("llm_labels", labels(found=False, at=2))  # a relabel that finds nothing
+    expected = exact_prf([truth[r["id"]] for r in test], [find_spans(r["title"], *[[s["text"] for s in truth[r["id"]]]] * 2).spans for r in test])
+
+    def llm_row(*flags: str) -> dict:
+        argv = ["--store", demo.root, "--models", "llm", "--settings", "zero-shot", "--gold", "embedded", "--quiet", "--no-plot", *flags]
+        assert job.main(argv) == 0
+        capsys.readouterr()
+        metrics = demo.read("metrics")
+        (row,) = metrics.filter(pc.and_(pc.equal(metrics["match"], EXACT), pc.equal(metrics["split"], "test"))).to_pylist()
+        return row
+
+    then = llm_row("--labels-version", str(before))
+    assert (then["tp"], then["fp"], then["fn"]) == (expected.tp, expected.fp, expected.fn) and expected.tp > 0
+    now = llm_row("--labels-version", str(demo.version("llm_labels")))
+    assert now["tp"] == 0
+    assert json.loads(Path(demo.root, "_meta", "evaluate_versions.json").read_text())["read"]["llm_labels"] == demo.version("llm_labels")
+    missing = run_module("jobs.evaluate", "--store", demo.root, "--models", "llm", "--gold", "embedded", "--labels-version", "99")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1].startswith("error: table 'llm_labels' has no version 99 (latest: ")
+
+
 def test_help_and_bad_flags():
     assert run_module("jobs.evaluate", "--help").returncode == 0
     bad = run_module("jobs.evaluate", "--models", "bert")

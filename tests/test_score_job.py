@@ -25,7 +25,7 @@ def checkpoint(tmp_path_factory) -> str:
 
 
 def score_args(store: Store, checkpoint: str) -> list[str]:
-    return ["--store", store.root, "--model", checkpoint, "--batch-rows", str(BATCH), "--threads", "2", "--no-report"]
+    return ["--store", store.root, "--model", checkpoint, "--batch-rows", str(BATCH), "--commit-batches", "1", "--threads", "2", "--no-report"]
 
 
 def parts(store: Store) -> int:

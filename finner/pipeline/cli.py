@@ -5,22 +5,24 @@ Every job's body runs through `run`: a `FinnerError` (bad input, a config value 
 `ConfigError`, an unreachable server) becomes one `error: ...` line on stderr and exit status 2,
 never a traceback; argparse's own errors read the same (`error: --flag: ...`). Unless `--verbose`,
 the body's stdout and stderr (Ray, the HF Trainer, library warnings) go to `<store>/logs/<stage>.log`
-and only the stage's own lines, its progress bar and the log's path reach the terminal.
+and only the stage's own lines, its progress bar and the log's path reach the terminal. A stage's
+run leaves `_meta/<stage>_versions.json`: the table versions it read and the ones it committed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
-from finner.artifacts import LOGS_DIR
-from finner.config import config_from_args, default_store
+from finner.artifacts import LOGS_DIR, versions_key
+from finner.config import add_config_args, config_from_args, default_store
 from finner.errors import FinnerError
 from finner.progress import quiet_output, say
-from finner.store import Store
+from finner.store import Store, StoreConfig, table_versions
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -36,11 +38,24 @@ def parser(prog: str, description: str) -> ArgumentParser:
     p = ArgumentParser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--store", default=default_store(), help="store root: a local path or a URI such as s3://bucket/finner ($FINNER_STORE)")
     p.add_argument("--verbose", action="store_true", help="show everything (Ray, Trainer and worker output) instead of writing it to <store>/logs/<stage>.log")
+    add_config_args(p, StoreConfig)
     return p
 
 
 def store_from(args: argparse.Namespace) -> Store:
-    return Store(args.store)
+    """The job's store: one instance per parsed command line, so what it read covers the whole job."""
+    if getattr(args, "_store", None) is None:
+        args._store = Store(args.store, config_from_args(StoreConfig, args))
+    return args._store
+
+
+def record_versions(store: Store, stage: str, before: dict[str, int]) -> None:
+    """Store what a stage's run read and changed: the version of each table it read first, and
+    each table whose version moved (its workers' commits included) with the versions either side."""
+    after = table_versions(store)
+    wrote = {name: {"from": before.get(name), "to": version} for name, version in after.items() if before.get(name) != version}
+    finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    store.put_json(versions_key(stage), {"stage": stage, "finished_at": finished, "read": store.versions_read, "wrote": wrote})
 
 
 def log_path(args: argparse.Namespace, stage: str) -> str:
@@ -65,15 +80,22 @@ def run(body: Callable[..., int | None], args: argparse.Namespace | None = None,
     """Run a job: build its `configs` from `args` (a value out of range stops here, before the
     store is touched), then call `body(*configs)`. A `FinnerError` becomes `error: <message>` on
     stderr and exit status 2. With `stage` and without `--verbose`, the body's other output goes
-    to the stage's log file."""
+    to the stage's log file, and the table versions it read and wrote to `_meta` (`record_versions`)."""
     try:
         built = [config_from_args(cls, args) for cls in configs]
-        if args is None or not stage or args.verbose:
+        store = store_from(args) if args is not None else None  # a bad --store or --retention-hours stops here too
+        if store is None or not stage:
             return body(*built) or 0
-        path = log_path(args, stage)
-        with quiet_output(path):
-            say(f"{stage}: details in {path}")
-            return body(*built) or 0
+        before = table_versions(store)
+        if args.verbose:
+            status = body(*built) or 0
+        else:
+            path = log_path(args, stage)
+            with quiet_output(path):
+                say(f"{stage}: details in {path}")
+                status = body(*built) or 0
+        record_versions(store, stage, before)
+        return status
     except FinnerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

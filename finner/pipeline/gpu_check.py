@@ -78,7 +78,7 @@ def gpu_check(cfg: GpuCheckConfig, store: Store) -> list[ActorReport]:
     if not store.exists("headlines"):
         raise FinnerError(f"no headlines table in {store.root}: run `python -m jobs.ingest --store {store.root}` first")
     cli.init_ray()
-    ds = ray.data.read_parquet(store.files("headlines"), filesystem=store.filesystem, columns=["title"])
+    ds = ray.data.read_delta(store.table_uri("headlines"), columns=["title"], storage_options=store.storage_options)
     out = ds.map_batches(
         TitleLengths,
         batch_format="pyarrow",

@@ -2,9 +2,10 @@
 
 * **Resume**: the input is `headlines` minus the ids already `ok` in `llm_labels` under this run's
   label version (prompt, model, response format: `LabelConfig.label_version`); failed and invalid
-  rows are tried again, and a new prompt or model relabels every headline once. Each finished batch is appended to `llm_labels` as one atomic
-  part (named after its ids, so a Ray retry of the same batch overwrites instead of duplicating),
-  so killing the job at any point loses only requests still in flight.
+  rows are tried again, and a new prompt or model relabels every headline once. Each finished batch is appended to `llm_labels` in one commit
+  (named after its ids, so a Ray retry of a committed batch adds nothing), so killing the job at any
+  point loses only requests still in flight; `--batch-rows` sets the commit size. The stage ends by
+  compacting the table's small files (`Store.compact`).
 * **Concurrency**: `map_batches` with an async callable class in a fixed actor pool. Every actor
   holds one `ChatClient` whose window (`LabelConfig.max_in_flight`) is shared by the batches the
   actor works on at once, so `actors x max_in_flight` is the endpoint's concurrency and a slow
@@ -50,7 +51,7 @@ class LabelRunConfig(Config):
 
     actors: int = field(default=2, metadata=help_text("actors calling the endpoint; endpoint concurrency = actors x --max-in-flight", at_least=1))
     actor_cpus: float = field(default=0.25, metadata=help_text("CPUs reserved per actor (they mostly wait on the network)", more_than=0))
-    batch_rows: int = field(default=128, metadata=help_text("headlines per batch; each finished batch is one appended part", at_least=1))
+    batch_rows: int = field(default=128, metadata=help_text("headlines per batch; each finished batch is one commit to llm_labels", at_least=1))
     batches_per_actor: int = field(default=4, metadata=help_text("batches an actor works on at once (they share its window)", at_least=1))
     limit: int = field(default=0, metadata=help_text("label at most this many headlines in this run; 0 = all that are not ok yet", at_least=0))
     usd_per_hour: float = field(default=0.0, metadata=help_text("endpoint price per hour (dedicated endpoints)", at_least=0))
@@ -203,6 +204,7 @@ def label_table(store: Store, todo: pa.Table, label: LabelConfig, run: LabelRunC
         bar.update(batch.num_rows)
     summary.elapsed_s = time.perf_counter() - started
     bar.close()
+    store.compact("llm_labels")  # one small file per batch -> a few large ones
     return summary
 
 
@@ -211,7 +213,7 @@ def run_labeling(store: Store, label: LabelConfig, run: LabelRunConfig, progress
     version = label.label_version()
     ok = pc.field("status") == schemas.LABEL_OK
     previous = current_version(store)
-    todo, already_ok = todo_headlines(store, "llm_labels", ok & (pc.field("label_version") == version), columns=("id", "title", "symbol"))
+    todo, already_ok = todo_headlines(store, "llm_labels", [("status", "=", schemas.LABEL_OK), ("label_version", "=", version)], columns=("id", "title", "symbol"))
     if run.limit:
         todo = todo.slice(0, run.limit)
     to_label = _sample(todo, run) if run.estimate else todo

@@ -15,9 +15,10 @@ writing tasks -> `predictions`.
 * **Score**: `ScoreActor`, a callable class holding one loaded model, in an autoscaling actor pool
   (`ActorPoolStrategy(min_actors, max_actors)`); on GPUs it only moves the arrays to the device,
   runs the forward pass and decodes there (`finner.score.decode_spans`).
-* **Write**: `map_batches` tasks turn each scored batch into `predictions` rows and append them as
-  one atomic part named after its ids, so a killed job loses only the batches in flight, a Ray
-  retry of a batch overwrites its own part, and no actor waits on the store.
+* **Write**: `map_batches` tasks turn scored batches into `predictions` rows and append every
+  `--commit-batches` of them in one commit named after its ids, so a killed job loses only the
+  batches in flight, a Ray retry of a committed batch changes nothing, and no actor waits on the
+  store. The stage ends by compacting the table's small files (`Store.compact`).
 * **Throughput**: each batch reports its preparation CPU seconds and the actor's busy seconds; the
   summary (headlines/s per CPU of preparation, per actor, for the job) is stored as
   `score_throughput` for the cost report, which says which side bounds the job.
@@ -77,7 +78,10 @@ class ScoreRunConfig(Config):
         metadata=help_text("tasks: CPU tasks tokenize and collate ahead of the actors, which only run the model; actor: each actor prepares its own batches"),
     )
     task_cpus: float = field(default=1.0, metadata=help_text("CPUs reserved per preparation task", more_than=0))
-    batch_rows: int = field(default=512, metadata=help_text("headlines per batch; each finished batch is one appended part", at_least=1))
+    batch_rows: int = field(default=512, metadata=help_text("headlines per batch", at_least=1))
+    commit_batches: int = field(
+        default=4, metadata=help_text("scored batches per commit to the predictions table: fewer, larger commits cost less; a killed job loses the uncommitted ones", at_least=1)
+    )
     limit: int = field(default=0, metadata=help_text("score at most this many headlines in this run; 0 = all not yet scored", at_least=0))
     agreement_rows: int = field(
         default=200, metadata=help_text("the feed's first headlines on which --runtime auto/onnx/onnx-int8 is compared with torch", at_least=1)
@@ -232,16 +236,21 @@ class ScoreActor:
 
 
 def write_task(batch: pa.Table, store_root: str, version: str, names: dict[str, str]) -> pa.Table:
-    """Ray Data task: each scored batch -> `predictions` rows, appended as one part named after its
-    ids; returns the batch's timing (and when it was written) for the summary."""
+    """Ray Data task: scored batches -> `predictions` rows, appended in one commit named after their
+    ids (a Ray retry of a committed one changes nothing); returns each batch's timing (and when it
+    was written) for the summary."""
     store = Store(store_root)
     stats = {"actor": [], "rows": [], "busy_s": [], "prepare_cpu_s": [], "device": [], "finished_at": []}
+    predictions = []
     for row in batch.to_pylist():
         spans = title_spans(row["titles"], row["span_title"], row["span_start"], row["span_end"], row["span_score"])
-        store.append("predictions", prediction_rows(row["ids"], spans, version, names), part=stable_hash([version, row["ids"]]))
+        predictions.append(prediction_rows(row["ids"], spans, version, names))
         for key, value in (("actor", row["actor"]), ("rows", len(row["ids"])), ("busy_s", row["busy_s"]),
-                           ("prepare_cpu_s", row["prepare_cpu_s"]), ("device", row["device"]), ("finished_at", time.time())):  # fmt: skip
+                           ("prepare_cpu_s", row["prepare_cpu_s"]), ("device", row["device"])):  # fmt: skip
             stats[key].append(value)
+    rows = pa.concat_tables(predictions)
+    store.append("predictions", rows, part=stable_hash([version, rows["id"].to_pylist()]))
+    stats["finished_at"] = [time.time()] * len(predictions)
     return pa.table(stats)
 
 
@@ -271,7 +280,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         choice = remembered_runtime_choice(store, config, sample, 1.0 - run.agreement_tolerance, gpus=gpus)
         config = dataclasses.replace(config, runtime=choice.runtime)
     version = model_version(config)
-    todo, already = todo_headlines(store, "predictions", pc.field("model_version") == version)
+    todo, already = todo_headlines(store, "predictions", [("model_version", "=", version)])
     summary = ScoreSummary(model_version=version, already_scored=already, runtime=config.runtime, prepare=run.prepare, choice=choice)
     if run.limit:
         todo = todo.slice(0, run.limit)
@@ -307,7 +316,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
     dataset = dataset.map_batches(
         write_task,
         fn_kwargs={"store_root": store.root, "version": version, "names": name_map(store)},
-        batch_size=1,
+        batch_size=run.commit_batches,
         batch_format="pyarrow",
         num_cpus=WRITE_TASK_CPUS,
     )
@@ -318,6 +327,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         bar.update(int(pc.sum(batch["rows"]).as_py()))
     summary.elapsed_s = time.perf_counter() - started
     bar.close()
+    store.compact("predictions")  # one small file per batch -> a few large ones
     store.put_json(
         artifacts.SCORE_THROUGHPUT_KEY,
         summary.to_json() | {"gpus_per_actor": run.gpus_per_actor if summary.device == "cuda" else None, "actor_cpus": run.actor_cpus},
