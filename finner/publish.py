@@ -87,6 +87,11 @@ class ModelCardConfig(Config):
     name: str = field(default="", metadata=help_text("model in the store (models/<name>); default: the scoring job's default GLiNER"))
     dataset_id: str = field(default="", metadata=help_text("hub id of the published dataset, named in the model card's metadata"))
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dataset_id and not REPO_ID.fullmatch(self.dataset_id):
+            raise ConfigError("dataset_id", f"expected owner/name, got {self.dataset_id!r}")
+
 
 @dataclass(frozen=True)
 class DatasetCardConfig(Config):

@@ -184,6 +184,7 @@ def test_bad_input_as_a_user_types_it(job, argv, flag, store):
         (["dataset"], "", "error: the store "),
         (["model", "--repo-id", "me/finner-gliner"], "", "error: --repo-id: pushing needs a Hugging Face token in $HF_TOKEN"),
         (["dataset", "--repo-id", "not a repo id"], "hf_x", "error: --repo-id: expected owner/name"),
+        (["model", "--dataset-id", "no-owner"], "", "error: --dataset-id: expected owner/name"),
     ],
 )
 def test_publishing_from_an_empty_store_or_without_a_token_is_one_error_line(argv, token, message, tmp_path):
@@ -195,5 +196,5 @@ def test_publishing_from_an_empty_store_or_without_a_token_is_one_error_line(arg
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), done.stderr
     assert not (root / "publish").exists()
-    if "--repo-id" in argv:
+    if "--repo-id" in argv or "--dataset-id" in argv:
         assert not root.exists()
