@@ -56,6 +56,7 @@ CARD_FILE = "README.md"
 UNVERSIONED = "(unversioned)"  # labels written before labels carried a version
 FEED_SPLIT, GOLD_SPLIT = "feed", "gold"
 DATASET_DIR = "dataset"  # <store>/publish/dataset, beside <store>/publish/models/<name>
+DATASET_MARKER = "dataset_dict.json"  # what DatasetDict.save_to_disk writes first
 LLM_LABELS, GOLD_LABELS = typing.get_args(LabelSource)  # jobs.train --labels
 LABEL_SOURCES = {LLM_LABELS: "an LLM labeller", GOLD_LABELS: "human review (gold)"}
 TAGS = ("named-entity-recognition", "finance", "financial-news", "company-names", "finner")
@@ -384,7 +385,8 @@ def publish_model(store: Store, config: PublishConfig, cards: ModelCardConfig) -
     check that it loads, and push it when `config.repo_id` is set."""
     summary = train_summary(store, cards.name)
     name, checkpoint, kind = summary["name"], summary["path"], summary["spec"]["kind"]
-    target = Path(config.out or store.artifact(artifacts.PUBLISH_DIR, artifacts.MODELS_DIR, name))
+    target = _target(store, config, artifacts.MODELS_DIR, name)
+    _check_target(target, TRAIN_SUMMARY_FILE)
     evaluation, why_none = evaluation_of(store, kind, checkpoint)
     threshold = _threshold_record(checkpoint) if os.path.isdir(checkpoint) else None
 
@@ -405,6 +407,21 @@ def publish_model(store: Store, config: PublishConfig, cards: ModelCardConfig) -
         shutil.rmtree(staging, ignore_errors=True)
     url = _push_folder(target, config, "model", f"finner: {name}") if config.repo_id else None
     return Published("model", str(target), {}, url)
+
+
+def _target(store: Store, config: PublishConfig, *parts: str) -> Path:
+    """`--out`, else `<store>/publish/<parts>` (a local store only: the Hub uploads a local folder)."""
+    if config.out:
+        return Path(config.out)
+    if "://" in store.root:
+        raise FinnerError(f"--out: the store {store.root} is not a local folder; give a local folder to write to")
+    return Path(store.root, artifacts.PUBLISH_DIR, *parts)
+
+
+def _check_target(target: Path, marker: str) -> None:
+    """A re-run replaces its own folder whole, never a folder it did not write (`--out .`)."""
+    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / marker).is_file())):
+        raise FinnerError(f"--out: {target} exists and is not a folder jobs.publish wrote (no {marker}); give a new or empty folder")
 
 
 def _staging(target: Path) -> Path:
@@ -577,13 +594,14 @@ def publish_dataset(store: Store, config: PublishConfig, cards: DatasetCardConfi
     replacing a previous folder whole; push it when `config.repo_id` is set."""
     import datasets
 
+    target = _target(store, config, DATASET_DIR)
+    _check_target(target, DATASET_MARKER)
     version = chosen_model_version(store, cards.model_version)
     table, provenance = dataset_table(store, version)
     reviewed = table.filter(pc.is_valid(table["gold_status"]))
     splits = datasets.DatasetDict({FEED_SPLIT: datasets.Dataset(table), GOLD_SPLIT: datasets.Dataset(reviewed)})
     rows = {name: split.num_rows for name, split in splits.items()}
     card = dataset_card(rows, provenance, config)
-    target = Path(config.out or store.artifact(artifacts.PUBLISH_DIR, DATASET_DIR))
     staging = _staging(target)
     try:
         splits.save_to_disk(str(staging))

@@ -185,6 +185,7 @@ def test_bad_input_as_a_user_types_it(job, argv, flag, store):
         (["model", "--repo-id", "me/finner-gliner"], "", "error: --repo-id: pushing needs a Hugging Face token in $HF_TOKEN"),
         (["dataset", "--repo-id", "not a repo id"], "hf_x", "error: --repo-id: expected owner/name"),
         (["model", "--dataset-id", "no-owner"], "", "error: --dataset-id: expected owner/name"),
+        (["dataset", "--out", "."], "", "error: --out: . exists and is not a folder jobs.publish wrote"),
     ],
 )
 def test_publishing_from_an_empty_store_or_without_a_token_is_one_error_line(argv, token, message, tmp_path):

@@ -126,8 +126,10 @@ print(json.dumps({name: [{k: row[k] for k in ("id", "llm_spans", "predicted_span
 
 
 def test_published_dataset_loads_offline_with_every_row(store, tmp_path):
-    out = tmp_path / "dataset"
-    stdout = ok(run_module("jobs.publish", "--store", store.root, "dataset", "--out", str(out), env={"HF_TOKEN": ""}))
+    out = Path(store.root) / "publish" / "dataset"  # the default folder; a second run replaces the first whole
+    for _ in range(2):
+        stdout = ok(run_module("jobs.publish", "--store", store.root, "dataset", env={"HF_TOKEN": ""}))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["dataset"], "no staging or old folder left behind"
     headlines = store.read("headlines", columns=["id"])["id"].to_pylist()
     assert f"({len(headlines)} feed, 2 gold)" in stdout
     loaded = subprocess.run([sys.executable, "-c", LOAD_DATASET, str(out)], capture_output=True, text=True, cwd=tmp_path,
