@@ -10,6 +10,7 @@ from finner.store import Store, filesystem_of
 MODELS_DIR = "models"  # store.artifact(MODELS_DIR, name): fine-tuned checkpoints
 RAY_RUNS_DIR = "ray_train"  # Ray Train's storage_path under the store, emptied after each run
 PLOTS_DIR, REPORTS_DIR, LOGS_DIR = "plots", "reports", "logs"
+PUBLISH_DIR = "publish"  # store.artifact(PUBLISH_DIR, ...): model folders and datasets written for the Hugging Face Hub
 
 # _meta keys (Store.put_json / get_json)
 SCORING_DEFAULT_KEY = "gliner_best_checkpoint"  # {"path", "name"}: the model jobs.score uses by default
@@ -54,6 +55,12 @@ def train_history_key(name: str) -> str:
 def train_progress_key(name: str) -> str:
     """The training step a running job has reached (rank 0 writes it every few seconds): the driver's progress bar."""
     return f"train-{name}-progress"
+
+
+def evaluated_key(kind: str) -> str:
+    """Which checkpoint of `kind` the latest fine-tuned evaluation scored: its `metrics` rows name the
+    kind only, and the model card of a checkpoint must quote that checkpoint's figures."""
+    return f"evaluate-{kind}-fine-tuned"
 
 
 def learning_curve_key(kind: str) -> str:

@@ -22,7 +22,7 @@ from finner.errors import FinnerError
 from finner.gold import DEV, GOLD_AUTO, GOLD_SOURCES, Gold
 from finner.label import ChatClient, LabelConfig, ResponseFormat, current_label_version, label_rows, latest_labels
 from finner.metrics import EXACT, MATCHES, PRF, check_rows, exact_prf, score
-from finner.models.base import NerModel, record_threshold
+from finner.models.base import NerModel, record_threshold, weights_digest
 from finner.models.registry import MODEL_KINDS, ModelSpec, build_model, load_checkpoint
 from finner.models.spacy_baseline import SpacyBaseline
 from finner.plots import pyplot, save_figure
@@ -362,6 +362,9 @@ def compact_contenders(kind: str, cfg: EvaluateConfig, store: Store, gold: Gold,
             print(f"{kind} ({FINE_TUNED}): no checkpoint {name!r} in the store; run jobs.train --kind {kind} --labels {cfg.train_labels} first")
             return
         model = load_checkpoint(kind, path, threshold=cfg.threshold)
+        # The metrics rows written from `at` on (stamped in whole seconds) are this checkpoint's.
+        at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+        store.put_json(artifacts.evaluated_key(kind), {"name": name, "path": path, "weights": weights_digest(path), "gold": gold.description, "at": at})
         note = f"fine-tuned on {cfg.train_labels} labels of the {cfg.train_rows} ({path})"
         dev = gold.subjects().split(DEV)
         if cfg.threshold is None and dev.num_rows:

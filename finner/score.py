@@ -166,16 +166,75 @@ def onnx_session(model: str, runtime: str, cache: str = "", threads: int = 0) ->
         raise FinnerError(f"cannot load the ONNX export of {model!r} ({path}): {err}") from err
 
 
+# The arrays of one forward batch: the model's inputs and "rows", the title index of each row.
+PREPARED_ARRAYS = (*MODEL_INPUTS, "rows")
+# A numpy array as Arrow: its values, flattened, and its shape (the storage layout of Arrow's
+# variable-shape tensor, as plain nested types that every Arrow reader and Ray Data carry).
+TENSOR_FIELDS = ("data", "shape")
+
+
 @dataclass
 class Prepared:
     """A batch of headlines after the CPU stage, ready for the model: padded, length-bucketed numpy
-    arrays per forward pass, and what maps a predicted word span back to characters. Plain arrays
-    and lists, so it travels between processes as it is and the actor scoring it never tokenizes."""
+    arrays per forward pass, and what maps a predicted word span back to characters. It travels
+    between the preparation task and the actor as one Arrow row (`to_arrow`, `from_arrow`): list
+    columns the actor turns back into arrays without tokenizing or unpickling anything."""
 
     titles: list[str]
-    batches: list[dict[str, Any]]  # MODEL_INPUTS arrays + "rows": the title index of each row
+    batches: list[dict[str, Any]]  # PREPARED_ARRAYS: the MODEL_INPUTS arrays + "rows", the title index of each row
     word_starts: list[list[int]]  # per title, the character offset where each word starts ([] for a blank title)
     word_ends: list[list[int]]
+
+    def to_arrow(self) -> pa.Table:
+        """One row: `titles`, `word_starts`, `word_ends`, and per array name a list (one element per
+        forward batch) of (flattened values, shape)."""
+        offsets = pa.list_(pa.list_(pa.int32()))
+        columns = {
+            "titles": pa.array([self.titles], pa.list_(pa.string())),
+            "word_starts": pa.array([self.word_starts], offsets),
+            "word_ends": pa.array([self.word_ends], offsets),
+        }
+        for name in PREPARED_ARRAYS:
+            tensors = _tensors_to_arrow([batch[name] for batch in self.batches])
+            columns[name] = pa.ListArray.from_arrays(pa.array([0, len(tensors)], pa.int32()), tensors)
+        return pa.table(columns)
+
+    @classmethod
+    def from_arrow(cls, row: pa.Table) -> "Prepared":
+        """The `Prepared` of a one-row table written by `to_arrow` (other columns are ignored)."""
+        if row.num_rows != 1:
+            raise FinnerError(f"a prepared batch is one row, got {row.num_rows}")
+        arrays = {name: _tensors_from_arrow(row[name].combine_chunks().flatten()) for name in PREPARED_ARRAYS}
+        batches = [dict(zip(PREPARED_ARRAYS, values)) for values in zip(*arrays.values())]
+        (titles,), (starts,), (ends,) = (row[name].to_pylist() for name in ("titles", "word_starts", "word_ends"))
+        return cls(titles, batches, starts, ends)
+
+    @staticmethod
+    def carried_by(table: pa.Table) -> bool:
+        """Whether `table` holds prepared batches (`to_arrow`'s columns) rather than raw titles."""
+        return all(name in table.column_names for name in PREPARED_ARRAYS)
+
+
+def _tensors_to_arrow(arrays: Sequence[Any]) -> pa.StructArray:
+    """numpy arrays of one dtype, any shapes, as Arrow (flattened values, shape) structs."""
+    import numpy as np
+
+    flat = [np.ascontiguousarray(array).reshape(-1) for array in arrays]
+    values = pa.array(np.concatenate(flat)) if flat else pa.array([], pa.int64())
+    offsets = pa.array(np.cumsum([0, *(f.size for f in flat)]), pa.int32())
+    shapes = pa.array([list(array.shape) for array in arrays], pa.list_(pa.int32()))
+    return pa.StructArray.from_arrays([pa.ListArray.from_arrays(offsets, values), shapes], names=list(TENSOR_FIELDS))
+
+
+def _tensors_from_arrow(tensors: pa.StructArray) -> list[Any]:
+    """`_tensors_to_arrow`'s arrays back, writable (torch takes them without a copy of its own)."""
+    import numpy as np
+
+    data, shapes = (tensors.field(name) for name in TENSOR_FIELDS)
+    offsets = data.offsets.to_numpy()
+    values = data.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False)
+    values = np.require(values, requirements="W")
+    return [values[start - offsets[0] : end - offsets[0]].reshape(shape) for start, end, shape in zip(offsets[:-1], offsets[1:], shapes.to_pylist())]
 
 
 def prepare(model: Any, titles: Sequence[str], labels: Sequence[str], forward_rows: int) -> Prepared:

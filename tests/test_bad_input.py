@@ -174,3 +174,28 @@ def test_bad_input_as_a_user_types_it(job, argv, flag, store):
     assert done.returncode == 2
     check_one_error_line(done.stderr, done.stdout, flag)
     assert snapshot(root) == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "token", "message"),
+    [
+        (["model"], "", "error: no fine-tuned model in the store"),
+        (["model", "--name", "no-such-model"], "", "error: --name: no model 'no-such-model' in the store"),
+        (["dataset"], "", "error: the store "),
+        (["model", "--repo-id", "me/finner-gliner"], "", "error: --repo-id: pushing needs a Hugging Face token in $HF_TOKEN"),
+        (["dataset", "--repo-id", "not a repo id"], "hf_x", "error: --repo-id: expected owner/name"),
+        (["model", "--dataset-id", "no-owner"], "", "error: --dataset-id: expected owner/name"),
+        (["dataset", "--out", "."], "", "error: --out: . exists and is not a folder jobs.publish wrote"),
+    ],
+)
+def test_publishing_from_an_empty_store_or_without_a_token_is_one_error_line(argv, token, message, tmp_path):
+    """`jobs.publish` on a store with nothing to publish, or asked to push without a token: nothing
+    is written (a missing token is caught before the store is touched)."""
+    root = tmp_path / "empty"
+    done = run_module("jobs.publish", "--store", str(root), *argv, env={"HF_TOKEN": token})
+    assert done.returncode == 2 and "Traceback" not in done.stderr + done.stdout
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), done.stderr
+    assert not (root / "publish").exists()
+    if "--repo-id" in argv or "--dataset-id" in argv:
+        assert not root.exists()

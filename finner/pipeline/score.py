@@ -10,7 +10,8 @@ writing tasks -> `predictions`.
   same runtime, and keeps its model version, without checking again.
 * **Prepare** (`--prepare tasks`): `map_batches` tasks run `finner.score.prepare` (gliner's word
   splitting, sub-word tokenization and collation into padded, length-bucketed numpy arrays) on the
-  CPUs of the cluster, so this Python-heavy work scales with CPUs instead of holding up a GPU.
+  CPUs of the cluster, so this Python-heavy work scales with CPUs instead of holding up a GPU. The
+  arrays reach the actors as Arrow list columns (`Prepared.to_arrow`), no pickle in the blocks.
   `--prepare actor` leaves it to the actors (one process does everything, as CPU actors may prefer).
 * **Score**: `ScoreActor`, a callable class holding one loaded model, in an autoscaling actor pool
   (`ActorPoolStrategy(min_actors, max_actors)`); on GPUs it only moves the arrays to the device,
@@ -29,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import pickle
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -191,15 +191,11 @@ def _timed_prepare(model: Any, titles: list[str], labels: tuple[str, ...], forwa
 
 
 def prepare_task(batch: pa.Table, model: str, labels: tuple[str, ...], forward_rows: int) -> pa.Table:
-    """Ray Data task: one batch of (id, title) -> one row holding its `Prepared` arrays."""
+    """Ray Data task: one batch of (id, title) -> one row holding its `Prepared` arrays as Arrow
+    list columns (`Prepared.to_arrow`), its ids and the CPU seconds preparation took."""
     prepared, cpu_s = _timed_prepare(_preparer(model), batch["title"].to_pylist(), labels, forward_rows)
-    return pa.table(
-        {
-            "ids": pa.array([batch["id"].to_pylist()], pa.list_(pa.string())),
-            "prepared": pa.array([pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)], pa.large_binary()),
-            "prepare_cpu_s": [cpu_s],
-        }
-    )
+    ids = pa.array([batch["id"].to_pylist()], pa.list_(pa.string()))
+    return prepared.to_arrow().append_column("ids", ids).append_column("prepare_cpu_s", pa.array([cpu_s], pa.float64()))
 
 
 class ScoreActor:
@@ -212,9 +208,9 @@ class ScoreActor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.perf_counter()
-        if "prepared" in batch.column_names:
-            (ids,), (prepared,), (prepare_cpu_s,) = batch["ids"].to_pylist(), batch["prepared"].to_pylist(), batch["prepare_cpu_s"].to_pylist()
-            prepared = pickle.loads(prepared)
+        if Prepared.carried_by(batch):
+            (ids,), (prepare_cpu_s,) = batch["ids"].to_pylist(), batch["prepare_cpu_s"].to_pylist()
+            prepared = Prepared.from_arrow(batch)
         else:
             ids = batch["id"].to_pylist()
             prepared, prepare_cpu_s = _timed_prepare(self.scorer.gliner, batch["title"].to_pylist(), self.scorer.config.labels, self.scorer.forward_rows)

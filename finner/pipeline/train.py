@@ -326,6 +326,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     )
     record = dataclasses.asdict(summary) | {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "gpu": use_gpu, "workers": job.num_workers}
     record.pop("reused")
+    record["labels"] = job.labels  # what the model card says it learned from
     store.put_json(artifacts.train_summary_key(name), record)
     if spec.kind == GLINER:
         store.put_json(artifacts.SCORING_DEFAULT_KEY, {"path": destination, "name": name})  # the scoring job's default model
