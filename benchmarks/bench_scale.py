@@ -341,6 +341,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=40, help="training steps of the one model (batch of 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the feeds")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines as they come, also into a file
     sizes = sorted(set(args.rows or QUICK_ROWS))
     if any(n < 1_000 for n in sizes) or any(v < 1 for v in (args.train_rows, args.train_steps)):
         parser.error("--rows: at least 1000 each; --train-rows and --train-steps: at least 1")
