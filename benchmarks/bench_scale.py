@@ -20,7 +20,8 @@ Per stage: wall time; throughput (feed rows/s for ingest, headlines/s for label,
 records/s for the review push); the driver's peak RSS (VmHWM of the job's process); the Ray
 workers' peak RSS (the processes under the job's raylet, sampled: the largest one and the largest
 sum); object-store spill (files in the session's `ray_spilled_objects_*` folder, sampled: bytes
-spilled in all and the most on disk at once); files and bytes of every table after the stage.
+spilled in all and the most on disk at once); files, bytes and rows of every table after the stage
+(`scale_files_per_100k_rows`: the worst table's files per 100k feed rows after the run).
 Writes `bench_scale.json` and `reports/bench_scale.png` (time and memory against N per stage) under
 `--out`, and ends with `BENCH` lines. `python -m jobs.score --scale-measurements <out>/bench_scale.json`
 prices nodes from the largest feed's scoring (`finner.cost`).
@@ -299,12 +300,17 @@ def ratios(results: dict[int, dict[str, StageRun]]) -> dict[str, float]:
         out["scale_driver_rss_ratio_10x"] = max(rss)
     last = [run for run in results[big].values() if run.tables]
     if last:
-        tables = last[-1].tables
-        out["scale_files_per_100k_rows"] = max(t["files"] / max(t["rows"], 1) * 100_000 for t in tables.values())
+        out["scale_files_per_100k_rows"] = max(files_per_100k(last[-1].tables, big).values())
     review = results[big].get("review")
     if review and review.per_s:
         out["scale_review_push_per_s"] = review.per_s
     return out
+
+
+def files_per_100k(tables: dict[str, dict[str, int]], feed_rows: int) -> dict[str, float]:
+    """Files of each table per 100k feed rows: what a table costs to list and read as the feed grows
+    (per its own rows it would punish small tables such as the 5% sample)."""
+    return {name: t["files"] / feed_rows * 100_000 for name, t in tables.items()}
 
 
 def plot(results: dict[int, dict[str, StageRun]], out: Path) -> str:
@@ -361,6 +367,7 @@ def main() -> None:
         "model": {**model, "train_rows": args.train_rows, "train_steps": args.train_steps},
         "cpus": os.cpu_count(),
         "stages": {str(n): {s: {**asdict(r), "per_s": r.per_s} for s, r in runs.items()} for n, runs in results.items()},
+    "files_per_100k_rows": {str(n): files_per_100k(list(runs.values())[-1].tables, n) for n, runs in results.items()},
         "bench": figures,
         "failed": failed,
     }
