@@ -19,7 +19,8 @@ and is rewritten the way a bigger feed differs from a small one:
   (`2019-03-04 10:15:00-05:00`; day-only rows stay `00:00:00`).
 * **duplicates**: `exact_share` of rows repeat a recent row exactly (title, date and symbol: a
   re-post that ingest keeps once), `near_share` repeat a recent row's title with a small edit
-  (`UPDATE: `, a suffix, one number changed) later the same day: a new row, as in the real feed.
+  (`UPDATE: `, a suffix, one number changed) at another time of the same day: a new row, as in
+  the real feed.
 * **broken rows**: `broken_share` of rows are broken the ways feeds break (empty title, no title,
   an unparseable date, a title too long to be a headline): ingest sends them to `rejects`.
 
