@@ -2,7 +2,7 @@
 
 `write_scaled_feed(source, listings, rows, path)` writes an N-row feed in FNSPID's columns
 (`Article_title`, `Date`, `Stock_symbol`, `Publisher`, all text, as `jobs.ingest --path` reads
-them), streamed to parquet one row group at a time so a 900k-row feed never sits in memory. Every
+them), streamed to parquet one row group at a time so a feed of any size never sits in memory. Every
 row starts from a real headline (the templates are dealt in a seeded order, each once per round)
 and is rewritten the way a bigger feed differs from a small one:
 
@@ -58,11 +58,10 @@ RECENT_ROWS = 2_000  # duplicates copy one of the last rows written: re-posts fo
 
 @dataclass(frozen=True)
 class FeedShape:
-    """How a scaled feed departs from clean rewritten headlines. The duplicate shares are those of
-    the real files: 509 exact repeats in ~17k rows read, and about as many re-filed titles."""
+    """How a scaled feed departs from clean rewritten headlines, and how popular its companies are."""
 
-    exact_share: float = 0.03
-    near_share: float = 0.03
+    exact_share: float = 0.03  # the real files repeated 509 of ~17k rows read exactly (../shared/data/README.md)
+    near_share: float = 0.03  # re-filed titles with a small edit: a choice, their real share was not measured
     broken_share: float = 0.001
     # Company popularity (Zipf-Mandelbrot): rank r (from 1) is drawn with weight 1 / (r + offset)**exponent.
     # The top company files ~5% of rows; a 10k-row feed names ~1.4k companies, 100k ~5k, 900k ~10k.
