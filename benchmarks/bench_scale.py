@@ -30,6 +30,7 @@ prices nodes from the largest feed's scoring (`finner.cost`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -246,6 +247,8 @@ def run_size(rows: int, workdir: Path, argilla: Argilla | None, model: dict, arg
     runs: dict[str, StageRun] = {}
     for stage in STAGES:
         argv, extra = commands[stage]
+        if stage in args.skip:
+            continue
         if stage == "review" and extra is None:
             runs[stage] = StageRun(stage, note="skipped: no Argilla environment")
             continue
@@ -347,6 +350,7 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=400, help="labelled feed rows the one model trains on")
     parser.add_argument("--train-steps", type=int, default=40, help="training steps of the one model (batch of 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the feeds")
+    parser.add_argument("--skip", nargs="+", default=[], choices=STAGES, help="stages not run (a later stage needs the earlier ones' tables)")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress lines as they come, also into a file
     sizes = sorted(set(args.rows or QUICK_ROWS))
@@ -356,7 +360,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results: dict[int, dict[str, StageRun]] = {}
     model: dict[str, str] = {"path": args.model} if args.model else {}
-    with Argilla(out / "argilla") as argilla:
+    with Argilla(out / "argilla") if "review" not in args.skip else contextlib.nullcontext() as argilla:
         for rows in sizes:
             results[rows] = run_size(rows, out, argilla, model, args)
     failed = [f"N={n} {s}" for n, runs in results.items() for s, r in runs.items() if r.returncode]
