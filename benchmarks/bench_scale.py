@@ -321,18 +321,20 @@ def plot(results: dict[int, dict[str, StageRun]], out: Path) -> str:
     plt = pyplot()
     sizes = sorted(results)
     fig, (time_ax, rss_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for stage in STAGES:
+    for colour, stage in enumerate(STAGES):
         points = [(n, results[n][stage]) for n in sizes if stage in results[n] and results[n][stage].seconds]
         if not points:
             continue
         xs = [n for n, _ in points]
-        time_ax.plot(xs, [r.seconds for _, r in points], marker="o", label=stage)
-        rss_ax.plot(xs, [r.driver_peak_rss / 2**20 for _, r in points], marker="o", label=f"{stage} driver")
+        time_ax.plot(xs, [r.seconds for _, r in points], marker="o", color=f"C{colour}", label=stage)
+        rss_ax.plot(xs, [r.driver_peak_rss / 2**20 for _, r in points], marker="o", color=f"C{colour}", label=f"{stage} driver")
         if any(r.worker_peak_rss for _, r in points):
-            rss_ax.plot(xs, [r.workers_peak_rss / 2**20 for _, r in points], marker="x", linestyle="--", label=f"{stage} workers (sum)")
+            rss_ax.plot(xs, [r.workers_peak_rss / 2**20 for _, r in points], marker="x", linestyle="--", color=f"C{colour}", label=f"{stage} Ray workers (sum)")
     for ax, title, unit in ((time_ax, "wall time per stage", "seconds"), (rss_ax, "peak RSS per stage", "MiB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+        ax.tick_params(axis="x", which="minor", labelbottom=False)
         ax.set_xlabel("feed rows (N)")
         ax.set_ylabel(unit)
         ax.set_title(title)
