@@ -290,16 +290,15 @@ def _counted_rows(stage: str, feed_rows: int, tables: dict[str, dict[str, int]])
 
 
 def ratios(results: dict[int, dict[str, StageRun]]) -> dict[str, float]:
-    """Largest N against smallest: throughput ratios per stage, the worst driver RSS ratio, the
-    worst table's files per 100k rows and the review push rate at the largest N."""
+    """Largest N against smallest: throughput ratios per stage, the worst driver RSS ratio (stages
+    that ran to the end at both), the worst table's files per 100k rows and the review push rate
+    at the largest N."""
     small, big = min(results), max(results)
     out: dict[str, float] = {}
-    for stage in STAGES:
-        a, b = results[small].get(stage), results[big].get(stage)
-        if a and b and a.per_s and b.per_s:
-            out[f"scale_{stage}_throughput_ratio_10x"] = b.per_s / a.per_s
-    rss = [results[big][s].driver_peak_rss / results[small][s].driver_peak_rss for s in STAGES
-           if s in results[big] and s in results[small] and results[small][s].driver_peak_rss and results[big][s].driver_peak_rss]
+    both = [s for s in STAGES if all(s in results[n] and results[n][s].per_s and not results[n][s].returncode for n in (small, big))]
+    for stage in both:
+        out[f"scale_{stage}_throughput_ratio_10x"] = results[big][stage].per_s / results[small][stage].per_s
+    rss = [results[big][s].driver_peak_rss / results[small][s].driver_peak_rss for s in both if results[small][s].driver_peak_rss]
     if rss:
         out["scale_driver_rss_ratio_10x"] = max(rss)
     last = [run for run in results[big].values() if run.tables]
