@@ -57,7 +57,7 @@ def run_ours(url: str, rows: int, actors: int, in_flight: int, workdir: Path) ->
     from finner.store import Store
     from finner.testing.feeds import write_scaled_feed
 
-    feed = write_scaled_feed(HEADLINES, rows, workdir / "feed.parquet") if rows > 16_000 else HEADLINES
+    feed = write_scaled_feed(HEADLINES, LISTINGS, rows, workdir / "feed.parquet") if rows > 16_000 else HEADLINES
     store = Store(str(workdir / "store"))
     ingest(SourceConfig(path=str(feed), limit=rows), store, progress=False)
     cli.init_ray()

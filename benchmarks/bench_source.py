@@ -19,6 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "benzinga_headlines.parquet"
+LISTINGS = REAL.with_name("company_listings.csv")
 
 
 def one_run(rows: int, workdir: Path) -> dict:
@@ -52,7 +53,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as workdir:
         for rows in sizes:
-            write_scaled_feed(REAL, rows, Path(workdir) / f"feed-{rows}.parquet")
+            write_scaled_feed(REAL, LISTINGS, rows, Path(workdir) / f"feed-{rows}.parquet")
             out = subprocess.run([sys.executable, __file__, "--child", str(rows), "--workdir", workdir], capture_output=True, text=True, check=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             results[rows] = result

@@ -60,9 +60,10 @@ def build_store(workdir: Path, factor: int, base_rows: int | None):
     real = SHARED / "benzinga_headlines.parquet"
     available = pq.read_metadata(real).num_rows
     rows = min(base_rows or available, available) * factor
-    feed = write_scaled_feed(real, rows, workdir / f"feed-{factor}x.parquet", base_rows=base_rows)
+    feed = write_scaled_feed(real, SHARED / "company_listings.csv", rows, workdir / f"feed-{factor}x.parquet", base_rows=base_rows)
     first, last = SampleConfig().valid_years
-    valid = sum(first <= int(date[:4]) <= last for date in pq.read_table(feed, columns=["date"]).column("date").to_pylist())
+    dates = pq.read_table(feed, columns=["Date"]).column("Date").to_pylist()
+    valid = sum(first <= int(date[:4]) <= last for date in dates if date and date[:4].isdigit())  # broken rows too
     store = Store(str(workdir / f"store-{factor}x"))
     write_labelled_feed(store, feed, SHARED / "company_listings.csv", sample=SampleConfig(fraction=VALID_ROWS / valid))
     return store

@@ -7,6 +7,12 @@ device it was measured on (`score_throughput`, written by the scoring job); the 
 price is shown without a figure rather than with a guess. The case study's prices are the defaults:
 $0.50/h for a small GPU instance, $0.10/h for a CPU one.
 
+A demo-sized run says little about a feed's cost: `--scale-measurements` takes the scoring job's
+own summary on the largest feed of a `benchmarks/bench_scale.py` run (its `bench_scale.json`) and
+prices a whole node from it: on CPUs, the job's steady headlines/s on the benchmark machine's CPUs
+scaled by cores to `--cpu-node-cpus`; on a GPU, as measured. A node kind the benchmark did not run
+on stays "not measured".
+
 The job has two sides, measured separately: preparation (tokenization and collation, CPU tasks:
 headlines/s per CPU) and the actors (forward pass and decoding: headlines/s each). A GPU
 instance's throughput is the slower of its actors and the preparation its other CPUs
@@ -16,11 +22,14 @@ many CPUs would keep its GPU busy: what sizes the GPU node type.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from finner import artifacts
-from finner.config import Config, help_text
+from finner.config import Config, ConfigError, help_text
+from finner.errors import FinnerError
 from finner.plots import pyplot, save_figure
 from finner.store import Store
 
@@ -30,6 +39,15 @@ class CostConfig(Config):
     gpu_usd_per_hour: float = field(default=0.50, metadata=help_text("price of one GPU instance-hour (case study: $0.50)", at_least=0))
     cpu_usd_per_hour: float = field(default=0.10, metadata=help_text("price of one CPU instance-hour (case study: $0.10)", at_least=0))
     gpu_node_cpus: float = field(default=8, metadata=help_text("CPUs of one GPU instance (cluster.yaml's gpu_worker: g5.2xlarge, 8 vCPUs)", more_than=0))
+    cpu_node_cpus: float = field(default=8, metadata=help_text("CPUs of one CPU instance (cluster.yaml's cpu_worker: m5.2xlarge, 8 vCPUs)", more_than=0))
+    scale_measurements: str = field(
+        default="", metadata=help_text("bench_scale.json of a benchmarks/bench_scale.py run: price a node from its largest feed's scoring")
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.scale_measurements and not os.path.isfile(self.scale_measurements):
+            raise ConfigError("scale_measurements", f"{self.scale_measurements}: no such file")
 
 
 @dataclass(frozen=True)
@@ -95,10 +113,51 @@ def gpu_sides(throughput: dict[str, Any], per_instance_actors_hps: float, node_c
     return GpuSides(per_instance_actors_hps, spare * per_cpu, spare, per_instance_actors_hps / per_cpu)
 
 
-def cost_rows(throughput: dict[str, Any] | None, label_cost: dict[str, Any] | None, config: CostConfig) -> tuple[list[CostRow], list[str]]:
-    """The table rows from the stored throughput and labeling summaries (either may be missing)."""
+def scale_throughput(path: str) -> dict[str, Any] | None:
+    """The scoring job's summary on the largest feed of a bench_scale run, with that feed's size
+    and the benchmark machine's CPUs; None when that run did not get to score."""
+    try:
+        with open(path) as f:
+            report = json.load(f)
+        largest = max(report["sizes"])
+        summary = report["stages"][str(largest)].get("score", {}).get("summary")
+        cpus = report["cpus"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise FinnerError(f"--scale-measurements: {path}: not a bench_scale.json ({err})") from err
+    return {**summary, "feed_rows": largest, "machine_cpus": cpus} if summary else None
+
+
+def node_row(scale: dict[str, Any], config: CostConfig) -> CostRow | None:
+    """A whole node priced from a feed-scale measurement: CPU nodes scaled by cores, a GPU node as measured."""
+    hps = scale.get("steady_headlines_per_s") or scale.get("job_headlines_per_s") or 0.0
+    if hps <= 0:
+        return None
+    where = f"measured on a {scale['feed_rows']:,}-headline feed (bench_scale)"
+    if scale.get("device") == "cuda":
+        return CostRow(f"GLiNER, GPU node ({scale.get('runtime', '?')})", hps, config.gpu_usd_per_hour, usd_per_million(config.gpu_usd_per_hour, hps), where)
+    node = hps / scale["machine_cpus"] * config.cpu_node_cpus
+    return CostRow(
+        f"GLiNER, CPU node of {config.cpu_node_cpus:g} CPUs ({scale.get('runtime', '?')})",
+        node,
+        config.cpu_usd_per_hour,
+        usd_per_million(config.cpu_usd_per_hour, node),
+        f"{where} on {scale['machine_cpus']} CPUs, {hps:,.1f}/s, scaled by cores",
+    )
+
+
+def cost_rows(
+    throughput: dict[str, Any] | None, label_cost: dict[str, Any] | None, config: CostConfig, scale: dict[str, Any] | None = None
+) -> tuple[list[CostRow], list[str]]:
+    """The table rows from the stored throughput and labeling summaries (either may be missing),
+    and a node row per device from a feed-scale measurement (`scale_throughput`), when given."""
     rows: list[CostRow] = []
     notes: list[str] = []
+    if scale is not None:
+        measured_node = node_row(scale, config)
+        gpu_measured = measured_node is not None and scale.get("device") == "cuda"
+        rows.append(measured_node if gpu_measured else CostRow("GLiNER, GPU node", None, config.gpu_usd_per_hour, None, "not measured at feed scale"))
+        if measured_node is not None and not gpu_measured:
+            rows.append(measured_node)
     measured = (throughput or {}).get("device")
     hps = (throughput or {}).get("per_actor_headlines_per_s") or 0.0
     for device, price in (("cuda", config.gpu_usd_per_hour), ("cpu", config.cpu_usd_per_hour)):
@@ -157,5 +216,6 @@ def plot_costs(rows: list[CostRow], store: Store) -> str | None:
 
 
 def cost_report(store: Store, config: CostConfig = CostConfig()) -> CostReport:
-    rows, notes = cost_rows(store.get_json(artifacts.SCORE_THROUGHPUT_KEY), store.get_json(artifacts.LABEL_COST_KEY), config)
+    scale = scale_throughput(config.scale_measurements) if config.scale_measurements else None
+    rows, notes = cost_rows(store.get_json(artifacts.SCORE_THROUGHPUT_KEY), store.get_json(artifacts.LABEL_COST_KEY), config, scale)
     return CostReport(rows, notes, plot_costs(rows, store))

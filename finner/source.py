@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from finner import schemas
 from finner.config import Config, ConfigError, help_text
@@ -61,6 +61,12 @@ class SourceConfig(Config):
         super().__post_init__()
         if self.path and not os.path.exists(self.path):
             raise ConfigError("path", f"{self.path}: no such file or directory")
+        for file in _local_files(self.path) if self.path else ():
+            if file.endswith(".parquet"):  # a footer that cannot be read: nothing in the file can be trusted
+                try:
+                    _open_parquet(file)
+                except SourceError as err:
+                    raise ConfigError("path", str(err)) from err
 
 
 class SourceError(FinnerError):
@@ -150,8 +156,26 @@ def normalize_rows(rows: list[dict], source: str, first_row: int, cfg: SourceCon
 RawBatch = tuple[str, int, list[dict]]
 
 
+@dataclass(frozen=True)
+class UnreadablePart:
+    """Rows of an input that cannot be decoded (a corrupt parquet row group): the reader skips them
+    and the stage records them in `rejects`, so one bad part never costs the rest of the feed."""
+
+    source: str
+    first_row: int
+    rows: int
+    reason: str
+
+    def reject(self) -> dict:
+        return {"source": self.source, "row": self.first_row, "reason": self.reason, "raw": json.dumps({"rows": self.rows})}
+
+
 def _rename(table: pa.Table, mapping: dict[str, str]) -> list[dict]:
     return table.select(list(mapping.values())).rename_columns(list(mapping)).to_pylist()
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _local_files(path: str) -> list[str]:
@@ -167,13 +191,13 @@ def _local_files(path: str) -> list[str]:
     return [path]
 
 
-def read_local(files: list[str], batch_rows: int) -> Iterator[RawBatch]:
+def read_local(files: list[str], batch_rows: int) -> Iterator[RawBatch | UnreadablePart]:
     """Stream CSV, parquet or JSONL files; every value is read as text and parsed by us."""
     for file in files:
         if file.endswith(".parquet"):
-            dataset = pads.dataset(file, format="parquet")
-            batches = (pa.Table.from_batches([b]) for b in dataset.to_batches(batch_size=batch_rows))
-        elif file.endswith(".csv"):
+            yield from _parquet_batches(file, batch_rows)
+            continue
+        if file.endswith(".csv"):
             names = pacsv.read_csv(file, read_options=pacsv.ReadOptions(block_size=1 << 16)).column_names
             reader = pacsv.open_csv(
                 file,
@@ -181,7 +205,7 @@ def read_local(files: list[str], batch_rows: int) -> Iterator[RawBatch]:
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}),
             )
-            batches = (pa.Table.from_batches([b]) for b in reader)
+            batches: Iterator[pa.Table] = (pa.Table.from_batches([b]) for b in reader)
         else:
             batches = _jsonl_batches(file, batch_rows)
         row = 0
@@ -191,6 +215,32 @@ def read_local(files: list[str], batch_rows: int) -> Iterator[RawBatch]:
             rows = _rename(table, mapping)
             yield file, row, rows
             row += len(rows)
+
+
+def _open_parquet(file: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(file)
+    except (pa.ArrowException, OSError) as err:
+        raise SourceError(f"{file}: not a readable parquet file ({_first_line(err)})") from err
+
+
+def _parquet_batches(file: str, batch_rows: int) -> Iterator[RawBatch | UnreadablePart]:
+    """A parquet file row group by row group (memory is bounded by its largest group). A file
+    whose footer cannot be read is not parquet, or was cut short: nothing in it can be trusted,
+    so that stops the job; a row group that cannot be decoded is skipped and reported."""
+    parquet = _open_parquet(file)
+    mapping = resolve_columns(parquet.schema_arrow.names)
+    row = 0
+    for group in range(parquet.num_row_groups):
+        size = parquet.metadata.row_group(group).num_rows
+        try:
+            table = parquet.read_row_group(group, columns=list(mapping.values()))
+        except (pa.ArrowException, OSError) as err:
+            yield UnreadablePart(file, row, size, f"row group {group} unreadable ({_first_line(err)})")
+        else:
+            for start in range(0, table.num_rows, batch_rows):
+                yield file, row + start, _rename(table.slice(start, batch_rows), mapping)
+        row += size
 
 
 def _jsonl_batches(file: str, batch_rows: int) -> Iterator[pa.Table]:
@@ -237,11 +287,11 @@ def read_embedded(batch_rows: int) -> Iterator[RawBatch]:
         yield "embedded", start, rows[start : start + batch_rows]
 
 
-def raw_batches(cfg: SourceConfig) -> Iterator[RawBatch]:
+def raw_batches(cfg: SourceConfig) -> Iterator[RawBatch | UnreadablePart]:
     """The configured source's batches. A local path is resolved to its files here, not when the
     first batch is read, so a folder with no feed file fails before a progress bar is drawn."""
     if cfg.hub:
-        batches = read_hub(cfg)
+        batches: Iterator[RawBatch | UnreadablePart] = read_hub(cfg)
     elif cfg.path:
         batches = read_local(_local_files(cfg.path), cfg.batch_rows)
     else:
@@ -249,11 +299,16 @@ def raw_batches(cfg: SourceConfig) -> Iterator[RawBatch]:
     return batches if cfg.limit is None else _first_rows(batches, cfg.limit)
 
 
-def _first_rows(batches: Iterator[RawBatch], limit: int) -> Iterator[RawBatch]:
+def _first_rows(batches: Iterator[RawBatch | UnreadablePart], limit: int) -> Iterator[RawBatch | UnreadablePart]:
     left = limit
-    for source, first, rows in batches:
+    for batch in batches:
         if left <= 0:
             return
+        if isinstance(batch, UnreadablePart):
+            yield batch
+            left -= batch.rows
+            continue
+        source, first, rows = batch
         yield source, first, rows[:left]
         left -= len(rows)
 
@@ -267,16 +322,22 @@ class IngestSummary:
     written: int = 0
     rejected: int = 0
     duplicates: int = 0
+    unreadable_rows: int = 0
+    unreadable_parts: int = 0
 
     def line(self) -> str:
-        return f"source: read {self.read}, written {self.written}, rejected {self.rejected}, duplicates dropped {self.duplicates}"
+        line = f"source: read {self.read}, written {self.written}, rejected {self.rejected}, duplicates dropped {self.duplicates}"
+        if self.unreadable_parts:
+            line += f", {self.unreadable_rows} rows lost in {self.unreadable_parts} unreadable row groups (in rejects)"
+        return line
 
 
 def ingest(cfg: SourceConfig, store: Store, progress: bool = True) -> IngestSummary:
     """Stream the configured source into the `headlines` and `rejects` tables (each replaced whole).
 
     Ids are content hashes, so re-running on the same input gives the same table; rows repeated
-    in the feed (same title, date and symbol) are kept once.
+    in the feed (same title, date and symbol) are kept once. A part that cannot be decoded (a
+    corrupt row group) is one `rejects` row naming it; `rejected` counts the rows of `rejects`.
     """
     summary = IngestSummary()
     seen: set[str] = set()
@@ -284,7 +345,14 @@ def ingest(cfg: SourceConfig, store: Store, progress: bool = True) -> IngestSumm
     batches = raw_batches(cfg)
 
     def headline_batches(bar) -> Iterator[pa.Table]:
-        for source, first, rows in batches:
+        for batch in batches:
+            if isinstance(batch, UnreadablePart):
+                rejects.append(batch.reject())
+                summary.unreadable_rows += batch.rows
+                summary.unreadable_parts += 1
+                bar.update(batch.rows)
+                continue
+            source, first, rows = batch
             good, bad = normalize_rows(rows, source, first, cfg)
             summary.read += len(rows)
             rejects.extend(bad)

@@ -18,6 +18,7 @@ from typing import Any
 from unittest import mock
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from finner import schemas
@@ -199,3 +200,22 @@ def test_publishing_from_an_empty_store_or_without_a_token_is_one_error_line(arg
     assert not (root / "publish").exists()
     if "--repo-id" in argv or "--dataset-id" in argv:
         assert not root.exists()
+
+
+@pytest.mark.parametrize("damage", ["not parquet", "truncated"])
+def test_unreadable_feed_file_is_one_error_line_naming_it(damage, store, tmp_path):
+    """A file that cannot be read at all (unlike one bad row group, which ingest skips and records)."""
+    path = tmp_path / "feed.parquet"
+    if damage == "not parquet":
+        path.write_text("Article_title,Date\nApple Shares Rise,2015-01-01\n")
+    else:
+        rows = [{"Article_title": f"Apple Shares Rise {i}", "Date": "2015-01-01"} for i in range(1000)]
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    root = Path(store.root)
+    before = snapshot(root)
+    done = run_module("jobs.ingest", "--store", store.root, "--path", str(path))
+    assert done.returncode == 2
+    check_one_error_line(done.stderr, done.stdout, "--path")
+    assert f"{path}: not a readable parquet file (" in done.stderr
+    assert snapshot(root) == before

@@ -33,8 +33,8 @@ def parts(store: Store) -> int:
 
 
 @pytest.mark.slow
-def test_killed_job_resumes_without_rescoring(store, checkpoint, real_headlines_path, tmp_path):
-    feed = write_scaled_feed(real_headlines_path, ROWS, tmp_path / "feed.parquet")
+def test_killed_job_resumes_without_rescoring(store, checkpoint, real_headlines_path, company_listings_path, tmp_path):
+    feed = write_scaled_feed(real_headlines_path, company_listings_path, ROWS, tmp_path / "feed.parquet")
     assert run_module("jobs.ingest", "--store", store.root, "--path", str(feed), "--quiet").returncode == 0
     ids = store.read("headlines", columns=["id"])["id"].to_pylist()
     version = model_version(ScoreConfig(model=checkpoint))

@@ -117,3 +117,36 @@ def test_embedded_feed_looks_like_the_real_one():
 def test_ingest_help_exits_zero():
     out = run_module("jobs.ingest", "--help")
     assert out.returncode == 0 and "--path" in out.stdout and "--hub" in out.stdout
+
+
+def corrupt_row_group(path, group: int) -> None:
+    """Overwrite a row group's title column chunk with garbage: its pages can no longer be decoded."""
+    chunk = pq.read_metadata(path).row_group(group).column(0)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start : start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_row_group_is_one_reject_and_every_other_row_is_kept(tmp_path, store):
+    """A feed with one corrupt row group and 1% broken rows: a summary line, not a traceback."""
+    rows = [
+        {"Article_title": "" if i % 100 == 7 else f"Apple Shares Rise {i}", "Date": "2015-01-01 10:00:00-04:00", "Stock_symbol": "AAPL", "Publisher": None}
+        for i in range(400)
+    ]
+    path = tmp_path / "feed.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=100, compression="none")
+    corrupt_row_group(path, 2)
+
+    done = run_module("jobs.ingest", "--store", store.root, "--path", str(path), "--quiet")
+    assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == (
+        "source: read 300, written 297, rejected 4, duplicates dropped 0, 100 rows lost in 1 unreadable row groups (in rejects)"
+    )
+    titles = set(store.read("headlines")["title"].to_pylist())
+    assert titles == {r["Article_title"] for i, r in enumerate(rows) if r["Article_title"] and not 200 <= i < 300}
+    rejects = {r["row"]: r for r in store.read("rejects").to_pylist()}
+    assert sorted(rejects) == [7, 107, 200, 307]
+    assert rejects[200]["source"] == str(path) and rejects[200]["reason"].startswith("row group 2 unreadable (")
+    assert json.loads(rejects[200]["raw"]) == {"rows": 100}
+    assert rejects[107]["reason"] == "empty title"
