@@ -11,7 +11,7 @@ import pytest
 
 from finner.source import SourceConfig, ingest, parse_date
 from finner.testing.feeds import COLUMNS, PREFIXES, SUFFIXES, FeedShape, feed_rows, write_scaled_feed
-from finner.testing.gazetteer import Gazetteer
+from finner.listing_labeller import Gazetteer
 
 
 def broken(row: dict) -> bool:

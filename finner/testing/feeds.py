@@ -43,7 +43,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from finner.testing.gazetteer import LEGAL_TAIL, NAME, TICKER, Gazetteer, clean_name, name_variants
+from finner.listing_labeller import LEGAL_TAIL, NAME, TICKER, Gazetteer, clean_name, name_variants
 
 PREFIXES = ("", "", "", "UPDATE: ", "BREAKING: ", "Earlier: ")
 SUFFIXES = ("", "", "", " - Analyst Blog", " (Update)", "; Shares Up")
