@@ -54,7 +54,13 @@ def test_zero_shot_spacy_and_llm_rows(demo, capsys):
     assert 0 < tickers < len(test_spans)
     # spaCy is a real model: it scores something, and worse than the labels it is compared with
     assert 0 < exact["spacy"]["f1"] < llm["f1"]
-    assert f"| llm (stand-in) | {100 * llm['f1']:.1f}% | N/A |" in out
+    assert f"| llm (stand-in) | {100 * llm['f1']:.1f}% [{100 * llm['f1_ci_low']:.1f}%, {100 * llm['f1_ci_high']:.1f}%] | N/A |" in out
+    assert llm["f1_ci_low"] < llm["f1"] <= llm["f1_ci_high"] and exact["spacy"]["f1_ci_low"] < exact["spacy"]["f1"] < exact["spacy"]["f1_ci_high"]
+    # spaCy's row minus the labeller's, with the paired interval of the difference
+    assert "F1 minus llm (stand-in)'s on the same headlines (exact match)" in out
+    (difference,) = [line for line in out.splitlines() if line.startswith("| spacy | zero-shot | test | ")]
+    low, high = (float(x) for x in difference.split("| [")[1].rstrip("] |").split(", "))
+    assert low < 100 * (exact["spacy"]["f1"] - llm["f1"]) < high < 0
     with open(demo.artifact("plots", "evaluate_f1_test.png"), "rb") as f:
         assert f.read(4) == b"\x89PNG"
     details = demo.artifact("reports", "evaluate_details.md")
