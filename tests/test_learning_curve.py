@@ -141,7 +141,7 @@ def test_setting_names_round_trip_and_markdown():
     ]
     assert results[0].scores[EXACT] == PRF(1, 0, 1)
     assert markdown_curve(results).splitlines() == [
-        "Test-set F1 (exact match) after fine-tuning on n headlines:",
+        "Test-set F1 (exact match) after fine-tuning on n headlines [95% bootstrap interval over headlines]:",
         "",
         "| Training headlines | F1 (llm labels) | F1 (gold labels) |",
         "| --: | --: | --: |",
@@ -172,14 +172,16 @@ def test_tiny_curve_on_the_packaged_encoder_resumes(store, capsys):
         assert row["n_headlines"] == len(test_rows) == 12
         assert row["tp"] + row["fn"] == gold_spans > 0
         assert 0.0 <= row["f1"] <= 1.0
+        assert row["f1_ci_low"] <= row["f1"] <= row["f1_ci_high"]
+        assert f"{100 * row['f1']:.1f}% [{100 * row['f1_ci_low']:.1f}%, {100 * row['f1_ci_high']:.1f}%]" in out
     png = store.artifact("plots", "learning_curve_gliner.png")
     with open(png, "rb") as f:
         assert f.read(4) == b"\x89PNG"
     saved = store.get_json("learning_curve-gliner")
     assert sorted(saved["points"]) == ["lc-gold-4", "lc-gold-8", "lc-llm-4", "lc-llm-8"]
 
-    # the same command again trains nothing (no trainer logs), prints the same table, and leaves
-    # the rows (and their timestamps) as they were
+    # the same command again trains nothing (no trainer logs), prints the same table (the intervals
+    # from the headline counts kept with each point), and leaves the rows (and their timestamps) as they were
     assert job.main(argv) == 0
     assert capsys.readouterr().out.split("\n", 1)[1] == out[: out.index("\n") + 1] + out[out.index("Test-set F1") :]
     again = store.read("metrics")
