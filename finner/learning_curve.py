@@ -48,7 +48,7 @@ from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
 from finner.roles import RULES_VERSION
 from finner.store import Store
-from finner.train import fit_locally, steps_per_epoch
+from finner.train import fit_locally, seed_everything, steps_per_epoch
 from finner.training_data import GOLD_LABELS, LLM_LABELS, ROW_COLUMNS, LabelSource, feed_train_rows, llm_labelled
 
 STAGE = "learning_curve"
@@ -204,7 +204,7 @@ def run_curve(
     for labels, n in progress_bar(points, desc=f"learning curve ({spec.kind})", unit=" points", enabled=progress):
         name = setting(labels, n)
         if name not in done:
-            torch.manual_seed(train.seed)  # every point starts from the same fresh head
+            seed_everything(train.seed)  # every point starts from the same fresh head
             with tempfile.TemporaryDirectory(prefix="finner-lc-") as output_dir:
                 options = dataclasses.asdict(point_training(cfg, train, n))
                 checkpoint = fit_locally(build_model(spec), sets.subset(labels, n), sets.valid[labels], output_dir, **options)

@@ -72,8 +72,8 @@ from finner.models.train_config import Example, TrainConfig
 from finner.pipeline.cli import init_ray
 from finner.progress import progress_bar, say
 from finner.store import Store, filesystem_of
-from finner.train import RESUME_DIR, SCORE_METRIC, Resume, examples, fine_tune, steps_per_epoch, total_training_steps
-from finner.training_data import SAMPLE_ROWS, TRAIN_SPLIT, VALID_SPLIT, LabelSource, RowSet, RowSource, describe, training_rows
+from finner.train import RESUME_DIR, SCORE_METRIC, Resume, examples, fine_tune, seed_everything, steps_per_epoch, total_training_steps
+from finner.training_data import SAMPLE_ROWS, TRAIN_SPLIT, VALID_SPLIT, LabelSource, RowSet, RowSource, describe, gold_parts, training_rows
 
 RUN_FINGERPRINT = "[0-9a-f]{12}"  # the run name's suffix: stable_hash(data and settings, length=12)
 TRAIN, VALID = "train", "valid"  # the Trainer's dataset names
@@ -123,12 +123,14 @@ class TrainSummary:
     rows: str = SAMPLE_ROWS
     twins_removed: int = 0
     resumed_at_step: int | None = None
+    seed: int = 0
+    gold_overlap: dict[str, dict[str, int]] = field(default_factory=dict)  # gold source -> split -> training title keys in it
     reused: bool = False
 
     def line(self) -> str:
         start = self.evaluations[0][SCORE_METRIC] if self.evaluations else float("nan")
-        verb = "already trained" if self.reused else f"trained on {self.train_rows} {self.rows} rows"
-        if self.rows != SAMPLE_ROWS and not self.reused:
+        verb = "already trained" if self.reused else f"trained on {self.train_rows} {self.rows} rows, seed {self.seed}"
+        if self.twins_removed and not self.reused:
             verb += f" ({self.twins_removed} title twins of held-out headlines left out)"
         if self.resumed_at_step is not None and not self.reused:
             verb += f" (resumed at step {self.resumed_at_step} of a killed run)"
@@ -256,11 +258,11 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     name = artifacts.model_name(spec.kind, job.labels, job.name, job.rows)
     train_rows = training_rows(store, job.labels, job.rows, TRAIN_SPLIT, job.max_train_rows)
     valid_rows = training_rows(store, job.labels, job.rows, VALID_SPLIT)
-    train, valid = describe(store, train_rows), describe(store, valid_rows)
+    train, valid = describe(store, train_rows, gold_parts(store)), describe(store, valid_rows)
     if not train.rows or not valid.rows:
         raise FinnerError(f"{job.labels} labels, {job.rows} rows: {train.rows} train and {valid.rows} valid rows; both splits need rows")
-    if job.rows != SAMPLE_ROWS:
-        say(f"{job.rows}: {train.rows} training rows; {train.twins_removed} train-year rows left out as title twins of held-out headlines")
+    if train_rows.held is None:
+        say(f"{job.rows}: {train.rows} training rows; {train.twins_removed} rows left out as title twins of held-out headlines")
     epoch_steps = steps_per_epoch(train.rows, job.num_workers, config.batch_size)
     # The training rows themselves, not the tables' version names: curation rewrites its tables
     # (same rows, new version) on every pipeline run, and that must not retrain. The worker count
@@ -275,7 +277,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     previous = store.get_json(artifacts.train_summary_key(name))
     if previous and previous.get("fingerprint") == run_fingerprint and not job.force and _exists(previous["path"]):
         fields = {f.name for f in dataclasses.fields(TrainSummary)} - {"reused"}
-        return TrainSummary(**{k: previous[k] for k in fields}, reused=True)
+        return TrainSummary(**{k: previous[k] for k in fields if k in previous}, reused=True)
 
     init_ray()
     use_gpu = _use_gpu(job)
@@ -322,7 +324,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     history = store.get_json(artifacts.train_history_key(name))
     summary = TrainSummary(
         name, destination, train.rows, valid.rows, _plain(best), history["evaluations"], run_fingerprint, job.rows, train.twins_removed,
-        history.get("resumed_at_step"),
+        history.get("resumed_at_step"), config.seed, train.gold_overlap,
     )
     record = dataclasses.asdict(summary) | {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "gpu": use_gpu, "workers": job.num_workers}
     record.pop("reused")
@@ -453,7 +455,6 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     `history_key` and `record` (model name and run fingerprint with --record-rows, else None).
     """
     import ray.train
-    import torch
 
     spec = config_from_dict(ModelSpec, loop_config["spec"])
     config = config_from_dict(TrainConfig, loop_config["train"])
@@ -466,7 +467,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             local_shuffle_buffer_size=SHUFFLE_BATCHES, local_shuffle_seed=config.seed + epoch,
         )
 
-    torch.manual_seed(config.seed)  # every worker builds the same fresh head
+    seed_everything(config.seed)  # every worker builds the same fresh head
     checkpoint = ray.train.get_checkpoint()  # a killed run's latest (Train v2 restores a run's checkpoints)
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as checkpoint_dir:
         resume = Resume.read(checkpoint_dir) if checkpoint_dir else None
