@@ -409,8 +409,27 @@ class EvaluateConfig(Config):
             raise ConfigError("gold", f"expected one of {list(GOLD_SOURCES)} or a gold JSONL file, got {self.gold!r}")
 
 
+def refuse_leaks(cfg: EvaluateConfig, store: Store, gold: Gold) -> None:
+    """A fine-tuned model whose training rows share a title key with the part of the gold it is
+    about to be scored on would be scored on what it learned by heart: its train summary counts
+    them per gold part (`finner.training_data.gold_parts`), and any such row stops the run."""
+    if FINE_TUNED not in cfg.settings:
+        return
+    for kind in (k for k in cfg.models if k in COMPACT_MODELS):
+        name = artifacts.model_name(kind, cfg.train_labels, rows=cfg.train_rows)
+        overlap = ((store.get_json(artifacts.train_summary_key(name)) or {}).get("gold_overlap") or {}).get(gold.source, {})
+        for split in cfg.splits:
+            if overlap.get(split):
+                raise FinnerError(
+                    f"{name}: {overlap[split]} of its training headlines share a title with the {split} part of the {gold.source} gold, "
+                    f"so its score there would be a leak; retrain it (jobs.train --force) on this version, which leaves them out"
+                )
+
+
 def contenders(cfg: EvaluateConfig, store: Store, gold: Gold, progress: bool = True) -> Iterator[Contender]:
-    """The configured models in the configured settings, each loaded only when its turn comes."""
+    """The configured models in the configured settings, each loaded only when its turn comes
+    (a fine-tuned model that trained on the gold's scored part is refused first: `refuse_leaks`)."""
+    refuse_leaks(cfg, store, gold)
     if cfg.labeller_endpoint and ZERO_SHOT in cfg.settings:
         label = LabelConfig(endpoint=cfg.labeller_endpoint, model=cfg.labeller_model, response_format=cfg.labeller_format, max_in_flight=4)
         yield Contender(f"{LLM_ROW} ({cfg.labeller_model})", ZERO_SHOT, lambda gold: endpoint_predictions(label, gold.column("title").to_pylist()), note=f"labelled through {cfg.labeller_endpoint}")

@@ -90,6 +90,26 @@ def test_a_labeller_behind_an_endpoint_is_a_row(demo, capsys):
     assert expected.tp > 0
 
 
+def test_a_model_trained_on_the_scored_part_is_refused(demo):
+    """A train summary (as jobs.train writes it) counting training headlines in the gold's test
+    part: jobs.evaluate scores nothing and says which model and part, in one line."""
+    path = demo.artifact("models", "gliner-llm")
+    summary = {"name": "gliner-llm", "path": path, "gold_overlap": {"embedded": {"test": 3, "valid": 0}}}
+    demo.put_json("train-gliner-llm", summary)
+    before = demo.exists("metrics")
+    done = run_module("jobs.evaluate", "--store", demo.root, "--models", "gliner", "--settings", "fine-tuned", "--gold", "embedded", "--quiet")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "error: gliner-llm: 3 of its training headlines share a title with the test part of the embedded gold, so its score there "
+        "would be a leak; retrain it (jobs.train --force) on this version, which leaves them out"
+    ]
+    assert demo.exists("metrics") == before
+    summary["gold_overlap"]["embedded"] = {"test": 0, "valid": 5}  # the valid part touched is not the part scored
+    demo.put_json("train-gliner-llm", summary)
+    passed = run_module("jobs.evaluate", "--store", demo.root, "--models", "gliner", "--settings", "fine-tuned", "--gold", "embedded", "--quiet")
+    assert passed.stderr.startswith("error: no checkpoint directory at ")  # past the check, to the (absent) model itself
+
+
 def test_help_and_bad_flags():
     assert run_module("jobs.evaluate", "--help").returncode == 0
     bad = run_module("jobs.evaluate", "--models", "bert")

@@ -26,7 +26,7 @@ from finner.metrics import exact_prf
 from finner.models.train_config import FRESH_HEAD_COMPANY_WEIGHT, TrainConfig
 from finner.store import Store
 from finner.train import KeepBest, examples, fit_locally
-from finner.training_data import describe, feed_train_rows, gold_labelled, llm_labelled, training_rows
+from finner.training_data import describe, feed_train_rows, gold_labelled, gold_parts, llm_labelled, training_rows
 from tests.conftest import REPO, run_module, kill_group
 from finner.testing.labelled_feed import write_labelled_feed
 from tests.train_data import write_sample
@@ -76,6 +76,24 @@ def test_gold_labels_take_titles_from_the_sample(store, real_headlines_path, com
     store.write("gold", pa.Table.from_pylist(gold, schema=schemas.GOLD))
     train = gold_labelled(store, "train")
     assert train.to_pylist() == [{"id": first["id"], "title": first["title"], "spans": []}]
+
+
+def test_training_rows_count_their_title_keys_in_every_gold_part(store, real_headlines_path, company_listings_path):
+    """Gold labels train on the reviewed train split as it is: a train row whose title twin sits in
+    the reviewed test part is counted against that part (what jobs.evaluate refuses to score)."""
+    sample = write_sample(store, real_headlines_path, company_listings_path, train=4, valid=2).to_pylist()
+    now = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
+    twin = sample[0]["title"].upper() + "!"
+    gold = [
+        {"id": sample[0]["id"], "split": "train", "title": sample[0]["title"], "status": schemas.GOLD_SUBMITTED, "spans": [], "annotator": "a", "submitted_at": now},
+        {"id": sample[1]["id"], "split": "train", "title": sample[1]["title"], "status": schemas.GOLD_SUBMITTED, "spans": [], "annotator": "a", "submitted_at": now},
+        {"id": "t", "split": "test", "title": twin, "status": schemas.GOLD_SUBMITTED, "spans": [], "annotator": "a", "submitted_at": now},
+    ]
+    store.write("gold", pa.Table.from_pylist(gold, schema=schemas.GOLD))
+    stats = describe(store, training_rows(store, "gold", "sample", "train"), gold_parts(store))
+    assert stats.rows == 2
+    assert stats.gold_overlap["review"] == {"train": 2, "test": 1}
+    assert stats.gold_overlap["real"] == {"dev": 0, "test": 0}
 
 
 def test_keep_best_keeps_the_latest_of_the_best_checkpoints(tmp_path):
