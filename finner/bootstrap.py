@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from finner.config import Config, help_text
-from finner.metrics import MATCHES, PRF
+from finner.metrics import MATCHES
 from finner.schemas import Span
 
 CONFIDENCE = 0.95
@@ -42,9 +42,6 @@ class Interval:
 
     low: float
     high: float
-
-    def __str__(self) -> str:
-        return f"[{self.low:.3f}, {self.high:.3f}]"
 
 
 def headline_counts(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Span]], match: str) -> np.ndarray:
@@ -108,9 +105,6 @@ class Difference:
     value: float
     interval: Interval
 
-    def __str__(self) -> str:
-        return f"{self.value:+.3f} {self.interval}"
-
 
 def difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray], config: BootstrapConfig = BootstrapConfig()) -> Difference:
     """Mean F1 of runs `a` minus mean F1 of runs `b` (each run's per-headline counts on the same
@@ -134,12 +128,3 @@ class SeedSpread:
     @property
     def sd(self) -> float:
         return float(np.std(self.f1s, ddof=1)) if len(self.f1s) > 1 else 0.0
-
-    def __str__(self) -> str:
-        each = ", ".join(f"{seed}: {f1:.3f}" for seed, f1 in zip(self.seeds, self.f1s))
-        return f"{self.mean:.3f} ± {self.sd:.3f} (seeds {each})"
-
-
-def prf_of(counts: np.ndarray) -> PRF:
-    """The micro P/R/F1 of per-headline counts."""
-    return PRF(*(int(c) for c in counts.sum(axis=0)))

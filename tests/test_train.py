@@ -325,10 +325,12 @@ def test_fine_tune_on_ray_with_two_workers_keeps_the_best_epoch(ray_session, sto
 def test_feed_rows_train_through_ray_data_on_two_workers_and_no_held_out_headline_reaches_one(ray_session, feed_store, planted_gold, capsys):
     """`--rows feed` on the real feed's train years, the first 48 rows: each of 2 workers trains on
     its own Ray Data shard, and the ids the workers record are exactly the expected rows, none of
-    them a held-out headline or its title twin (the planted gold headlines come first in the table)."""
+    them a held-out headline or its title twin (the planted gold headlines come first in the table).
+    Trained again (`--force`), the run is the same: the same batches for each worker, the same
+    validations, the same kept step and F1."""
     from jobs.train import main
 
-    argv = ["--store", feed_store.root, "--rows", "feed", "--max-train-rows", "48", "--num-workers", "2", "--record-rows", "--offline", *FAST["gliner"]]
+    argv = ["--store", feed_store.root, "--rows", "feed", "--max-train-rows", "48", "--num-workers", "2", "--record-rows", "--offline", "--seed", "7", *FAST["gliner"]]
     argv[argv.index("--epochs") + 1] = "1"
     argv[argv.index("--batch-size") + 1] = "4"
     assert main(argv) == 0
@@ -336,7 +338,9 @@ def test_feed_rows_train_through_ray_data_on_two_workers_and_no_held_out_headlin
     kept, twins = expected_feed_rows(feed_store, planted_gold, 48)
     summary = feed_store.get_json("train-gliner-llm-feed")
     assert summary["rows"] == "feed" and summary["train_rows"] == 48 and summary["twins_removed"] == twins >= 3
-    assert f"trained on 48 feed rows ({twins} title twins of held-out headlines left out)" in out
+    assert summary["seed"] == 7 and summary["train"]["seed"] == 7
+    assert f"trained on 48 feed rows, seed 7 ({twins} title twins of held-out headlines left out)" in out
+    assert summary["gold_overlap"]["real"] == {"test": 0}  # the planted gold: a test part only, none of it trained on
 
     trained = feed_store.read("trained_rows").to_pylist()
     assert {r["run"] for r in trained} == {summary["fingerprint"]}
@@ -346,7 +350,7 @@ def test_feed_rows_train_through_ray_data_on_two_workers_and_no_held_out_headlin
     assert sorted(seen) == sorted(kept)  # every row once, and only these
     titles = dict(zip(*(feed_store.read("headlines", columns=["id", "title"]).column(c).to_pylist() for c in ("id", "title"))))
     assert not {title_key(titles[i]) for i in seen} & {title_key(t) for t in planted_gold}
-    assert [e["step"] for e in summary["evaluations"]] == [0, 6]
+    assert [e["step"] for e in summary["evaluations"]] == [0, 2, 4, 6]  # 6 steps, one epoch: validated every 6/3 steps
 
     # The published checkpoint is the best validation's, without its optimizer state: reloaded, it
     # predicts what that validation scored (the sample's valid split); it is the scoring job's default.
@@ -361,6 +365,15 @@ def test_feed_rows_train_through_ray_data_on_two_workers_and_no_held_out_headlin
     assert scoring_default(feed_store) == summary["path"]
     assert main(argv) == 0  # same rows and settings: nothing to do
     assert "already trained" in capsys.readouterr().out
+
+    batches = lambda: sorted((r["rank"], r["epoch"], r["batch"], r["id"]) for r in feed_store.read("trained_rows").to_pylist())  # noqa: E731
+    first_batches = batches()
+    assert main([*argv, "--force"]) == 0
+    again = feed_store.get_json("train-gliner-llm-feed")
+    assert batches() == first_batches
+    scored = lambda run: [(e["step"], e["valid_f1"], e["valid_tp"], e["valid_fp"], e["valid_fn"]) for e in run["evaluations"]]  # noqa: E731
+    assert scored(again) == scored(summary)
+    assert (again["best"]["step"], again["best"]["valid_f1"]) == (summary["best"]["step"], summary["best"]["valid_f1"])
 
 
 def test_company_weight_defaults_to_up_weighting_only_fresh_heads():
