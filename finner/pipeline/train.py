@@ -48,6 +48,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import random
 import re
 import tempfile
 import threading
@@ -213,11 +214,14 @@ def rows_dataset(store: Store, rows: RowSet) -> Any:
     return dataset.limit(rows.limit) if rows.limit else dataset
 
 
-def encode_batch(rows: pa.Table, encoder: Any) -> dict[str, np.ndarray]:
+def encode_batch(rows: pa.Table, encoder: Any, seed: int) -> dict[str, np.ndarray]:
     """`rows` -> one Ray Data row holding one training batch: every model input as one array (its
-    shape varies from batch to batch) and the batch's row ids."""
+    shape varies from batch to batch) and the batch's row ids. gliner's collator draws from
+    Python's `random` (a blanked entity type now and then): seeded here from `seed` and the batch's
+    ids, a batch is encoded the same whichever actor encodes it, in whatever order."""
     ids = np.empty(1, dtype=object)
     ids[0] = rows.column("id").to_pylist()
+    random.seed(stable_hash([seed, ids[0]]))
     return {**{name: array[np.newaxis] for name, array in encoder(examples(rows)).items()}, IDS_COLUMN: ids}
 
 
@@ -227,20 +231,20 @@ class BatchEncoder:
     dropped). Built in the pipeline rather than the driver: the driver never imports the model's
     library, and the encoders start while the workers build their models."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.encoder = build_model(config_from_dict(ModelSpec, spec)).batch_encoder()
+    def __init__(self, spec: dict[str, Any], seed: int) -> None:
+        self.encoder, self.seed = build_model(config_from_dict(ModelSpec, spec)).batch_encoder(), seed
 
     def __call__(self, rows: pa.Table) -> dict[str, np.ndarray]:
-        return encode_batch(rows, self.encoder)
+        return encode_batch(rows, self.encoder, self.seed)
 
 
-def train_dataset(store: Store, rows: RowSet, spec: ModelSpec, batch_size: int, encoders: int) -> Any:
+def train_dataset(store: Store, rows: RowSet, spec: ModelSpec, batch_size: int, encoders: int, seed: int) -> Any:
     """The training batches: rows read and selected in Ray Data tasks, then encoded `batch_size`
     rows at a time by the adapter's own preprocessing in a pool of 1 to `encoders` CPU actors."""
     from ray.data import ActorPoolStrategy
 
     return rows_dataset(store, rows).map_batches(
-        BatchEncoder, fn_constructor_kwargs={"spec": dataclasses.asdict(spec)}, batch_size=batch_size, batch_format="pyarrow",
+        BatchEncoder, fn_constructor_kwargs={"spec": dataclasses.asdict(spec), "seed": seed}, batch_size=batch_size, batch_format="pyarrow",
         num_cpus=DATA_CPUS, compute=ActorPoolStrategy(min_size=1, max_size=encoders),
     )  # fmt: skip
 
@@ -301,7 +305,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
             "progress_key": artifacts.train_progress_key(name),
             "record": {"model": name, "run": run_fingerprint} if job.record_rows else None,
         },
-        datasets={TRAIN: train_dataset(store, train_rows, spec, config.batch_size, encoders), VALID: rows_dataset(store, valid_rows)},
+        datasets={TRAIN: train_dataset(store, train_rows, spec, config.batch_size, encoders, config.seed), VALID: rows_dataset(store, valid_rows)},
         dataset_config=DataConfig(datasets_to_split=[TRAIN], execution_options=ingest, enable_shard_locality=False),
         scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu, resources_per_worker=worker_resources(job, use_gpu)),
         run_config=RunConfig(
