@@ -216,7 +216,7 @@ def run_curve(
                 **{m: dataclasses.asdict(prf) for m, prf in result.scores.items()},
                 "headline_counts": {m: runs[0].tolist() for m, runs in result.runs.items()},
             }  # fmt: skip
-            store.put_json(key, {"fingerprint": fingerprint, "model": spec.source(), "gold": gold.description, "points": done})
+            store.put_json(key, {"fingerprint": fingerprint, "model": spec.source(), "seed": train.seed, "gold": gold.description, "points": done})
         results.append(_result(spec.kind, name, cfg.split, done[name], bootstrap))
     return results
 

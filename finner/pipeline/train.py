@@ -281,7 +281,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     previous = store.get_json(artifacts.train_summary_key(name))
     if previous and previous.get("fingerprint") == run_fingerprint and not job.force and _exists(previous["path"]):
         fields = {f.name for f in dataclasses.fields(TrainSummary)} - {"reused"}
-        return TrainSummary(**{k: previous[k] for k in fields if k in previous}, reused=True)
+        return TrainSummary(**({"seed": config.seed} | {k: previous[k] for k in fields if k in previous}), reused=True)  # a summary older than its seed field
 
     init_ray()
     use_gpu = _use_gpu(job)
