@@ -376,6 +376,16 @@ def test_feed_rows_train_through_ray_data_on_two_workers_and_no_held_out_headlin
     assert (again["best"]["step"], again["best"]["valid_f1"]) == (summary["best"]["step"], summary["best"]["valid_f1"])
 
 
+def test_validation_interval_is_a_step_count_of_the_config_and_data_size():
+    from finner.train import validation_interval
+
+    assert validation_interval(TrainConfig(epochs=20), 750) == 750  # per epoch
+    assert validation_interval(TrainConfig(epochs=2), 750) == 500  # at least 3 validations a run
+    assert validation_interval(TrainConfig(epochs=20, max_steps=300), 750) == 100  # --max-steps short of an epoch
+    assert validation_interval(TrainConfig(epochs=1), 2) == 1
+    assert validation_interval(TrainConfig(eval_every=40, epochs=1), 6) == 40  # --eval-every as given
+
+
 def test_company_weight_defaults_to_up_weighting_only_fresh_heads():
     assert TrainConfig().company_span_weight(fresh_head=True) == FRESH_HEAD_COMPANY_WEIGHT > 1
     assert TrainConfig().company_span_weight(fresh_head=False) == 1.0
