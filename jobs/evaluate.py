@@ -9,7 +9,10 @@ reports/evaluate_details.md and a bar chart to plots/evaluate_f1_<split>.png.
     python -m jobs.evaluate --gold real --offline           # the hand-labelled real headlines shipped with finner
     python -m jobs.evaluate --gold real --models llm --settings zero-shot --labeller-endpoint http://127.0.0.1:8000 --labeller-model smollm2
 
-Fine-tuned rows use the best checkpoints the training job (jobs.train) wrote to the store.
+Fine-tuned rows use the best checkpoints the training job (jobs.train) wrote to the store; a model
+whose training headlines share a title with the scored gold part is refused. Every F1 carries a
+seeded 95% paired-bootstrap interval over the scored headlines (`--bootstrap-seed`, `--resamples`),
+and every row is compared with the labeller's on the same headlines, with the interval of the difference.
 """
 
 from __future__ import annotations
