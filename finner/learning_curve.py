@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from finner import artifacts, schemas
-from finner.bootstrap import BootstrapConfig, f1_interval
+from finner.bootstrap import BootstrapConfig, difference, f1_interval
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
 from finner.evaluate import Result, evaluate, llm_predictions, write_metrics
@@ -241,20 +241,30 @@ def _curves(results: Sequence[Result], match: str) -> dict[str, dict[int, float]
     return {labels: {size: r.scores[match].f1 for size, r in points.items()} for labels, points in _points(results).items()}
 
 
-def markdown_curve(results: Sequence[Result], match: str = EXACT) -> str:
-    """Test F1 [95% interval] by training size (rows) and label source (columns)."""
+def markdown_curve(results: Sequence[Result], match: str = EXACT, bootstrap: BootstrapConfig = BootstrapConfig()) -> str:
+    """Test F1 [95% interval] by training size (rows) and label source (columns); with both
+    sources, the LLM labels' F1 minus the gold labels' at each size, with the paired interval."""
     curves = _points(results)
     sources = [labels for labels in (LLM_LABELS, GOLD_LABELS) if labels in curves]
     sizes = sorted({size for curve in curves.values() for size in curve})
     cell = lambda labels, n: curves[labels][n].f1_text(match) if n in curves[labels] else "N/A"  # noqa: E731
+
+    def gap(n: int) -> str:
+        llm, gold = (curves.get(labels, {}).get(n) for labels in (LLM_LABELS, GOLD_LABELS))
+        if llm is None or gold is None or match not in llm.runs or match not in gold.runs:
+            return "N/A"
+        diff = difference(llm.runs[match], gold.runs[match], bootstrap)
+        return f"{100 * diff.value:+.1f} [{100 * diff.interval.low:+.1f}, {100 * diff.interval.high:+.1f}]"
+
+    both = len(sources) == 2
     split = results[0].split if results else "test"
     return "\n".join(
         [
             f"{split.capitalize()}-set F1 ({match} match) after fine-tuning on n headlines [95% bootstrap interval over headlines]:",
             "",
-            "| Training headlines | " + " | ".join(f"F1 ({labels} labels)" for labels in sources) + " |",
-            "| --: |" + " --: |" * len(sources),
-            *(f"| {n} | " + " | ".join(cell(labels, n) for labels in sources) + " |" for n in sizes),
+            "| Training headlines | " + " | ".join(f"F1 ({labels} labels)" for labels in sources) + (" | llm - gold (points) |" if both else " |"),
+            "| --: |" + " --: |" * (len(sources) + both),
+            *(f"| {n} | " + " | ".join(cell(labels, n) for labels in sources) + (f" | {gap(n)} |" if both else " |") for n in sizes),
         ]
     )
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         gold = load_gold(store, cfg.gold)
         say(f"gold: {gold.description}")
         results = run_curve(cfg, spec, train, store, gold, progress=not args.quiet, bootstrap=bootstrap)
-        say(markdown_curve(results))
+        say(markdown_curve(results, bootstrap=bootstrap))
         say(f"\nplot: {plot_curve(results, store, spec.kind)}")
 
     return cli.run(body, args, "learning_curve", configs=(CurveConfig, ModelSpec, TrainConfig, BootstrapConfig))

@@ -8,7 +8,7 @@ import pytest
 
 from finner import schemas
 from finner.errors import FinnerError
-from finner.evaluate import Result
+from finner.evaluate import Result, evaluate
 from finner.gold import DEV, GOLD_EMBEDDED, GOLD_REAL, embedded_truth, load_gold
 from finner.ids import title_key
 from finner.metrics import EXACT, PRF, score
@@ -143,11 +143,16 @@ def test_setting_names_round_trip_and_markdown():
     assert markdown_curve(results).splitlines() == [
         "Test-set F1 (exact match) after fine-tuning on n headlines [95% bootstrap interval over headlines]:",
         "",
-        "| Training headlines | F1 (llm labels) | F1 (gold labels) |",
-        "| --: | --: | --: |",
-        "| 10 | 66.7% | 100.0% |",
-        "| 20 | N/A | 0.0% |",
+        "| Training headlines | F1 (llm labels) | F1 (gold labels) | llm - gold (points) |",
+        "| --: | --: | --: | --: |",
+        "| 10 | 66.7% | 100.0% | N/A |",  # Results built without per-headline counts: no interval
+        "| 20 | N/A | 0.0% | N/A |",
     ]
+    test = pa.table({"split": ["test"] * 2, "spans": pa.array([apple, apple], schemas.SPANS)})
+    (llm,) = evaluate("gliner", setting("llm", 10), test, [apple, []])
+    (gold,) = evaluate("gliner", setting("gold", 10), test, [apple, apple])
+    row = markdown_curve([llm, gold]).splitlines()[-1]
+    assert row.startswith(f"| 10 | 66.7% [{100 * llm.intervals[EXACT].low:.1f}%, ") and row.endswith(" | -33.3 [-100.0, +0.0] |")
 
 
 @pytest.mark.slow
