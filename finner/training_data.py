@@ -8,7 +8,7 @@
   among the held-out headlines: every headline of the validation and test years, the sample's
   valid/test rows, the store's `gold` table and the shipped real gold. The feed repeats a headline
   on other days and under other symbols, so a twin on the training side would leak the answer;
-* `--labels gold`: the reviewed rows of the split.
+* `--labels gold`: the reviewed rows of the split, the train split less the same title twins as the sample's.
 
 A failed or invalid LLM label is not a "no company" label, so those rows are left out.
 
@@ -104,6 +104,14 @@ class FeedSelection(TwinFilter):
     def candidates(self, batch: pa.Table) -> pa.Table:
         years = pc.year(batch.column("date"))
         return batch.filter(pc.and_(pc.greater_equal(years, self.first_year), pc.less_equal(years, self.last_year)))
+
+
+@dataclass(frozen=True)
+class HeldSelection(TwinFilter):
+    """Reviewed gold rows, handed over whole, that train: every row but the title twins."""
+
+    def candidates(self, batch: pa.Table) -> pa.Table:
+        return batch
 
 
 @dataclass(frozen=True)
@@ -263,12 +271,21 @@ def held_out_titles(store: Store, years: SampleConfig) -> np.ndarray:
 
 
 def sample_held_out_titles(store: Store) -> np.ndarray:
-    """Sorted, unique title hashes no sample training row may share a title key with: the sample's
-    valid/test rows (the reviewed gold is drawn from the sample, so its held-out rows are among
-    them) and the shipped real gold."""
-    sample = store.read("sample", columns=["title"], filter=pc.field("split") != TRAIN_SPLIT)
-    parts = [title_hashes(sample.column("title").to_pylist()), title_hashes(load_gold(store, GOLD_REAL).table.column("title").to_pylist())]
+    """Sorted, unique title hashes no training row of the sample (LLM or reviewed labels) may share
+    a title key with: the sample's valid/test rows (the reviewed gold is drawn from the sample, so
+    its held-out rows are among them) and the shipped real gold."""
+    parts = [title_hashes(load_gold(store, GOLD_REAL).table.column("title").to_pylist())]
+    if store.exists("sample"):
+        sample = store.read("sample", columns=["title"], filter=pc.field("split") != TRAIN_SPLIT)
+        parts.append(title_hashes(sample.column("title").to_pylist()))
     return np.unique(np.concatenate(parts))
+
+
+def reviewed_held_out_titles(store: Store) -> np.ndarray:
+    """`sample_held_out_titles` and the reviewed gold's own rows outside its train split."""
+    gold = review_gold(store)
+    held = gold.filter(pc.not_equal(gold.column("split"), TRAIN_SPLIT)).column("title").to_pylist()
+    return np.unique(np.concatenate([sample_held_out_titles(store), title_hashes(held)]))
 
 
 def feed_rows(store: Store, limit: int = 0) -> RowSet:
@@ -296,7 +313,8 @@ def training_rows(store: Store, labels: LabelSource, rows: RowSource, split: str
     if labels == GOLD_LABELS:
         if rows == FEED_ROWS:
             raise FinnerError("--rows feed trains on the LLM's labels of the whole feed; reviewed gold labels cover the sample only (use --labels llm)")
-        return RowSet("gold", (), held_rows, limit, held=gold_labelled(store, split))
+        select = HeldSelection(reviewed_held_out_titles(store)) if split == TRAIN_SPLIT else held_rows
+        return RowSet("gold", (), select, limit, held=gold_labelled(store, split))
     if rows == FEED_ROWS and split == TRAIN_SPLIT:
         return feed_rows(store, limit)
     if not store.exists("sample"):
