@@ -1,17 +1,27 @@
-"""Quality on real text: the hand-labelled real headlines' test part, subject companies, exact spans.
+"""Quality on real text, with its uncertainty: the hand-labelled real headlines' test part, subject
+companies, exact spans.
 
-    python benchmarks/bench_quality.py [--quick] [--store DIR]
-    python benchmarks/bench_quality.py --store ./finner-real   # after `python -m jobs.pipeline --real --store ./finner-real`
+    python benchmarks/bench_quality.py                  # the whole protocol on a fresh store
+    python benchmarks/bench_quality.py --quick          # the same protocol, small: a few hundred feed rows and steps
+    python benchmarks/bench_quality.py --store DIR      # reuse a store: labels, curation and finished trainings are kept
 
-Builds a store from the real feed (`../shared/data`: ingest, label with the built-in labeller through
-its chat-completions server, curate) and scores every row on the test part:
-(a) GLiNER on the packaged MiniLM encoder fine-tuned on the labeller's labels of the feed's train
-years: the store's `models/gliner-llm-feed` when the `--real` pipeline trained it there (the whole
-feed through Ray Train), else fine-tuned here (in-process); (b) that model fine-tuned further on the
-gold dev part's human labels, each dev headline beside one of the feed's labelled headlines (so it
-keeps what the feed taught it), the epoch and the threshold chosen on `DEV_HELD_OUT` dev headlines
-it does not train on. (a)'s threshold is chosen on the whole dev part. The store is kept (`--store`),
-so a second run reuses the labels and the trained models. Ends with `BENCH real_test_f1_<row>` lines.
+The protocol, by itself on a fresh store: ingest the real feed (`../shared/data`), label it with the
+built-in labeller through its chat-completions server, curate; then, once per seed of `SEEDS`,
+(a) GLiNER on the packaged MiniLM encoder trained through Ray Train on the labeller's labels of the
+whole feed's train years (`jobs.train --rows feed --seed S`, `--max-steps` steps; the checkpoint
+kept is the best on the sample's valid split, validated every `--max-steps`/3 steps), its
+threshold chosen on the gold's dev part; (b) that model fine-tuned further on the dev part's human
+labels, each dev headline beside one of the feed's labelled headlines, its epoch and threshold
+chosen on `DEV_HELD_OUT` dev headlines it does not train on. Every choice is made on dev (or the
+sample's valid split); the test part is read once, at the end.
+
+Every F1 comes with a seeded 95% paired bootstrap interval over the test headlines; a row trained
+with several seeds reports the mean over seeds, their sd and each seed's F1, and its interval is
+that of the mean. `model - labeller` and `labels + dev - labeller` are the mean differences with
+the interval of the difference (the same resamples for both sides). Rows go to the store's
+`metrics` table (stage `bench_quality`). Ends with `BENCH real_test_f1_<row>` lines (the mean over
+seeds), `_sd`, `_ci_low`, `_ci_high`, and `BENCH real_test_f1_model_minus_labeller` with its
+`_ci_low` and `_ci_high`.
 """
 
 from __future__ import annotations
@@ -26,9 +36,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
-FROM_SCRATCH = {"learning_rate": 5e-5, "head_learning_rate": 1e-3, "batch_size": 8, "warmup_ratio": 0.05}  # (a) when trained here
+SEEDS = (0, 1, 2)  # the flagship rows' training seeds
+STEPS = 3000  # (a)'s training steps: two passes over the real feed's ~6k train-year headlines at batch 4
+QUICK_STEPS, QUICK_ROWS = 60, 480  # --quick: (a) on the feed's first rows only
+# (a): the `--real` pipeline's whole-feed model (a fresh head on the MiniLM encoder; jobs.pipeline DEMO_FIT_FLAGS)
+ON_LABELS = ["--offline", "--learning-rate", "5e-5", "--head-learning-rate", "1e-3", "--epochs", "1000"]  # steps, not epochs, end it
 DEV_HELD_OUT = 40  # dev headlines (b) does not train on: its epoch and threshold are chosen on them
 PLUS_DEV = {"epochs": 3, "learning_rate": 2e-5, "head_learning_rate": 1e-4, "batch_size": 8, "warmup_ratio": 0.1}  # (b): a trained head, small steps
+QUICK_PLUS_DEV_EPOCHS = 1
+STAGE = "bench_quality"  # metrics.stage of the rows written here
+LABELLER, ON_LABELS_ROW, PLUS_DEV_ROW = "labeller", "model_on_labels", "model_on_labels_plus_dev"
 
 
 def build_store(root: str) -> None:
@@ -44,41 +61,57 @@ def build_store(root: str) -> None:
             raise SystemExit(f"{job.__name__} failed; see {root}/logs")
 
 
-def train(store, name: str, rows, valid, start: str | None = None, **options) -> str:
-    """Fine-tune (or reuse) a GLiNER on `rows` (from checkpoint `start`, else a fresh head on the
-    offline encoder), the best epoch chosen on `valid`; returns its path."""
-    import torch
+def train_on_labels(store, seed: int, steps: int, rows: int) -> dict:
+    """(a) with one seed, through Ray Train (the training job finds a finished run of the same rows
+    and settings and does nothing); returns its train summary."""
+    from finner import artifacts
+    from jobs import train
 
-    from finner.models.registry import ModelSpec, build_model, load_checkpoint
-    from finner.train import fit_locally
+    name = f"gliner-llm-feed-seed{seed}" + (f"-rows{rows}" if rows else "")
+    argv = ["--store", store.root, "--rows", "feed", "--name", name, "--seed", str(seed), "--max-steps", str(steps), "--max-train-rows", str(rows), *ON_LABELS]
+    if train.main(argv) != 0:
+        raise SystemExit(f"training {name} failed; see {store.root}/logs/train.log")
+    summary = store.get_json(artifacts.train_summary_key(name))
+    if summary["gold_overlap"]["real"].get("test"):
+        raise SystemExit(f"{name} trained on {summary['gold_overlap']['real']['test']} title twins of the real gold's test part")
+    return summary
 
-    out = store.artifact("bench_quality", name)
+
+def train_plus_dev(store, seed: int, start: str, rows, valid, **options) -> str:
+    """(b) with one seed: (a)'s checkpoint `start` fine-tuned further in this process (or reused);
+    returns the best checkpoint's path."""
+    from finner.ids import stable_hash
+    from finner.models.registry import load_checkpoint
+    from finner.train import fit_locally, seed_everything
+
+    out = store.artifact(STAGE, f"{PLUS_DEV_ROW}-{stable_hash([start, rows.column('id').to_pylist(), options, seed], length=12)}")
     best = os.path.join(out, "best")
     if not os.path.isdir(best):
-        torch.manual_seed(0)
-        model = load_checkpoint("gliner", start) if start else build_model(ModelSpec("gliner", offline=True))
-        fit_locally(model, rows, valid, out, **options)
+        seed_everything(seed)
+        fit_locally(load_checkpoint("gliner", start), rows, valid, out, seed=seed, **options)
     return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="(a) fine-tuned here on 800 training headlines for 1 epoch, even where the store has the pipeline's model")
-    parser.add_argument("--store", default=str(REPO / "finner-data-real"), help="store of the real feed (kept between runs)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of (a) when fine-tuned here")
+    parser.add_argument("--quick", action="store_true", help=f"(a) on the feed's first {QUICK_ROWS} training rows for {QUICK_STEPS} steps, (b) for {QUICK_PLUS_DEV_EPOCHS} epoch")
+    parser.add_argument("--store", default=str(REPO / "finner-data-real"), help="store of the real feed (kept between runs: labels, curation and trained models are reused)")
+    parser.add_argument("--max-steps", type=int, default=None, help=f"(a)'s training steps (default {STEPS}, {QUICK_STEPS} with --quick): choose it on dev")
     args = parser.parse_args()
+    if args.max_steps is not None and args.max_steps < 1:
+        parser.error("argument --max-steps: must be at least 1")
 
     import pyarrow as pa
 
-    from finner import artifacts
-    from finner.evaluate import choose_threshold, llm_predictions
+    from finner.bootstrap import BootstrapConfig
+    from finner.evaluate import FINE_TUNED, ZERO_SHOT, choose_threshold, comparisons, evaluate, llm_predictions, markdown_comparisons, over_seeds, write_metrics
     from finner.gold import DEV, TEST, load_gold
     from finner.learning_curve import CurveConfig, real_training_sets
-    from finner.metrics import exact_prf
+    from finner.metrics import EXACT
     from finner.models.registry import load_checkpoint
     from finner.models.spacy_baseline import SpacyBaseline
     from finner.store import Store
-    from finner.training_data import FEED_ROWS, GOLD_LABELS, LLM_LABELS, SAMPLE_ROWS, VALID_SPLIT, feed_train_rows, training_rows
+    from finner.training_data import GOLD_LABELS, feed_train_rows
 
     started = time.perf_counter()
     store = Store(args.store)
@@ -86,42 +119,59 @@ def main() -> None:
     gold = load_gold(store, "real")
     subjects = gold.subjects()
     dev, test = subjects.split(DEV), subjects.split(TEST)
-    feed = feed_train_rows(store, limit=800 if args.quick else 0)
-    valid = training_rows(store, LLM_LABELS, SAMPLE_ROWS, VALID_SPLIT).read(store)
-    epochs = 1 if args.quick else args.epochs
-    print(f"feed: {feed.num_rows} labelled train-year headlines; gold dev {dev.num_rows}, test {test.num_rows}", flush=True)
+    steps = args.max_steps or (QUICK_STEPS if args.quick else STEPS)
+    rows = QUICK_ROWS if args.quick else 0
+    feed = feed_train_rows(store, limit=rows)
+    print(f"feed: {feed.num_rows} labelled train-year headlines; gold dev {dev.num_rows}, test {test.num_rows}; seeds {list(SEEDS)}, {steps} steps", flush=True)
 
-    rows = {
-        "labeller": llm_predictions(store, test.column("id").to_pylist()),
-        "spacy": SpacyBaseline.load().predict(test.column("title").to_pylist()),
-    }
-    pipeline_name = artifacts.model_name("gliner", LLM_LABELS, "", FEED_ROWS)
-    pipeline_run = store.get_json(artifacts.train_summary_key(pipeline_name))
-    if not args.quick and pipeline_run and os.path.isdir(pipeline_run["path"]):
-        on_labels, version = pipeline_run["path"], pipeline_run["fingerprint"]
-        how = f"the --real pipeline's {pipeline_name} ({pipeline_run['train_rows']} headlines)"
-    else:
-        version = f"{feed.num_rows}-{epochs}"
-        on_labels = train(store, f"model_on_labels-{version}", feed, valid, epochs=epochs, **FROM_SCRATCH)
-        how = f"fine-tuned here on {feed.num_rows} headlines, {epochs} epoch(s)"
     dev_sets = real_training_sets(store, gold, CurveConfig(gold="real", valid_rows=DEV_HELD_OUT))  # the learning curve's dev split
     human, dev_valid = dev_sets.train[GOLD_LABELS].cast(feed.schema), dev_sets.valid[GOLD_LABELS]
-    beside = feed.take(random.Random(0).sample(range(feed.num_rows), min(human.num_rows, feed.num_rows)))
-    plus_dev = train(store, f"model_on_labels_plus_dev-{version}", pa.concat_tables([human, beside]), dev_valid, start=on_labels, **PLUS_DEV)
-    print(f"model_on_labels: {how}; model_on_labels_plus_dev: it, fine-tuned on {human.num_rows} dev headlines (+{beside.num_rows} of its labels)", flush=True)
-    for row, path, choose_on in (("model_on_labels", on_labels, dev), ("model_on_labels_plus_dev", plus_dev, dev_valid)):
-        model = load_checkpoint("gliner", path)
-        model.threshold = choose_threshold(model, choose_on).threshold
-        print(f"{row}: threshold {model.threshold} (best on {choose_on.num_rows} dev headlines)", flush=True)
-        rows[row] = model.predict(test.column("title").to_pylist())
-    gold_spans = test.column("spans").to_pylist()
-    scores = {row: exact_prf(gold_spans, predicted) for row, predicted in rows.items()}
-    for row, prf in scores.items():
-        print(f"{row:<26} P {prf.precision:.3f}  R {prf.recall:.3f}  F1 {prf.f1:.3f}")
-    print(f"({time.perf_counter() - started:.0f} s; test part: {test.num_rows} headlines, {sum(map(len, gold_spans))} subject spans)")
-    for row, prf in scores.items():
-        print(f"BENCH real_test_f1_{row} {prf.f1:.4f}")
-    print(f"BENCH real_test_f1_model_minus_labeller {scores['model_on_labels'].f1 - scores['labeller'].f1:.4f}")
+    plus_dev_options = PLUS_DEV | ({"epochs": QUICK_PLUS_DEV_EPOCHS} if args.quick else {})
+    models: dict[str, dict[int, object]] = {ON_LABELS_ROW: {}, PLUS_DEV_ROW: {}}
+    for seed in SEEDS:
+        summary = train_on_labels(store, seed, steps, rows)
+        print(f"seed {seed}: (a) {summary['train_rows']} feed rows, kept step {summary['best']['step']} (valid F1 {summary['best']['valid_f1']:.3f})", flush=True)
+        beside = feed.take(random.Random(seed).sample(range(feed.num_rows), min(human.num_rows, feed.num_rows)))
+        plus_dev = train_plus_dev(store, seed, summary["path"], pa.concat_tables([human, beside]), dev_valid, **plus_dev_options)
+        for row, path, choose_on in ((ON_LABELS_ROW, summary["path"], dev), (PLUS_DEV_ROW, plus_dev, dev_valid)):
+            model = load_checkpoint("gliner", path)
+            chosen = choose_threshold(model, choose_on)
+            model.threshold = chosen.threshold
+            print(f"seed {seed}: {row} threshold {chosen.threshold} (exact F1 {chosen.prf.f1:.3f} on {choose_on.num_rows} dev headlines)", flush=True)
+            models[row][seed] = model
+
+    # The test part, read once: every row scored on the same headlines, the same resamples.
+    bootstrap = BootstrapConfig()
+    titles = test.column("title").to_pylist()
+    results = [
+        *evaluate(LABELLER, ZERO_SHOT, test, llm_predictions(store, test.column("id").to_pylist()), bootstrap=bootstrap),
+        *evaluate("spacy", ZERO_SHOT, test, SpacyBaseline.load().predict(titles), bootstrap=bootstrap),
+    ]
+    for row, by_seed in models.items():
+        results.append(over_seeds({seed: evaluate(row, FINE_TUNED, test, model.predict(titles), bootstrap=bootstrap)[0] for seed, model in by_seed.items()}, bootstrap))
+    write_metrics(store, results, stage=STAGE)
+    differences = {c.model: c.difference for c in comparisons(results, LABELLER, bootstrap) if c.match == EXACT}  # means over seeds
+
+    spans = sum(len(s or []) for s in test.column("spans").to_pylist())
+    print(f"\ntest part: {test.num_rows} headlines, {spans} subject spans, exact match [95% paired-bootstrap interval]; read once")
+    for r in results:
+        prf = r.scores[EXACT]
+        pooled = " (pooled over seeds)" if r.spreads else ""
+        print(f"{r.model:<26} P {prf.precision:.3f}  R {prf.recall:.3f}{pooled}  F1 {r.f1_text(EXACT)}")
+    print()
+    print(markdown_comparisons(comparisons(results, LABELLER, bootstrap), match=EXACT))
+    print(f"\n({time.perf_counter() - started:.0f} s)")
+    for r in results:
+        print(f"BENCH real_test_f1_{r.model} {r.f1(EXACT):.4f}")
+        if EXACT in r.spreads:
+            print(f"BENCH real_test_f1_{r.model}_sd {r.spreads[EXACT].sd:.4f}")
+        print(f"BENCH real_test_f1_{r.model}_ci_low {r.intervals[EXACT].low:.4f}")
+        print(f"BENCH real_test_f1_{r.model}_ci_high {r.intervals[EXACT].high:.4f}")
+    for row, label in ((ON_LABELS_ROW, "model_minus_labeller"), (PLUS_DEV_ROW, "model_plus_dev_minus_labeller")):
+        diff = differences[row]
+        print(f"BENCH real_test_f1_{label} {diff.value:.4f}")
+        print(f"BENCH real_test_f1_{label}_ci_low {diff.interval.low:.4f}")
+        print(f"BENCH real_test_f1_{label}_ci_high {diff.interval.high:.4f}")
 
 
 if __name__ == "__main__":

@@ -7,16 +7,19 @@ truth). LLM labels are never used as gold: they are one of the rows being scored
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from finner import artifacts, schemas
+from finner.bootstrap import BootstrapConfig, Difference, Interval, Resamples, SeedSpread, difference, f1_interval, headline_counts, interval
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
 from finner.gold import DEV, GOLD_AUTO, GOLD_SOURCES, Gold
@@ -50,19 +53,100 @@ class Result:
     scores: dict[str, PRF]
     n_headlines: int
     note: str = ""  # shown under the markdown table (untrained head, hub id...)
+    intervals: dict[str, Interval] = field(default_factory=dict)  # match -> 95% bootstrap interval of its F1
+    runs: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict, compare=False, repr=False)  # match -> per-headline (tp, fp, fn) of each run
+    spreads: dict[str, SeedSpread] = field(default_factory=dict)  # match -> F1 of each training seed, when the row averages several
+
+    def f1(self, match: str) -> float:
+        """The row's F1: the mean over its training seeds when it has several."""
+        return self.spreads[match].mean if match in self.spreads else self.scores[match].f1
+
+    def f1_text(self, match: str) -> str:
+        """The F1 as a percentage with its interval (and the seeds' spread) when it has them."""
+        text = _percent(self.f1(match))
+        if match in self.intervals:
+            text += f" [{_percent(self.intervals[match].low)}, {_percent(self.intervals[match].high)}]"
+        if match in self.spreads:
+            spread = self.spreads[match]
+            text += f" ± {100 * spread.sd:.1f} sd ({', '.join(f'seed {seed}: {_percent(f1)}' for seed, f1 in zip(spread.seeds, spread.f1s))})"
+        return text
 
 
-def evaluate(model: str, setting: str, gold: pa.Table, predicted: Sequence[Sequence[Span]], note: str = "") -> list[Result]:
-    """Score predictions aligned with `gold`'s rows (columns `split`, `spans`), one Result per split."""
+def evaluate(
+    model: str, setting: str, gold: pa.Table, predicted: Sequence[Sequence[Span]], note: str = "", bootstrap: BootstrapConfig = BootstrapConfig()
+) -> list[Result]:
+    """Score predictions aligned with `gold`'s rows (columns `split`, `spans`), one Result per split,
+    each F1 with its bootstrap interval over the split's headlines."""
     check_rows(gold.column("spans"), predicted)
     splits = gold.column("split").to_pylist()
     gold_spans = gold.column("spans").to_pylist()
     results = []
     for split in sorted(set(splits), key=_split_order):
         rows = [i for i, s in enumerate(splits) if s == split]
-        scores = score([gold_spans[i] or [] for i in rows], [predicted[i] or [] for i in rows])
-        results.append(Result(model, setting, split, scores, len(rows), note))
+        g, p = [gold_spans[i] or [] for i in rows], [predicted[i] or [] for i in rows]
+        counts = {match: headline_counts(g, p, match) for match in MATCHES}
+        intervals = {match: f1_interval(c, bootstrap) for match, c in counts.items()}
+        results.append(Result(model, setting, split, score(g, p), len(rows), note, intervals, {m: (c,) for m, c in counts.items()}))
     return results
+
+
+def over_seeds(by_seed: dict[int, Result], bootstrap: BootstrapConfig = BootstrapConfig()) -> Result:
+    """One model trained with several seeds, scored on the same headlines, as one row: F1 the mean
+    over seeds with each seed's beside it, the interval that of the mean (draw by draw), and
+    precision, recall and counts pooled over the seeds."""
+    first = next(iter(by_seed.values()))
+    seeds = tuple(by_seed)
+    runs = {match: tuple(c for r in by_seed.values() for c in r.runs[match]) for match in first.runs}
+    resamples = Resamples(first.n_headlines, bootstrap)
+    return dataclasses.replace(
+        first,
+        scores={match: sum((r.scores[match] for r in by_seed.values()), PRF(0, 0, 0)) for match in first.scores},
+        intervals={match: interval(resamples.mean_f1(r)) for match, r in runs.items()},
+        runs=runs,
+        spreads={match: SeedSpread(seeds, tuple(r.scores[match].f1 for r in by_seed.values())) for match in first.scores},
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A row minus the baseline row (the labeller), on the same split's headlines."""
+
+    model: str
+    setting: str
+    baseline: str
+    split: str
+    match: str
+    difference: Difference
+
+
+def comparisons(results: Sequence[Result], baseline: str, bootstrap: BootstrapConfig = BootstrapConfig()) -> list[Comparison]:
+    """Every other result minus the `baseline` model's on the same split, per match, with the
+    paired interval of the difference (of the means over seeds, for rows with several; results
+    without per-headline counts are skipped)."""
+    base = {r.split: r for r in results if r.model == baseline and r.runs}
+    out = []
+    for r in results:
+        if r.model == baseline or r.split not in base or not r.runs:
+            continue
+        for match in r.runs:
+            diff = difference(r.runs[match], base[r.split].runs[match], bootstrap)
+            out.append(Comparison(r.model, r.setting, baseline, r.split, match, diff))
+    return out
+
+
+def markdown_comparisons(found: Sequence[Comparison], match: str = EXACT) -> str:
+    """Each row minus the labeller, F1 points, with the paired 95% interval of the difference."""
+    chosen = [c for c in found if c.match == match]
+    if not chosen:
+        return ""
+    lines = [
+        f"F1 minus {chosen[0].baseline}'s on the same headlines ({match} match), with the 95% paired-bootstrap interval of the difference:",
+        "",
+        "| Model | Setting | Split | Difference | 95% interval |",
+        "| :-- | :-- | :-- | --: | :-- |",
+        *(f"| {c.model} | {c.setting} | {c.split} | {100 * c.difference.value:+.1f} | [{100 * c.difference.interval.low:+.1f}, {100 * c.difference.interval.high:+.1f}] |" for c in chosen),
+    ]
+    return "\n".join(lines)
 
 
 def _split_order(split: str) -> tuple[int, str]:
@@ -81,12 +165,16 @@ def metrics_table(results: Iterable[Result], stage: str = STAGE, created_at: dt.
             "match": match,
             "precision": prf.precision,
             "recall": prf.recall,
-            "f1": prf.f1,
+            "f1": r.f1(match),
             "tp": prf.tp,
             "fp": prf.fp,
             "fn": prf.fn,
             "n_headlines": r.n_headlines,
             "created_at": created_at,
+            "f1_ci_low": r.intervals[match].low if match in r.intervals else None,
+            "f1_ci_high": r.intervals[match].high if match in r.intervals else None,
+            "f1_sd": r.spreads[match].sd if match in r.spreads else None,
+            "seeds": list(r.spreads[match].seeds) if match in r.spreads else None,
         }
         for r in results
         for match, prf in r.scores.items()
@@ -106,31 +194,34 @@ def _percent(value: float | None) -> str:
 
 def markdown_table(results: Sequence[Result], match: str = EXACT, split: str = "test") -> str:
     """The case study's comparison: one row per model, F1 zero-shot and fine-tuned, on `split`."""
-    f1: dict[str, dict[str, float]] = {}
+    f1: dict[str, dict[str, str]] = {}
     n = 0
     for r in results:
         if r.split == split:
-            f1.setdefault(r.model, {})[r.setting] = r.scores[match].f1
+            f1.setdefault(r.model, {})[r.setting] = r.f1_text(match)
             n = max(n, r.n_headlines)
     lines = [
         f"| Model | F1 ({ZERO_SHOT}) | F1 ({FINE_TUNED}) |",
         "| :-- | --: | --: |",
-        *(f"| {model} | {_percent(s.get(ZERO_SHOT))} | {_percent(s.get(FINE_TUNED))} |" for model, s in f1.items()),
+        *(f"| {model} | {s.get(ZERO_SHOT, 'N/A')} | {s.get(FINE_TUNED, 'N/A')} |" for model, s in f1.items()),
     ]
     companies = "every company, brokers included" if split.endswith(WITH_BROKERS) else "subject companies"
-    caption = f"F1 on the `{split.removesuffix(WITH_BROKERS)}` gold split, {match} match, {companies}, micro-averaged over {n} headlines."
+    caption = (
+        f"F1 on the `{split.removesuffix(WITH_BROKERS)}` gold split, {match} match, {companies}, micro-averaged over {n} headlines "
+        "[95% paired-bootstrap interval over headlines]."
+    )
     notes = list(dict.fromkeys(f"- {r.model} ({r.setting}): {r.note}" for r in results if r.note and r.split == split))
     return "\n".join([caption, "", *lines, *(["", "Notes:", *notes] if notes else [])])
 
 
 def markdown_details(results: Sequence[Result]) -> str:
     """Every result with precision, recall, F1 and counts for every match."""
-    lines = ["| Model | Setting | Split | Match | P | R | F1 | TP | FP | FN | Headlines |", "| :-- | :-- | :-- | :-- |" + " --: |" * 7]
+    lines = ["| Model | Setting | Split | Match | P | R | F1 [95% interval] | TP | FP | FN | Headlines |", "| :-- | :-- | :-- | :-- |" + " --: |" * 7]
     for r in results:
         for match, prf in r.scores.items():
             lines.append(
                 f"| {r.model} | {r.setting} | {r.split} | {match} | {_percent(prf.precision)} | {_percent(prf.recall)} | "
-                f"{_percent(prf.f1)} | {prf.tp} | {prf.fp} | {prf.fn} | {r.n_headlines} |"
+                f"{r.f1_text(match)} | {prf.tp} | {prf.fp} | {prf.fn} | {r.n_headlines} |"
             )
     return "\n".join(lines)
 
@@ -252,10 +343,18 @@ def pinned_label_predictions(store: Store, gold: pa.Table) -> list[list[Span]]:
     return [find_spans(t, rows[i]["result"], rows[i]["normalized_result"]).spans if good else [] for i, t, good in zip(ids, titles, ok)]
 
 
+def labeller_model(results: Iterable[Result]) -> str | None:
+    """The model name of the first labeller row (the LLM's own labels, or a labeller scored through
+    an endpoint): what every comparison row is measured against."""
+    return next((r.model for r in results if r.model == LLM_ROW or r.model.startswith(f"{LLM_ROW} (")), None)
+
+
 WITH_BROKERS = " (with brokers)"  # suffix of the split of results scored against broker spans too
 
 
-def run_evaluation(store: Store, gold: Gold, splits: Sequence[str], contenders: Iterable[Contender]) -> list[Result]:
+def run_evaluation(
+    store: Store, gold: Gold, splits: Sequence[str], contenders: Iterable[Contender], bootstrap: BootstrapConfig = BootstrapConfig()
+) -> list[Result]:
     """Score every contender on the gold rows of `splits`, counting subject companies; when the
     gold marks brokers, also against every span (split `<split> (with brokers)`). Contenders are
     built lazily, one at a time, so only one model is in memory."""
@@ -267,9 +366,9 @@ def run_evaluation(store: Store, gold: Gold, splits: Sequence[str], contenders: 
     results = []
     for contender in contenders:
         predicted = contender.predict(rows)
-        results += evaluate(contender.model, contender.setting, subjects, predicted, note=contender.note)
+        results += evaluate(contender.model, contender.setting, subjects, predicted, contender.note, bootstrap)
         if gold.has_brokers():
-            results += evaluate(contender.model, contender.setting, with_brokers, predicted, note=contender.note)
+            results += evaluate(contender.model, contender.setting, with_brokers, predicted, contender.note, bootstrap)
     return results
 
 
@@ -327,8 +426,27 @@ class EvaluateConfig(Config):
             raise ConfigError("gold", f"expected one of {list(GOLD_SOURCES)} or a gold JSONL file, got {self.gold!r}")
 
 
+def refuse_leaks(cfg: EvaluateConfig, store: Store, gold: Gold) -> None:
+    """A fine-tuned model whose training rows share a title key with the part of the gold it is
+    about to be scored on would be scored on what it learned by heart: its train summary counts
+    them per gold part (`finner.training_data.gold_parts`), and any such row stops the run."""
+    if FINE_TUNED not in cfg.settings:
+        return
+    for kind in (k for k in cfg.models if k in COMPACT_MODELS):
+        name = artifacts.model_name(kind, cfg.train_labels, rows=cfg.train_rows)
+        overlap = ((store.get_json(artifacts.train_summary_key(name)) or {}).get("gold_overlap") or {}).get(gold.source, {})
+        for split in cfg.splits:
+            if overlap.get(split):
+                raise FinnerError(
+                    f"{name}: {overlap[split]} of its training headlines share a title with the {split} part of the {gold.source} gold, "
+                    f"so its score there would be a leak; retrain it (jobs.train --force) on this version, which leaves them out"
+                )
+
+
 def contenders(cfg: EvaluateConfig, store: Store, gold: Gold, progress: bool = True) -> Iterator[Contender]:
-    """The configured models in the configured settings, each loaded only when its turn comes."""
+    """The configured models in the configured settings, each loaded only when its turn comes
+    (a fine-tuned model that trained on the gold's scored part is refused first: `refuse_leaks`)."""
+    refuse_leaks(cfg, store, gold)
     if cfg.labeller_endpoint and ZERO_SHOT in cfg.settings:
         label = LabelConfig(endpoint=cfg.labeller_endpoint, model=cfg.labeller_model, response_format=cfg.labeller_format, max_in_flight=4)
         yield Contender(f"{LLM_ROW} ({cfg.labeller_model})", ZERO_SHOT, lambda gold: endpoint_predictions(label, gold.column("title").to_pylist()), note=f"labelled through {cfg.labeller_endpoint}")

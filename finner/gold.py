@@ -105,10 +105,13 @@ def review_gold(store: Store) -> pa.Table:
 
 
 def read_gold_file(path: str | os.PathLike) -> list[dict]:
-    """The rows of a gold JSONL file, checked line by line (a bad line is named by its number)."""
+    """The rows of a gold JSONL file, checked line by line (a bad line is named by its number): spans
+    inside their titles, and no headline (by id or by title key: a title twin) in two splits, where
+    tuning on one part would leak into the other."""
     if not os.path.isfile(path):
         raise FinnerError(f"--gold: no gold file at {str(path)!r}")
     rows = []
+    seen: dict[str, tuple[str, str | None]] = {}  # id and title key -> (first row id, its split)
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -120,6 +123,11 @@ def read_gold_file(path: str | os.PathLike) -> list[dict]:
                 check_spans(row["id"], title, spans, where)
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise FinnerError(f"{where} not a gold row ({type(err).__name__}: {err}); expected id, split, title, spans") from err
+            for key in (f"id {row['id']}", f"title {title_key(title)}"):
+                first, split = seen.setdefault(key, (row["id"], row.get("split")))
+                if split != row.get("split"):
+                    twin = "" if first == row["id"] else f" (the title twin of row {first!r})"
+                    raise FinnerError(f"{where} row {row['id']!r}{twin} is in both the {split} and the {row.get('split')} part: one headline, one part")
             rows.append(row)
     return rows
 

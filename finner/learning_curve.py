@@ -30,10 +30,12 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from finner import artifacts, schemas
+from finner.bootstrap import BootstrapConfig, difference, f1_interval
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
 from finner.evaluate import Result, evaluate, llm_predictions, write_metrics
@@ -46,7 +48,7 @@ from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
 from finner.roles import RULES_VERSION
 from finner.store import Store
-from finner.train import fit_locally, steps_per_epoch
+from finner.train import fit_locally, seed_everything, steps_per_epoch
 from finner.training_data import GOLD_LABELS, LLM_LABELS, ROW_COLUMNS, LabelSource, feed_train_rows, llm_labelled
 
 STAGE = "learning_curve"
@@ -181,9 +183,12 @@ def curve_sizes(cfg: CurveConfig, sets: TrainingSets, labels: str) -> list[int]:
     return sizes
 
 
-def run_curve(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, store: Store, gold: Gold, progress: bool = True) -> list[Result]:
+def run_curve(
+    cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, store: Store, gold: Gold, progress: bool = True, bootstrap: BootstrapConfig = BootstrapConfig()
+) -> list[Result]:
     """Fine-tune one fresh model per (labels, size), score each on the gold `cfg.split`, keep the
-    numbers in the store as each finishes, and return every point's Result (resumed or new)."""
+    numbers in the store as each finishes (with every headline's counts, so a resumed point gets
+    its interval too), and return every point's Result (resumed or new)."""
     import torch
 
     sets = training_sets(store, gold, cfg)
@@ -199,45 +204,67 @@ def run_curve(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, store: Stor
     for labels, n in progress_bar(points, desc=f"learning curve ({spec.kind})", unit=" points", enabled=progress):
         name = setting(labels, n)
         if name not in done:
-            torch.manual_seed(train.seed)  # every point starts from the same fresh head
+            seed_everything(train.seed)  # every point starts from the same fresh head
             with tempfile.TemporaryDirectory(prefix="finner-lc-") as output_dir:
                 options = dataclasses.asdict(point_training(cfg, train, n))
                 checkpoint = fit_locally(build_model(spec), sets.subset(labels, n), sets.valid[labels], output_dir, **options)
                 predicted = load_checkpoint(spec.kind, checkpoint, threshold=spec.threshold).predict(test.column("title").to_pylist())
-            (result,) = evaluate(spec.kind, name, test, predicted)
+            (result,) = evaluate(spec.kind, name, test, predicted, bootstrap=bootstrap)
             write_metrics(store, [result], stage=STAGE)
-            done[name] = {"labels": labels, "size": n, "n_headlines": result.n_headlines, **{m: dataclasses.asdict(prf) for m, prf in result.scores.items()}}
-            store.put_json(key, {"fingerprint": fingerprint, "model": spec.source(), "gold": gold.description, "points": done})
-        results.append(_result(spec.kind, name, cfg.split, done[name]))
+            done[name] = {
+                "labels": labels, "size": n, "n_headlines": result.n_headlines,
+                **{m: dataclasses.asdict(prf) for m, prf in result.scores.items()},
+                "headline_counts": {m: runs[0].tolist() for m, runs in result.runs.items()},
+            }  # fmt: skip
+            store.put_json(key, {"fingerprint": fingerprint, "model": spec.source(), "seed": train.seed, "gold": gold.description, "points": done})
+        results.append(_result(spec.kind, name, cfg.split, done[name], bootstrap))
     return results
 
 
-def _result(model: str, name: str, split: str, point: dict) -> Result:
-    return Result(model, name, split, {m: PRF(**point[m]) for m in MATCHES}, point["n_headlines"])
+def _result(model: str, name: str, split: str, point: dict, bootstrap: BootstrapConfig) -> Result:
+    """A finished point's Result; its intervals from the headline counts it was stored with (a
+    point stored before they were has none)."""
+    runs = {m: (np.array(counts, dtype=np.int64).reshape(-1, 3),) for m, counts in point.get("headline_counts", {}).items()}
+    intervals = {m: f1_interval(counts, bootstrap) for m, (counts,) in runs.items()}
+    return Result(model, name, split, {m: PRF(**point[m]) for m in MATCHES}, point["n_headlines"], intervals=intervals, runs=runs)
 
 
-def _curves(results: Sequence[Result], match: str) -> dict[str, dict[int, float]]:
-    curves: dict[str, dict[int, float]] = {}
+def _points(results: Sequence[Result]) -> dict[str, dict[int, Result]]:
+    curves: dict[str, dict[int, Result]] = {}
     for r in results:
         labels, size = point_of(r.setting)
-        curves.setdefault(labels, {})[size] = r.scores[match].f1
+        curves.setdefault(labels, {})[size] = r
     return curves
 
 
-def markdown_curve(results: Sequence[Result], match: str = EXACT) -> str:
-    """Test F1 by training size (rows) and label source (columns)."""
-    curves = _curves(results, match)
+def _curves(results: Sequence[Result], match: str) -> dict[str, dict[int, float]]:
+    return {labels: {size: r.scores[match].f1 for size, r in points.items()} for labels, points in _points(results).items()}
+
+
+def markdown_curve(results: Sequence[Result], match: str = EXACT, bootstrap: BootstrapConfig = BootstrapConfig()) -> str:
+    """Test F1 [95% interval] by training size (rows) and label source (columns); with both
+    sources, the LLM labels' F1 minus the gold labels' at each size, with the paired interval."""
+    curves = _points(results)
     sources = [labels for labels in (LLM_LABELS, GOLD_LABELS) if labels in curves]
     sizes = sorted({size for curve in curves.values() for size in curve})
-    cell = lambda labels, n: f"{100 * curves[labels][n]:.1f}%" if n in curves[labels] else "N/A"  # noqa: E731
+    cell = lambda labels, n: curves[labels][n].f1_text(match) if n in curves[labels] else "N/A"  # noqa: E731
+
+    def gap(n: int) -> str:
+        llm, gold = (curves.get(labels, {}).get(n) for labels in (LLM_LABELS, GOLD_LABELS))
+        if llm is None or gold is None or match not in llm.runs or match not in gold.runs:
+            return "N/A"
+        diff = difference(llm.runs[match], gold.runs[match], bootstrap)
+        return f"{100 * diff.value:+.1f} [{100 * diff.interval.low:+.1f}, {100 * diff.interval.high:+.1f}]"
+
+    both = len(sources) == 2
     split = results[0].split if results else "test"
     return "\n".join(
         [
-            f"{split.capitalize()}-set F1 ({match} match) after fine-tuning on n headlines:",
+            f"{split.capitalize()}-set F1 ({match} match) after fine-tuning on n headlines [95% bootstrap interval over headlines]:",
             "",
-            "| Training headlines | " + " | ".join(f"F1 ({labels} labels)" for labels in sources) + " |",
-            "| --: |" + " --: |" * len(sources),
-            *(f"| {n} | " + " | ".join(cell(labels, n) for labels in sources) + " |" for n in sizes),
+            "| Training headlines | " + " | ".join(f"F1 ({labels} labels)" for labels in sources) + (" | llm - gold (points) |" if both else " |"),
+            "| --: |" + " --: |" * (len(sources) + both),
+            *(f"| {n} | " + " | ".join(cell(labels, n) for labels in sources) + (f" | {gap(n)} |" if both else " |") for n in sizes),
         ]
     )
 

@@ -138,6 +138,12 @@ METRICS = pa.schema(
         pa.field("fn", pa.int64()),
         pa.field("n_headlines", pa.int64()),
         pa.field("created_at", TIMESTAMP),
+        # 95% paired-bootstrap interval of `f1` over the row's headlines (finner.bootstrap); null in rows written before
+        pa.field("f1_ci_low", pa.float64()),
+        pa.field("f1_ci_high", pa.float64()),
+        # a row averaging several trainings of one model: their seeds and the sd of their F1 (`f1` is the mean; counts pooled)
+        pa.field("f1_sd", pa.float64()),
+        pa.field("seeds", pa.list_(pa.int64())),
     ]
 )
 METRICS_KEY = ("stage", "model", "setting")  # a run's rows replace the earlier rows of the same key

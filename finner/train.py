@@ -8,8 +8,8 @@ from the worker's Ray Data shard (`finner.pipeline.train`); in one process (`fit
 are encoded from rows held in memory. The Trainer counts steps, not epochs: `epochs` times the
 steps of one epoch (`steps_per_epoch`), the epochs following one another in one stream of batches.
 
-Before the first step and every `eval_every` steps (default: one epoch, shortened to about
-`EVAL_INTERVAL_S` of training when an epoch takes longer) it scores exact-match entity F1 on the
+Before the first step and every `eval_every` steps (`validation_interval`: a step count, never a
+time, so two machines validate, and keep, the same checkpoints) it scores exact-match entity F1 on the
 validation rows and hands the score, with a checkpoint, to a `report` function: `ray.train.report`
 under Ray Train (Ray keeps the best by `valid_f1`), `KeepBest` in one process. After `patience`
 validations without a better F1 it stops. A checkpoint holds the model, the optimizer and
@@ -43,7 +43,7 @@ import pyarrow as pa
 from finner.config import config_from_dict
 from finner.errors import FinnerError
 from finner.metrics import PRF, exact_prf
-from finner.models.train_config import Example, TrainConfig
+from finner.models.train_config import MIN_VALIDATIONS, Example, TrainConfig
 from finner.schemas import Span
 
 if TYPE_CHECKING:
@@ -52,8 +52,6 @@ if TYPE_CHECKING:
 SCORE_METRIC = "valid_f1"  # what the best checkpoint is chosen by
 STATE_FILE = "finner_state.json"  # in every reported checkpoint: its metrics and where the run stood
 RESUME_DIR = "resume"  # optimizer and schedule states in a checkpoint: what resumes training, not part of the model
-EVAL_INTERVAL_S = 20 * 60  # by default, at most about this much training between two validations
-CALIBRATION_STEPS = 10  # steps timed before that interval is turned into steps
 Report = Callable[[dict[str, Any], "str | None"], None]  # (metrics, checkpoint dir or None)
 EpochBatches = Callable[[int], Iterable[dict[str, Any]]]  # epoch -> this worker's training batches (model inputs), in order
 
@@ -105,6 +103,26 @@ def total_training_steps(config: TrainConfig, epoch_steps: int) -> int:
     """`--epochs` passes of `epoch_steps` steps, or `--max-steps` when fewer."""
     total = config.epochs * epoch_steps
     return min(total, config.max_steps) if config.max_steps else total
+
+
+def validation_interval(config: TrainConfig, epoch_steps: int) -> int:
+    """Steps between two validations: `--eval-every`, else one epoch, shortened so that the run
+    validates at least `MIN_VALIDATIONS` times (a run of one epoch, or `--max-steps` short of one,
+    still has checkpoints to choose from). From step counts alone: the same on every machine."""
+    if config.eval_every:
+        return config.eval_every
+    return max(1, min(epoch_steps, math.ceil(total_training_steps(config, epoch_steps) / MIN_VALIDATIONS)))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator a run draws from (Python's, numpy's, torch's): the fresh head's
+    initialisation, dropout, and anything a library shuffles with. The Hugging Face Trainer seeds
+    again from `TrainConfig.seed` when it starts."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def in_memory_batches(model: FineTunable, rows: Sequence[Example], config: TrainConfig) -> EpochBatches:
@@ -258,20 +276,18 @@ def _checkpoints(
     report: Report, stream: Any, resume: Resume | None, keep_training_state: bool, on_step: Callable[[int], None] | None = None,
 ) -> Any:
     """The TrainerCallback that validates, checkpoints (rank 0 writes), keeps count of the best F1
-    for early stopping, times the steps, and on resume loads the optimizer and schedule and sets
-    the step counter where the killed run stood."""
+    for early stopping, times the steps (reported, never used to decide), and on resume loads the
+    optimizer and schedule and sets the step counter where the killed run stood."""
     import torch
     from transformers import TrainerCallback
 
     saved = resume.state if resume else {}
-    default_interval = not config.eval_every
 
     class Checkpoints(TrainerCallback):
         def __init__(self) -> None:
             self.best: float | None = saved.get("best_f1")
             self.since_best = int(saved.get("since_best", 0))
-            self.eval_every = int(saved.get("eval_every") or config.eval_every or epoch_steps)
-            self.calibrated = bool(saved.get("calibrated", not default_interval))
+            self.eval_every = int(saved.get("eval_every") or validation_interval(config, epoch_steps))
             metrics = saved.get("metrics", {})
             self.train_seconds, self.timed_steps = float(metrics.get("train_seconds", 0.0)), int(metrics.get("timed_steps", 0))
             self.first_step = resume.step if resume else 0
@@ -295,10 +311,6 @@ def _checkpoints(
             self.last_end = now
             if on_step:
                 on_step(step)
-            if not self.calibrated and self.timed_steps >= CALIBRATION_STEPS:
-                (slowest,) = _all_reduce([self.train_seconds / self.timed_steps], "MAX", args.device)
-                self.eval_every = max(1, min(self.eval_every, int(EVAL_INTERVAL_S / slowest)))
-                self.calibrated = True
             if step % self.eval_every == 0 or step >= total_steps:
                 self._validate(args, state, optimizer, lr_scheduler)
                 if config.patience and self.since_best >= config.patience:
@@ -333,7 +345,6 @@ def _checkpoints(
                 "best_f1": self.best,
                 "since_best": self.since_best,
                 "eval_every": self.eval_every,
-                "calibrated": self.calibrated,
             }
             if _world()[0] != 0:
                 report(metrics, None)

@@ -1,12 +1,14 @@
 """Which labelled rows a model is fine-tuned and validated on, read from the store without holding them.
 
-* `--labels llm --rows sample` (the default): the sample's rows of the split the LLM labelled `ok`;
+* `--labels llm --rows sample` (the default): the sample's rows of the split the LLM labelled `ok`,
+  its train split less the title twins of held-out headlines (the sample's valid/test rows and the
+  shipped real gold), as on the feed;
 * `--labels llm --rows feed`: every headline of the train years the LLM labelled `ok` (the `spans`
   table curation writes), except any whose normalised title (`finner.ids.title_key`) also occurs
   among the held-out headlines: every headline of the validation and test years, the sample's
   valid/test rows, the store's `gold` table and the shipped real gold. The feed repeats a headline
   on other days and under other symbols, so a twin on the training side would leak the answer;
-* `--labels gold`: the reviewed rows of the split.
+* `--labels gold`: the reviewed rows of the split, the train split less the same title twins as the sample's.
 
 A failed or invalid LLM label is not a "no company" label, so those rows are left out.
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -32,7 +34,7 @@ import pyarrow.parquet as pq
 
 from finner import artifacts, schemas
 from finner.errors import FinnerError
-from finner.gold import GOLD_REAL, load_gold, review_gold
+from finner.gold import GOLD_REAL, GOLD_REVIEW, load_gold, review_gold
 from finner.ids import stable_hash, title_key
 from finner.sample import SampleConfig
 from finner.store import Store
@@ -75,17 +77,14 @@ def held_rows(batch: pa.Table) -> pa.Table:
 
 
 @dataclass(frozen=True)
-class FeedSelection:
-    """The training rows of a batch of the `spans` table: dated in the train years (UTC), title key
-    not among `held_out` (sorted title hashes)."""
+class TwinFilter:
+    """A selection that drops title twins of held-out headlines: the `candidates` of a batch less
+    those whose title key is among `held_out` (sorted title hashes)."""
 
-    first_year: int
-    last_year: int
     held_out: np.ndarray
 
     def candidates(self, batch: pa.Table) -> pa.Table:
-        years = pc.year(batch.column("date"))
-        return batch.filter(pc.and_(pc.greater_equal(years, self.first_year), pc.less_equal(years, self.last_year)))
+        raise NotImplementedError
 
     def twins(self, candidates: pa.Table) -> np.ndarray:
         return _is_in(title_hashes(candidates.column("title").to_pylist()), self.held_out)
@@ -93,6 +92,35 @@ class FeedSelection:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = self.candidates(batch)
         return rows.filter(pa.array(~self.twins(rows))).select(ROW_COLUMNS)
+
+
+@dataclass(frozen=True)
+class FeedSelection(TwinFilter):
+    """The training rows of a batch of the `spans` table: dated in the train years (UTC), no title twin."""
+
+    first_year: int = 0
+    last_year: int = 0
+
+    def candidates(self, batch: pa.Table) -> pa.Table:
+        years = pc.year(batch.column("date"))
+        return batch.filter(pc.and_(pc.greater_equal(years, self.first_year), pc.less_equal(years, self.last_year)))
+
+
+@dataclass(frozen=True)
+class HeldSelection(TwinFilter):
+    """Reviewed gold rows, handed over whole, that train: every row but the title twins."""
+
+    def candidates(self, batch: pa.Table) -> pa.Table:
+        return batch
+
+
+@dataclass(frozen=True)
+class SampleSelection(TwinFilter):
+    """The training rows of a batch of the `sample` table: its train split, labelled `ok`, no title twin."""
+
+    def candidates(self, batch: pa.Table) -> pa.Table:
+        keep = pc.and_(pc.equal(batch.column("split"), TRAIN_SPLIT), pc.equal(batch.column("llm_status"), schemas.LABEL_OK))
+        return batch.filter(keep)
 
 
 # -- row sets ------------------------------------------------------------------------------------------
@@ -150,13 +178,17 @@ class RowStats:
     rows: int
     digest: str
     twins_removed: int = 0
+    gold_overlap: dict[str, dict[str, int]] = field(default_factory=dict)  # gold source -> split -> training title keys in it
 
 
-def describe(store: Store, rows: RowSet) -> RowStats:
+def describe(store: Store, rows: RowSet, golds: dict[str, dict[str, np.ndarray]] | None = None) -> RowStats:
+    """Count and fingerprint the rows in one pass; with `golds` (source -> split -> sorted title
+    hashes, `gold_parts`), also count the distinct training title keys in every gold part."""
     count, twins, digest = 0, 0, hashlib.blake2b(digest_size=8)
+    hits: dict[str, dict[str, set[int]]] = {source: {split: set() for split in parts} for source, parts in (golds or {}).items()}
     left = rows.limit or None
     for raw in rows.raw_batches(store):
-        if isinstance(rows.select, FeedSelection):
+        if isinstance(rows.select, TwinFilter):
             candidates = rows.select.candidates(raw)
             twin = rows.select.twins(candidates)
             if left is not None and int((~twin).sum()) > left:  # the limit falls in this batch: count up to its last row
@@ -172,9 +204,29 @@ def describe(store: Store, rows: RowSet) -> RowStats:
         spans = [[(s["start"], s["end"]) for s in row or []] for row in kept.column("spans").to_pylist()]
         digest.update(stable_hash([kept.column("id").to_pylist(), spans]).encode())
         count += kept.num_rows
+        if hits:
+            hashes = title_hashes(kept.column("title").to_pylist())
+            for source, parts in (golds or {}).items():
+                for split, part in parts.items():
+                    hits[source][split].update(hashes[_is_in(hashes, part)].tolist())
         if left == 0:
             break
-    return RowStats(count, digest.hexdigest(), twins)
+    overlap = {source: {split: len(found) for split, found in parts.items()} for source, parts in hits.items()}
+    return RowStats(count, digest.hexdigest(), twins, overlap)
+
+
+def gold_parts(store: Store) -> dict[str, dict[str, np.ndarray]]:
+    """Sorted title hashes of every part of the golds a model may be scored on: the shipped real
+    gold (dev, test) and the store's reviewed `gold` table (by split), keyed as `finner.gold` names
+    the sources, so `jobs.evaluate` can look up the part it scores."""
+    golds = {GOLD_REAL: load_gold(store, GOLD_REAL).table}
+    if store.exists("gold"):
+        golds[GOLD_REVIEW] = review_gold(store)
+    return {
+        source: {split: np.unique(title_hashes(table.filter(pc.equal(table.column("split"), split)).column("title").to_pylist()))
+                 for split in sorted(set(table.column("split").drop_null().to_pylist()))}
+        for source, table in golds.items()
+    }  # fmt: skip
 
 
 def curated_years(store: Store) -> SampleConfig:
@@ -218,11 +270,29 @@ def held_out_titles(store: Store, years: SampleConfig) -> np.ndarray:
     return np.unique(np.concatenate(parts))
 
 
+def sample_held_out_titles(store: Store) -> np.ndarray:
+    """Sorted, unique title hashes no training row of the sample (LLM or reviewed labels) may share
+    a title key with: the sample's valid/test rows (the reviewed gold is drawn from the sample, so
+    its held-out rows are among them) and the shipped real gold."""
+    parts = [title_hashes(load_gold(store, GOLD_REAL).table.column("title").to_pylist())]
+    if store.exists("sample"):
+        sample = store.read("sample", columns=["title"], filter=pc.field("split") != TRAIN_SPLIT)
+        parts.append(title_hashes(sample.column("title").to_pylist()))
+    return np.unique(np.concatenate(parts))
+
+
+def reviewed_held_out_titles(store: Store) -> np.ndarray:
+    """`sample_held_out_titles` and the reviewed gold's own rows outside its train split."""
+    gold = review_gold(store)
+    held = gold.filter(pc.not_equal(gold.column("split"), TRAIN_SPLIT)).column("title").to_pylist()
+    return np.unique(np.concatenate([sample_held_out_titles(store), title_hashes(held)]))
+
+
 def feed_rows(store: Store, limit: int = 0) -> RowSet:
     """The feed's training rows (see the module docstring), the first `limit` when set."""
     years = curated_years(store)
     first, last = years.train_years
-    selection = FeedSelection(first, last, held_out_titles(store, years))
+    selection = FeedSelection(held_out_titles(store, years), first, last)
     return RowSet("spans", ("id", "title", "date", "spans"), selection, limit)
 
 
@@ -243,12 +313,14 @@ def training_rows(store: Store, labels: LabelSource, rows: RowSource, split: str
     if labels == GOLD_LABELS:
         if rows == FEED_ROWS:
             raise FinnerError("--rows feed trains on the LLM's labels of the whole feed; reviewed gold labels cover the sample only (use --labels llm)")
-        return RowSet("gold", (), held_rows, limit, held=gold_labelled(store, split))
+        select = HeldSelection(reviewed_held_out_titles(store)) if split == TRAIN_SPLIT else held_rows
+        return RowSet("gold", (), select, limit, held=gold_labelled(store, split))
     if rows == FEED_ROWS and split == TRAIN_SPLIT:
         return feed_rows(store, limit)
     if not store.exists("sample"):
         raise FinnerError("no `sample` table in the store: run the curation stage (jobs.curate) first")
-    return RowSet("sample", (*ROW_COLUMNS, "split", "llm_status"), functools.partial(sample_rows, split=split), limit)
+    select = SampleSelection(sample_held_out_titles(store)) if split == TRAIN_SPLIT else functools.partial(sample_rows, split=split)
+    return RowSet("sample", (*ROW_COLUMNS, "split", "llm_status"), select, limit)
 
 
 def llm_labelled(store: Store, split: str) -> pa.Table:

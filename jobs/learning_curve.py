@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 
+from finner.bootstrap import BootstrapConfig
 from finner.config import add_config_args
 from finner.gold import load_gold
 from finner.learning_curve import CurveConfig, markdown_curve, plot_curve, run_curve
@@ -27,18 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(p, CurveConfig)
     add_config_args(p, ModelSpec)
     add_config_args(p, TrainConfig)
+    add_config_args(p, BootstrapConfig)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
-    def body(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig) -> None:
+    def body(cfg: CurveConfig, spec: ModelSpec, train: TrainConfig, bootstrap: BootstrapConfig) -> None:
         store = cli.store_from(args)
         gold = load_gold(store, cfg.gold)
         say(f"gold: {gold.description}")
-        results = run_curve(cfg, spec, train, store, gold, progress=not args.quiet)
-        say(markdown_curve(results))
+        results = run_curve(cfg, spec, train, store, gold, progress=not args.quiet, bootstrap=bootstrap)
+        say(markdown_curve(results, bootstrap=bootstrap))
         say(f"\nplot: {plot_curve(results, store, spec.kind)}")
 
-    return cli.run(body, args, "learning_curve", configs=(CurveConfig, ModelSpec, TrainConfig))
+    return cli.run(body, args, "learning_curve", configs=(CurveConfig, ModelSpec, TrainConfig, BootstrapConfig))
 
 
 if __name__ == "__main__":

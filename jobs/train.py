@@ -6,13 +6,15 @@
     python -m jobs.train --encoder /models/my-encoder        # no network: on any local encoder directory
     python -m jobs.train --rows feed --eval-every 2000       # weak supervision: every LLM-labelled train-year headline
 
-Reads the `sample` table's train/valid splits (and the `gold` table with `--labels gold`); with
+Reads the `sample` table's train/valid splits, the train split less title twins of its valid/test
+rows and of the shipped real gold (and the `gold` table with `--labels gold`); with
 `--rows feed`, every headline of the train years the LLM labelled (the `spans` table) except title
 twins of held-out headlines (validation and test years, the sample's valid/test rows, the gold sets),
 validated on the sample's valid split. The rows stream from the store through Ray Data. Writes the
 best checkpoint to `<store>/models/<name>` (default name `<kind>-<labels>`, `-feed` added for the
 feed), every validation's metrics to `_meta/train-<name>-epochs.json` as training goes, and a run
-summary to `_meta/train-<name>.json`. One GPU per worker when the cluster has GPUs, else CPU workers.
+summary to `_meta/train-<name>.json` (with its `--seed`, and how many of its training title keys fall in
+each part of the real and the reviewed gold: jobs.evaluate refuses a model that trained on the part it scores). One GPU per worker when the cluster has GPUs, else CPU workers.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import hashlib
 import importlib
+import json
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -165,6 +166,8 @@ def test_bad_flag_value_is_one_error_line(job, prefix, flag, value, store, capfd
         ("score", ["--threshold", "2"], "--threshold"),
         ("label", ["--test-endpoint", "--max-in-flight", "0"], "--max-in-flight"),
         ("ingest", ["--path", "missing.parquet"], "--path"),
+        ("train", ["--seed", "-1"], "--seed"),
+        ("evaluate", ["--bootstrap-seed", "-1"], "--bootstrap-seed"),
     ],
 )
 def test_bad_input_as_a_user_types_it(job, argv, flag, store):
@@ -219,3 +222,28 @@ def test_unreadable_feed_file_is_one_error_line_naming_it(damage, store, tmp_pat
     check_one_error_line(done.stderr, done.stdout, "--path")
     assert f"{path}: not a readable parquet file (" in done.stderr
     assert snapshot(root) == before
+
+
+GOLD_ROW = {"id": "a", "split": "dev", "title": "Apple Shares Rise", "spans": [{"start": 0, "end": 5, "text": "Apple", "role": "subject"}]}
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([GOLD_ROW, {**GOLD_ROW, "id": "b", "split": "test", "title": "Tesla Falls", "spans": [{"start": 6, "end": 40}]}],
+         "gold.jsonl:2: row 'b': span 6..40 is outside its title (11 characters)"),
+        ([GOLD_ROW, {**GOLD_ROW, "split": "test"}], "gold.jsonl:2: row 'a' is in both the dev and the test part: one headline, one part"),
+        ([GOLD_ROW, {**GOLD_ROW, "id": "b", "split": "test", "title": "APPLE shares rise!", "spans": []}],
+         "gold.jsonl:2: row 'b' (the title twin of row 'a') is in both the dev and the test part: one headline, one part"),
+    ],
+    ids=["offset past its title", "a row in dev and test", "a title twin in dev and test"],
+)  # fmt: skip
+def test_a_bad_gold_file_is_one_error_line_naming_the_row(rows, message, store, tmp_path):
+    path = tmp_path / "gold.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tables = lambda: {k: v for k, v in snapshot(Path(store.root)).items() if not k.startswith("logs")}  # noqa: E731 (the gold is read once the job logs)
+    before = tables()
+    done = run_module("jobs.evaluate", "--store", store.root, "--gold", str(path), "--models", "llm", "--quiet", "--no-plot")
+    assert done.returncode == 2 and "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.splitlines() == [f"error: {path.parent}/{message}"]
+    assert tables() == before

@@ -151,7 +151,7 @@ def results_fixture() -> list[Result]:
 def test_markdown_table_has_the_case_study_shape():
     text = markdown_table(results_fixture())
     lines = text.splitlines()
-    assert lines[0] == "F1 on the `test` gold split, exact match, subject companies, micro-averaged over 1 headlines."
+    assert lines[0] == "F1 on the `test` gold split, exact match, subject companies, micro-averaged over 1 headlines [95% paired-bootstrap interval over headlines]."
     assert lines[2] == "| Model | F1 (zero-shot) | F1 (fine-tuned) |"
     # gliner zero-shot: tp1 fp1 fn1 -> 50%; fine-tuned perfect; llm: tp1 fn1 -> P 1, R .5, F1 2/3
     assert "| gliner | 50.0% | 100.0% |" in lines
@@ -172,6 +172,7 @@ def test_metrics_rows_conform_to_the_schema_and_append_per_model(store):
     assert row | {"created_at": None} == {
         "stage": "evaluate", "model": "gliner", "setting": ZERO_SHOT, "split": "test", "match": EXACT,
         "precision": 0.5, "recall": 0.5, "f1": 0.5, "tp": 1, "fp": 1, "fn": 1, "n_headlines": 1, "created_at": None,
+        "f1_ci_low": None, "f1_ci_high": None, "f1_sd": None, "seeds": None,  # a Result built without per-headline counts
     }  # fmt: skip
     write_metrics(store, results)
     write_metrics(store, results[:1])  # re-running one model replaces its rows, keeps the others

@@ -54,7 +54,13 @@ def test_zero_shot_spacy_and_llm_rows(demo, capsys):
     assert 0 < tickers < len(test_spans)
     # spaCy is a real model: it scores something, and worse than the labels it is compared with
     assert 0 < exact["spacy"]["f1"] < llm["f1"]
-    assert f"| llm (stand-in) | {100 * llm['f1']:.1f}% | N/A |" in out
+    assert f"| llm (stand-in) | {100 * llm['f1']:.1f}% [{100 * llm['f1_ci_low']:.1f}%, {100 * llm['f1_ci_high']:.1f}%] | N/A |" in out
+    assert llm["f1_ci_low"] < llm["f1"] <= llm["f1_ci_high"] and exact["spacy"]["f1_ci_low"] < exact["spacy"]["f1"] < exact["spacy"]["f1_ci_high"]
+    # spaCy's row minus the labeller's, with the paired interval of the difference
+    assert "F1 minus llm (stand-in)'s on the same headlines (exact match)" in out
+    (difference,) = [line for line in out.splitlines() if line.startswith("| spacy | zero-shot | test | ")]
+    low, high = (float(x) for x in difference.split("| [")[1].rstrip("] |").split(", "))
+    assert low < 100 * (exact["spacy"]["f1"] - llm["f1"]) < high < 0
     with open(demo.artifact("plots", "evaluate_f1_test.png"), "rb") as f:
         assert f.read(4) == b"\x89PNG"
     details = demo.artifact("reports", "evaluate_details.md")
@@ -119,6 +125,26 @@ def test_labels_version_scores_the_labels_before_a_relabel(demo, capsys):
     missing = run_module("jobs.evaluate", "--store", demo.root, "--models", "llm", "--gold", "embedded", "--labels-version", "99")
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1].startswith("error: table 'llm_labels' has no version 99 (latest: ")
+
+
+def test_a_model_trained_on_the_scored_part_is_refused(demo):
+    """A train summary (as jobs.train writes it) counting training headlines in the gold's test
+    part: jobs.evaluate scores nothing and says which model and part, in one line."""
+    path = demo.artifact("models", "gliner-llm")
+    summary = {"name": "gliner-llm", "path": path, "gold_overlap": {"embedded": {"test": 3, "valid": 0}}}
+    demo.put_json("train-gliner-llm", summary)
+    before = demo.exists("metrics")
+    done = run_module("jobs.evaluate", "--store", demo.root, "--models", "gliner", "--settings", "fine-tuned", "--gold", "embedded", "--quiet")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "error: gliner-llm: 3 of its training headlines share a title with the test part of the embedded gold, so its score there "
+        "would be a leak; retrain it (jobs.train --force) on this version, which leaves them out"
+    ]
+    assert demo.exists("metrics") == before
+    summary["gold_overlap"]["embedded"] = {"test": 0, "valid": 5}  # the valid part touched is not the part scored
+    demo.put_json("train-gliner-llm", summary)
+    passed = run_module("jobs.evaluate", "--store", demo.root, "--models", "gliner", "--settings", "fine-tuned", "--gold", "embedded", "--quiet")
+    assert passed.stderr.startswith("error: no checkpoint directory at ")  # past the check, to the (absent) model itself
 
 
 def test_help_and_bad_flags():

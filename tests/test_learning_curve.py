@@ -8,7 +8,7 @@ import pytest
 
 from finner import schemas
 from finner.errors import FinnerError
-from finner.evaluate import Result
+from finner.evaluate import Result, evaluate
 from finner.gold import DEV, GOLD_EMBEDDED, GOLD_REAL, embedded_truth, load_gold
 from finner.ids import title_key
 from finner.metrics import EXACT, PRF, score
@@ -25,8 +25,10 @@ def test_subsets_are_nested_prefixes_of_the_same_headlines(store):
     write_labelled_demo(store)
     cfg = CurveConfig(gold=GOLD_EMBEDDED, shuffle_seed=3)
     sets = training_sets(store, load_gold(store, cfg.gold), cfg)
-    train_ids = {r["id"] for r in store.read("sample").to_pylist() if r["split"] == "train"}
-    assert set(sets.pool) == train_ids  # every train headline has both labels here
+    sample = store.read("sample").to_pylist()
+    held_out = {title_key(r["title"]) for r in sample if r["split"] != "train"}
+    train_ids = {r["id"] for r in sample if r["split"] == "train" and title_key(r["title"]) not in held_out}
+    assert set(sets.pool) == train_ids and len(train_ids) < sum(r["split"] == "train" for r in sample)  # every train headline but the title twins of held-out ones
     small, large = sets.subset("llm", 10), sets.subset("llm", 40)
     assert set(small.column("id").to_pylist()) < set(large.column("id").to_pylist())
     # the same headlines for both label sources; only the spans differ (the stand-in drops tickers)
@@ -141,13 +143,18 @@ def test_setting_names_round_trip_and_markdown():
     ]
     assert results[0].scores[EXACT] == PRF(1, 0, 1)
     assert markdown_curve(results).splitlines() == [
-        "Test-set F1 (exact match) after fine-tuning on n headlines:",
+        "Test-set F1 (exact match) after fine-tuning on n headlines [95% bootstrap interval over headlines]:",
         "",
-        "| Training headlines | F1 (llm labels) | F1 (gold labels) |",
-        "| --: | --: | --: |",
-        "| 10 | 66.7% | 100.0% |",
-        "| 20 | N/A | 0.0% |",
+        "| Training headlines | F1 (llm labels) | F1 (gold labels) | llm - gold (points) |",
+        "| --: | --: | --: | --: |",
+        "| 10 | 66.7% | 100.0% | N/A |",  # Results built without per-headline counts: no interval
+        "| 20 | N/A | 0.0% | N/A |",
     ]
+    test = pa.table({"split": ["test"] * 2, "spans": pa.array([apple, apple], schemas.SPANS)})
+    (llm,) = evaluate("gliner", setting("llm", 10), test, [apple, []])
+    (gold,) = evaluate("gliner", setting("gold", 10), test, [apple, apple])
+    row = markdown_curve([llm, gold]).splitlines()[-1]
+    assert row.startswith(f"| 10 | 66.7% [{100 * llm.intervals[EXACT].low:.1f}%, ") and row.endswith(" | -33.3 [-100.0, +0.0] |")
 
 
 @pytest.mark.slow
@@ -172,14 +179,16 @@ def test_tiny_curve_on_the_packaged_encoder_resumes(store, capsys):
         assert row["n_headlines"] == len(test_rows) == 12
         assert row["tp"] + row["fn"] == gold_spans > 0
         assert 0.0 <= row["f1"] <= 1.0
+        assert row["f1_ci_low"] <= row["f1"] <= row["f1_ci_high"]
+        assert f"{100 * row['f1']:.1f}% [{100 * row['f1_ci_low']:.1f}%, {100 * row['f1_ci_high']:.1f}%]" in out
     png = store.artifact("plots", "learning_curve_gliner.png")
     with open(png, "rb") as f:
         assert f.read(4) == b"\x89PNG"
     saved = store.get_json("learning_curve-gliner")
     assert sorted(saved["points"]) == ["lc-gold-4", "lc-gold-8", "lc-llm-4", "lc-llm-8"]
 
-    # the same command again trains nothing (no trainer logs), prints the same table, and leaves
-    # the rows (and their timestamps) as they were
+    # the same command again trains nothing (no trainer logs), prints the same table (the intervals
+    # from the headline counts kept with each point), and leaves the rows (and their timestamps) as they were
     assert job.main(argv) == 0
     assert capsys.readouterr().out.split("\n", 1)[1] == out[: out.index("\n") + 1] + out[out.index("Test-set F1") :]
     again = store.read("metrics")

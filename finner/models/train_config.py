@@ -19,6 +19,7 @@ FRESH_HEAD_LEARNING_RATE = 1e-3  # default head rate of a model built on a bare 
 # for a SpanMarker head built on a bare encoder: with plain cross-entropy it first learns to
 # predict no company at all and stays there for hundreds of steps.
 FRESH_HEAD_COMPANY_WEIGHT = 10.0
+MIN_VALIDATIONS = 3  # by default a run validates once per epoch, and at least this many times (after step 0)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class TrainConfig(Config):
     eval_every: int = field(
         default=0,
         metadata=help_text(
-            "validate and checkpoint every N training steps; 0 = once per epoch, or every ~20 minutes of training when an epoch takes longer",
+            f"validate and checkpoint every N training steps; 0 = once per epoch, and at least {MIN_VALIDATIONS} times a run "
+            f"(every 1/{MIN_VALIDATIONS} of its steps when that is fewer)",
             at_least=0,
         ),
     )

@@ -48,6 +48,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import random
 import re
 import tempfile
 import threading
@@ -72,8 +73,8 @@ from finner.models.train_config import Example, TrainConfig
 from finner.pipeline.cli import init_ray
 from finner.progress import progress_bar, say
 from finner.store import Store, filesystem_of
-from finner.train import RESUME_DIR, SCORE_METRIC, Resume, examples, fine_tune, steps_per_epoch, total_training_steps
-from finner.training_data import SAMPLE_ROWS, TRAIN_SPLIT, VALID_SPLIT, LabelSource, RowSet, RowSource, describe, training_rows
+from finner.train import RESUME_DIR, SCORE_METRIC, Resume, examples, fine_tune, seed_everything, steps_per_epoch, total_training_steps
+from finner.training_data import SAMPLE_ROWS, TRAIN_SPLIT, VALID_SPLIT, LabelSource, RowSet, RowSource, describe, gold_parts, training_rows
 
 RUN_FINGERPRINT = "[0-9a-f]{12}"  # the run name's suffix: stable_hash(data and settings, length=12)
 TRAIN, VALID = "train", "valid"  # the Trainer's dataset names
@@ -123,12 +124,14 @@ class TrainSummary:
     rows: str = SAMPLE_ROWS
     twins_removed: int = 0
     resumed_at_step: int | None = None
+    seed: int = 0
+    gold_overlap: dict[str, dict[str, int]] = field(default_factory=dict)  # gold source -> split -> training title keys in it
     reused: bool = False
 
     def line(self) -> str:
         start = self.evaluations[0][SCORE_METRIC] if self.evaluations else float("nan")
-        verb = "already trained" if self.reused else f"trained on {self.train_rows} {self.rows} rows"
-        if self.rows != SAMPLE_ROWS and not self.reused:
+        verb = "already trained" if self.reused else f"trained on {self.train_rows} {self.rows} rows, seed {self.seed}"
+        if self.twins_removed and not self.reused:
             verb += f" ({self.twins_removed} title twins of held-out headlines left out)"
         if self.resumed_at_step is not None and not self.reused:
             verb += f" (resumed at step {self.resumed_at_step} of a killed run)"
@@ -211,11 +214,14 @@ def rows_dataset(store: Store, rows: RowSet) -> Any:
     return dataset.limit(rows.limit) if rows.limit else dataset
 
 
-def encode_batch(rows: pa.Table, encoder: Any) -> dict[str, np.ndarray]:
+def encode_batch(rows: pa.Table, encoder: Any, seed: int) -> dict[str, np.ndarray]:
     """`rows` -> one Ray Data row holding one training batch: every model input as one array (its
-    shape varies from batch to batch) and the batch's row ids."""
+    shape varies from batch to batch) and the batch's row ids. gliner's collator draws from
+    Python's `random` (a blanked entity type now and then): seeded here from `seed` and the batch's
+    ids, a batch is encoded the same whichever actor encodes it, in whatever order."""
     ids = np.empty(1, dtype=object)
     ids[0] = rows.column("id").to_pylist()
+    random.seed(stable_hash([seed, ids[0]]))
     return {**{name: array[np.newaxis] for name, array in encoder(examples(rows)).items()}, IDS_COLUMN: ids}
 
 
@@ -225,20 +231,20 @@ class BatchEncoder:
     dropped). Built in the pipeline rather than the driver: the driver never imports the model's
     library, and the encoders start while the workers build their models."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.encoder = build_model(config_from_dict(ModelSpec, spec)).batch_encoder()
+    def __init__(self, spec: dict[str, Any], seed: int) -> None:
+        self.encoder, self.seed = build_model(config_from_dict(ModelSpec, spec)).batch_encoder(), seed
 
     def __call__(self, rows: pa.Table) -> dict[str, np.ndarray]:
-        return encode_batch(rows, self.encoder)
+        return encode_batch(rows, self.encoder, self.seed)
 
 
-def train_dataset(store: Store, rows: RowSet, spec: ModelSpec, batch_size: int, encoders: int) -> Any:
+def train_dataset(store: Store, rows: RowSet, spec: ModelSpec, batch_size: int, encoders: int, seed: int) -> Any:
     """The training batches: rows read and selected in Ray Data tasks, then encoded `batch_size`
     rows at a time by the adapter's own preprocessing in a pool of 1 to `encoders` CPU actors."""
     from ray.data import ActorPoolStrategy
 
     return rows_dataset(store, rows).map_batches(
-        BatchEncoder, fn_constructor_kwargs={"spec": dataclasses.asdict(spec)}, batch_size=batch_size, batch_format="pyarrow",
+        BatchEncoder, fn_constructor_kwargs={"spec": dataclasses.asdict(spec), "seed": seed}, batch_size=batch_size, batch_format="pyarrow",
         num_cpus=DATA_CPUS, compute=ActorPoolStrategy(min_size=1, max_size=encoders),
     )  # fmt: skip
 
@@ -256,11 +262,11 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     name = artifacts.model_name(spec.kind, job.labels, job.name, job.rows)
     train_rows = training_rows(store, job.labels, job.rows, TRAIN_SPLIT, job.max_train_rows)
     valid_rows = training_rows(store, job.labels, job.rows, VALID_SPLIT)
-    train, valid = describe(store, train_rows), describe(store, valid_rows)
+    train, valid = describe(store, train_rows, gold_parts(store)), describe(store, valid_rows)
     if not train.rows or not valid.rows:
         raise FinnerError(f"{job.labels} labels, {job.rows} rows: {train.rows} train and {valid.rows} valid rows; both splits need rows")
-    if job.rows != SAMPLE_ROWS:
-        say(f"{job.rows}: {train.rows} training rows; {train.twins_removed} train-year rows left out as title twins of held-out headlines")
+    if train_rows.held is None:
+        say(f"{job.rows}: {train.rows} training rows; {train.twins_removed} rows left out as title twins of held-out headlines")
     epoch_steps = steps_per_epoch(train.rows, job.num_workers, config.batch_size)
     # The training rows themselves, not the tables' version names: curation rewrites its tables
     # (same rows, new version) on every pipeline run, and that must not retrain. The worker count
@@ -275,7 +281,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     previous = store.get_json(artifacts.train_summary_key(name))
     if previous and previous.get("fingerprint") == run_fingerprint and not job.force and _exists(previous["path"]):
         fields = {f.name for f in dataclasses.fields(TrainSummary)} - {"reused"}
-        return TrainSummary(**{k: previous[k] for k in fields}, reused=True)
+        return TrainSummary(**({"seed": config.seed} | {k: previous[k] for k in fields if k in previous}), reused=True)  # a summary older than its seed field
 
     init_ray()
     use_gpu = _use_gpu(job)
@@ -299,7 +305,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
             "progress_key": artifacts.train_progress_key(name),
             "record": {"model": name, "run": run_fingerprint} if job.record_rows else None,
         },
-        datasets={TRAIN: train_dataset(store, train_rows, spec, config.batch_size, encoders), VALID: rows_dataset(store, valid_rows)},
+        datasets={TRAIN: train_dataset(store, train_rows, spec, config.batch_size, encoders, config.seed), VALID: rows_dataset(store, valid_rows)},
         dataset_config=DataConfig(datasets_to_split=[TRAIN], execution_options=ingest, enable_shard_locality=False),
         scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu, resources_per_worker=worker_resources(job, use_gpu)),
         run_config=RunConfig(
@@ -322,7 +328,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     history = store.get_json(artifacts.train_history_key(name))
     summary = TrainSummary(
         name, destination, train.rows, valid.rows, _plain(best), history["evaluations"], run_fingerprint, job.rows, train.twins_removed,
-        history.get("resumed_at_step"),
+        history.get("resumed_at_step"), config.seed, train.gold_overlap,
     )
     record = dataclasses.asdict(summary) | {"spec": dataclasses.asdict(spec), "train": dataclasses.asdict(config), "gpu": use_gpu, "workers": job.num_workers}
     record.pop("reused")
@@ -454,7 +460,6 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     `history_key` and `record` (model name and run fingerprint with --record-rows, else None).
     """
     import ray.train
-    import torch
 
     spec = config_from_dict(ModelSpec, loop_config["spec"])
     config = config_from_dict(TrainConfig, loop_config["train"])
@@ -467,7 +472,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             local_shuffle_buffer_size=SHUFFLE_BATCHES, local_shuffle_seed=config.seed + epoch,
         )
 
-    torch.manual_seed(config.seed)  # every worker builds the same fresh head
+    seed_everything(config.seed)  # every worker builds the same fresh head
     checkpoint = ray.train.get_checkpoint()  # a killed run's latest (Train v2 restores a run's checkpoints)
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as checkpoint_dir:
         resume = Resume.read(checkpoint_dir) if checkpoint_dir else None
