@@ -147,9 +147,9 @@ def main() -> None:
 
     import pyarrow.parquet as pq
 
-    from finner.testing.chat_server import ServerConfig, reset_stats, serve_chat, stats
+    from finner.testing.chat_server import FaultyServerConfig, reset_stats, serve_chat, stats
 
-    server = ServerConfig(
+    server = FaultyServerConfig(
         listings=str(LISTINGS),
         capacity=args.capacity,
         latency_median_s=args.median_s,

@@ -24,7 +24,7 @@ from finner.label import (
     response_format,
     system_prompt,
 )
-from finner.testing.chat_server import ServerConfig, serve_chat, stats
+from finner.testing.chat_server import FaultyServerConfig, serve_chat, stats
 from tests.conftest import run_module
 
 TITLES = [
@@ -110,7 +110,7 @@ def test_clean_server_labels_every_row_ok_in_each_format(kind):
 
 @pytest.mark.parametrize("fault", ["rate_limited", "server_error", "unavailable", "reset", "hang", "broken_body"])
 def test_transient_faults_are_retried_then_fail_with_the_last_error(fault):
-    config = ServerConfig(fault_rate=1.0, faults=(fault,), retry_after_s=0.05, hang_s=2.0)
+    config = FaultyServerConfig(fault_rate=1.0, faults=(fault,), retry_after_s=0.05, hang_s=2.0)
     with serve_chat(config) as url:
         table = run(label(url, TITLES[:2], max_retries=2))
         seen = stats(url)
@@ -124,7 +124,7 @@ def test_transient_faults_are_retried_then_fail_with_the_last_error(fault):
 
 
 def test_unprocessable_request_is_not_retried():
-    with serve_chat(ServerConfig(fault_rate=1.0, faults=("bad_request",))) as url:
+    with serve_chat(FaultyServerConfig(fault_rate=1.0, faults=("bad_request",))) as url:
         table = run(label(url, TITLES[:1], max_retries=5))
         assert stats(url)["requests"] == 1
     row = table.to_pylist()[0]
@@ -132,7 +132,7 @@ def test_unprocessable_request_is_not_retried():
 
 
 def test_retry_after_is_honoured():
-    config = ServerConfig(fault_rate=1.0, faults=("rate_limited",), retry_after_s=0.3)
+    config = FaultyServerConfig(fault_rate=1.0, faults=("rate_limited",), retry_after_s=0.3)
     with serve_chat(config) as url:
         table = run(label(url, TITLES[:1], max_retries=2, backoff_max_s=1.0))
         arrived = stats(url)["request_times"]
@@ -152,7 +152,7 @@ def test_retry_after_is_honoured():
     ],
 )
 def test_bad_answers_are_invalid_output_with_raw_kept(fault, error):
-    with serve_chat(ServerConfig(fault_rate=1.0, faults=(fault,))) as url:
+    with serve_chat(FaultyServerConfig(fault_rate=1.0, faults=(fault,))) as url:
         table = run(label(url, TITLES[:1]))
         assert stats(url)["requests"] == 1  # a bad answer is a result, not retried
     row = table.to_pylist()[0]
@@ -160,7 +160,7 @@ def test_bad_answers_are_invalid_output_with_raw_kept(fault, error):
 
 
 def test_sliding_window_bounds_requests_in_flight():
-    config = ServerConfig(latency_median_s=0.1, latency_sigma=0.0)
+    config = FaultyServerConfig(latency_median_s=0.1, latency_sigma=0.0)
     with serve_chat(config) as url:
         table = run(label(url, TITLES * 5, max_in_flight=4))
         seen = stats(url)
@@ -181,7 +181,7 @@ def test_requests_per_second_cap():
 
 def test_token_only_from_env_and_never_in_rows(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
-    with serve_chat(ServerConfig(fault_rate=1.0, faults=("server_error",))) as url:
+    with serve_chat(FaultyServerConfig(fault_rate=1.0, faults=("server_error",))) as url:
         table = run(label(url, TITLES[:1], max_retries=0))
         seen = stats(url)
     assert seen["auth"] == {"bearer": 1}

@@ -23,7 +23,7 @@ from finner.artifacts import LABEL_ESTIMATE_KEY as ESTIMATE_KEY
 from finner.pipeline.label import LabelRunConfig, run_labeling
 from finner.source import SourceConfig, ingest
 from finner.store import Store
-from finner.testing.chat_server import ServerConfig, reset_stats, serve_chat, stats
+from finner.testing.chat_server import FaultyServerConfig, reset_stats, serve_chat, stats
 from finner.listing_labeller import Gazetteer
 from tests.conftest import REPO, kill_group
 
@@ -55,7 +55,7 @@ def test_5000_rows_with_20_percent_mixed_faults_end_with_a_status_each(tmp_path,
     store = headlines_store(tmp_path / "store", real_headlines_path, 5000)
     titles = titles_by_id(store)
     assert len(titles) > 4900
-    server = ServerConfig(listings=str(company_listings_path), fault_rate=0.2, retry_after_s=0.05, slow_s=0.2, hang_s=1.5)
+    server = FaultyServerConfig(listings=str(company_listings_path), fault_rate=0.2, retry_after_s=0.05, slow_s=0.2, hang_s=1.5)
     run = LabelRunConfig(actors=2, batch_rows=100)
     with serve_chat(server) as url:
         label = LabelConfig(endpoint=url, max_retries=3, **FAST_CLIENT)
@@ -95,7 +95,7 @@ def test_killed_run_resumes_to_the_same_table_without_resending_ok_rows(tmp_path
     titles = titles_by_id(store)
     gazetteer = Gazetteer.from_listings(company_listings_path)
     # Transient faults only, with retries to spare: an uninterrupted run ends all ok with the gazetteer's answers.
-    server = ServerConfig(
+    server = FaultyServerConfig(
         listings=str(company_listings_path),
         latency_median_s=0.03,
         latency_sigma=0.5,
@@ -177,7 +177,7 @@ def test_built_in_endpoint_labels_as_the_listing_labeller(tmp_path, real_headlin
 def test_estimate_labels_a_sample_and_extrapolates(tmp_path, real_headlines_path, ray_local):
     store = headlines_store(tmp_path / "store", real_headlines_path, 3000)
     total = store.read("headlines", columns=["id"]).num_rows
-    server = ServerConfig(latency_median_s=0.05, latency_sigma=0.0)
+    server = FaultyServerConfig(latency_median_s=0.05, latency_sigma=0.0)
     run = LabelRunConfig(actors=2, estimate=True, estimate_rows=60, usd_per_hour=10.0, usd_per_million_prompt_tokens=1.0)
     with serve_chat(server) as url:
         summary = run_labeling(store, LabelConfig(endpoint=url, max_in_flight=4, requests_per_second=30), run, progress=False)
@@ -208,7 +208,7 @@ def test_a_new_prompt_relabels_every_row_once_and_curation_reads_one_version(tmp
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("Return the companies the headline names, as JSON.\n{examples}\n")
     run = LabelRunConfig(actors=1, batch_rows=50)
-    with serve_chat(ServerConfig(listings=str(company_listings_path))) as url:
+    with serve_chat(FaultyServerConfig(listings=str(company_listings_path))) as url:
         patient = {**FAST_CLIENT, "timeout_s": 60.0}  # no retry on a busy machine: each request is one headline
         first = LabelConfig(endpoint=url, **patient)
         second = LabelConfig(endpoint=url, prompt_file=str(prompt), **patient)

@@ -20,7 +20,7 @@ from finner.evaluate import FINE_TUNED, ZERO_SHOT
 from finner.review import SPAN_QUESTION, Connection, ReviewConfig, connect, find_dataset, iter_records
 from finner.review_server.launcher import LocalArgilla, LocalArgillaConfig
 from finner.store import Store
-from finner.testing.chat_server import ServerConfig, serve_chat, stats
+from finner.testing.chat_server import FaultyServerConfig, serve_chat, stats
 from tests.argilla_reviewer import answer, reviewer
 from tests.ray_cluster import ray_cluster  # noqa: F401 (fixture)
 
@@ -46,7 +46,7 @@ def feed(real_headlines_path, tmp_path):
 
 @pytest.fixture
 def endpoint(company_listings_path):
-    with serve_chat(ServerConfig(listings=str(company_listings_path))) as url:
+    with serve_chat(FaultyServerConfig(listings=str(company_listings_path))) as url:
         yield url
 
 

@@ -19,7 +19,7 @@ arrived and answers left; `POST /stats/reset` clears them.
 
     python -m finner.testing.chat_server --port 8089 [--listings CSV] [--fault-rate 0.2]
 
-From Python, `with serve_chat(ServerConfig(...)) as url:` serves in a background thread (or a
+From Python, `with serve_chat(FaultyServerConfig(...)) as url:` serves in a background thread (or a
 subprocess with `in_subprocess=True`) and yields the base URL to give the label job.
 """
 
@@ -49,7 +49,7 @@ NOT_IN_HEADLINE = "Acme Widgets Corporation"
 
 
 @dataclass(frozen=True)
-class ServerConfig(listing_server.ServerConfig):
+class FaultyServerConfig(listing_server.ServerConfig):
     """How the server misbehaves, besides the listing it answers from. Defaults: an instant, faultless server."""
 
     capacity: int = field(default=0, metadata=help_text("requests served at once (the rest queue); 0 = unlimited", at_least=0))
@@ -123,9 +123,9 @@ def format_kind(response_format: object) -> str:
 class ChatServer(listing_server.ChatServer):
     """The built-in endpoint with counters, capacity, latency and faults."""
 
-    config: ServerConfig
+    config: FaultyServerConfig
 
-    def __init__(self, config: ServerConfig, gazetteer: Gazetteer | None = None):
+    def __init__(self, config: FaultyServerConfig, gazetteer: Gazetteer | None = None):
         super().__init__(config, gazetteer)
         self.stats = Stats()
         self._rng = random.Random(config.seed)
@@ -227,9 +227,9 @@ class ChatServer(listing_server.ChatServer):
         return answer, "stop"
 
 
-def serve_chat(config: ServerConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, in_subprocess: bool = False) -> contextlib.AbstractContextManager[str]:
+def serve_chat(config: FaultyServerConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, in_subprocess: bool = False) -> contextlib.AbstractContextManager[str]:
     """`listing_server.serve_chat` of this bench: yields the base URL while the block runs."""
-    return listing_server.serve_chat(config or ServerConfig(), host=host, port=port, in_subprocess=in_subprocess, server=ChatServer)
+    return listing_server.serve_chat(config or FaultyServerConfig(), host=host, port=port, in_subprocess=in_subprocess, server=ChatServer)
 
 
 def stats(base_url: str) -> dict:
@@ -247,4 +247,4 @@ def reset_stats(base_url: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(listing_server.main(server=ChatServer, config_class=ServerConfig))
+    sys.exit(listing_server.main(server=ChatServer, config_class=FaultyServerConfig))
