@@ -189,8 +189,6 @@ def run_curve(
     """Fine-tune one fresh model per (labels, size), score each on the gold `cfg.split`, keep the
     numbers in the store as each finishes (with every headline's counts, so a resumed point gets
     its interval too), and return every point's Result (resumed or new)."""
-    import torch
-
     sets = training_sets(store, gold, cfg)
     test = gold.subjects().split(cfg.split)
     if not test.num_rows:
