@@ -38,7 +38,7 @@ from finner.evaluate import STAGE as EVALUATE_STAGE
 from finner.gold import GOLD_DIR, GUIDELINE
 from finner.label import current_label_version, latest_labels
 from finner.metrics import EXACT
-from finner.models.base import CHOSEN_THRESHOLD_FILE, CONFIG_FILE, DEFAULT_THRESHOLD, offline_encoder_dir, record_threshold, weights_digest
+from finner.models.base import CHOSEN_THRESHOLD_FILE, CONFIG_FILE, DEFAULT_THRESHOLD, chosen_threshold_record, offline_encoder_dir, record_threshold, weights_digest
 from finner.models.registry import GLINER, SPANMARKER, default_model, load_checkpoint
 from finner.roles import RULES_VERSION
 from finner.store import Store, filesystem_of
@@ -218,15 +218,6 @@ def _figure(row: dict[str, Any], name: str) -> str:
     return f"{value} (95% CI {low:.3f}-{high:.3f})" if low is not None and high is not None else value
 
 
-def _threshold_record(checkpoint: str) -> dict[str, Any] | None:
-    """The checkpoint's `finner_threshold.json` when it was chosen for these weights."""
-    path = Path(checkpoint, CHOSEN_THRESHOLD_FILE)
-    if not path.is_file():
-        return None
-    record = json.loads(path.read_text())
-    return record if record.get("weights") == weights_digest(checkpoint) else None
-
-
 def _copy_checkpoint(source: str, target: Path) -> None:
     """The checkpoint's files (local or object store) into the local folder `target`."""
     fs, path = filesystem_of(source)
@@ -388,7 +379,7 @@ def publish_model(store: Store, config: PublishConfig, cards: ModelCardConfig) -
     target = _target(store, config, artifacts.MODELS_DIR, name)
     _check_target(target, TRAIN_SUMMARY_FILE)
     evaluation, why_none = evaluation_of(store, kind, checkpoint)
-    threshold = _threshold_record(checkpoint) if os.path.isdir(checkpoint) else None
+    threshold = chosen_threshold_record(checkpoint) if os.path.isdir(checkpoint) else None
 
     staging = _staging(target)
     try:

@@ -79,14 +79,20 @@ def record_threshold(checkpoint: str, threshold: float, chosen_on: str, f1: floa
     Path(checkpoint, CHOSEN_THRESHOLD_FILE).write_text(json.dumps(record, indent=1) + "\n")
 
 
-def chosen_threshold(checkpoint: str) -> float | None:
-    """The threshold `record_threshold` kept for this checkpoint, unless its weights changed since
-    (a re-trained model in the same directory has not been chosen for)."""
+def chosen_threshold_record(checkpoint: str) -> dict[str, Any] | None:
+    """What `record_threshold` kept for this checkpoint, unless its weights changed since (a
+    re-trained model in the same directory has not been chosen for)."""
     path = Path(checkpoint, CHOSEN_THRESHOLD_FILE)
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    return float(record["threshold"]) if record.get("weights") == weights_digest(checkpoint) else None
+    return record if record.get("weights") == weights_digest(checkpoint) else None
+
+
+def chosen_threshold(checkpoint: str) -> float | None:
+    """The threshold chosen for this checkpoint's weights (`chosen_threshold_record`)."""
+    record = chosen_threshold_record(checkpoint)
+    return None if record is None else float(record["threshold"])
 
 
 def resolve_threshold(checkpoint: str, threshold: float | None) -> float:
