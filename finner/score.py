@@ -11,11 +11,11 @@ the model's device.
   torch path's (span F1) and resolves `--runtime auto`: torch on GPUs, on CPUs the fastest runtime
   that agrees. The export is ours in one respect: gliner's `markerV0` span head is computed in the
   order that does the least work (`finner.models.span_head`: the same function, its largest layer
-  run per word instead of per candidate span; it was half of the forward pass). int8 is our own
-  recipe too, not gliner's `quantize=True` (unsigned 8-bit weights, one scale per tensor, every
-  layer: span F1 0.87-0.95 against torch on real headlines): signed 8-bit weights with one scale
-  per output channel, on the span head's matrix products only, where the time now goes; the
-  encoder, whose int8 moved 5% of the spans, the LSTM and the prompt head stay fp32 (see README).
+  run per word instead of per candidate span). int8 is our own recipe too, not gliner's
+  `quantize=True` (unsigned 8-bit weights, one scale per tensor, every layer, which moved many
+  spans): signed 8-bit weights with one scale per output channel, on the span head's matrix
+  products only, where the time goes; the encoder (whose int8 moved spans), the LSTM and the
+  prompt head stay fp32. The measurements behind these choices: docs/scoring-runtimes.md.
 
 `model_version` names what produced a prediction (weights digest + labels + threshold + runtime
 quantization), so the job skips rows already scored by the same model and re-scores after a change.
@@ -76,8 +76,8 @@ class ScoreConfig(Config):
     precision: Literal["auto", "fp32", "fp16", "bf16"] = field(
         default="fp32",
         metadata=help_text(
-            "CUDA autocast: auto = bf16 (fp16 without bf16 support); fp32 by default because on an H100 the forward "
-            "is ~12% of scoring time, so bf16 gained nothing and moved spans scored near the threshold"
+            "CUDA autocast: auto = bf16 (fp16 without bf16 support); fp32 by default: the forward pass is a small part "
+            "of scoring time, and half precision moves spans scored near the threshold (docs/scoring-runtimes.md)"
         ),
     )
     runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = field(

@@ -50,7 +50,7 @@ def test_companies_names_and_clusters_grow_with_the_feed(big, company_listings_p
         return written, normalized
 
     symbols_small, symbols_big = ({r["Stock_symbol"] for r in rows} for rows in (small, big))
-    (written_small, names_small), (written_big, names_big) = companies(small), companies(big)
+    (_, names_small), (written_big, names_big) = companies(small), companies(big)
     assert len(symbols_small) > 150, "a real feed's many tickers, not the 41 of the real slice"
     assert 2 < len(symbols_big) / len(symbols_small) < 10, "more companies with a longer feed, but fewer than rows"
     assert len(names_big) > 2 * len(names_small)
