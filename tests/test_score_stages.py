@@ -58,3 +58,14 @@ def test_prepare_task_then_actor_then_writer_give_scorer_spans(real_headlines_pa
     assert sum(map(len, expected)) > 20, "the comparison would be vacuous"
     assert spans_by_id(written) == {i: [(s["start"], s["end"], s["text"], s["score"]) for s in row] for i, row in zip(ids, expected)}
     assert summary.rows == len(titles) and summary.prepare_hps_per_cpu > 0 and summary.per_actor_hps > 0
+
+
+def test_steady_rate_counts_a_commit_of_several_batches_as_the_first_window():
+    """Batches committed together finish at one time: the rate after the first commit must not
+    count the first commit's other batches as work done inside the window."""
+    summary = ScoreSummary(model_version="v")
+    for finished in (10.0, 20.0):  # two commits of two 100-row batches each, one actor
+        summary.add(pa.table({"actor": ["a", "a"], "rows": [100, 100], "busy_s": [1.0, 1.0], "prepare_cpu_s": [0.1, 0.1],
+                              "device": ["cpu", "cpu"], "finished_at": [finished, finished]}))  # fmt: skip
+    assert summary.rows == 400
+    assert summary.steady_hps == 200 / 10.0

@@ -107,7 +107,7 @@ class ScoreSummary:
     busy_s: dict[str, float] = field(default_factory=dict)  # actor -> seconds spent scoring (and preparing, with --prepare actor)
     actor_rows: dict[str, int] = field(default_factory=dict)
     prepare_cpu_s: float = 0.0  # CPU seconds of preparation, wherever it ran
-    # actor -> (time its first batch finished, rows of that batch, time its last batch finished)
+    # actor -> (time its first commit finished, rows of that commit, time its last batch finished)
     windows: dict[str, tuple[float, int, float]] = field(default_factory=dict)
     device: str = "cpu"
     runtime: str = "torch"
@@ -122,8 +122,13 @@ class ScoreSummary:
             self.busy_s[actor] = self.busy_s.get(actor, 0.0) + busy
             self.prepare_cpu_s += prepare_cpu
             self.device = device
-            first, first_rows, last = self.windows.get(actor, (finished, rows, finished))
-            self.windows[actor] = (min(first, finished), first_rows if finished >= first else rows, max(last, finished))
+            # A commit writes several batches at one time: all of them count as the first window's.
+            first, first_rows, last = self.windows.get(actor, (finished, 0, finished))
+            if finished < first:
+                first, first_rows = finished, rows
+            elif finished == first:
+                first_rows += rows
+            self.windows[actor] = (first, first_rows, max(last, finished))
 
     @property
     def per_actor_hps(self) -> float:
@@ -143,7 +148,7 @@ class ScoreSummary:
 
     @property
     def steady_hps(self) -> float:
-        """Headlines/s once the actors are up: per actor, the rows after its first batch over the time
+        """Headlines/s once the actors are up: per actor, the rows after its first commit over the time
         from its first to its last written batch (preparing, waiting and writing included), summed.
         What a long run converges to; 0.0 when no actor finished two batches."""
         rates = [
