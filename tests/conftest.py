@@ -18,6 +18,11 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 HEADLINES_PARQUET = SHARED_DATA / "benzinga_headlines.parquet"
 COMPANY_LISTINGS = SHARED_DATA / "company_listings.csv"
 
+# Ray 2.60's OpenTelemetry metrics thread once crashed a Ray Data actor mid-test (SIGSEGV in
+# TemporalMetricStorage::buildMetrics); the tests read no Ray metric, so every Ray they start
+# (in-process or `ray start` in a subprocess, which inherits this) runs without metrics collection.
+os.environ.setdefault("RAY_enable_metrics_collection", "0")
+
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
