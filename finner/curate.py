@@ -17,7 +17,8 @@ Then passes over the joined ranges: the company names' mentions (clustered after
 `spans` rows, streamed into the store, and each cluster's eligible headlines; each eligible
 headline's stratum, fed to the draw (`finner.sample.Draw`, which keeps only candidates); the chosen
 headlines' `sample` rows. What lives across ranges grows with distinct names and clusters and with
-the sample. Ranges are in id order and sorted within, so the tables do not depend on how many there are.
+the sample; the temporary folder (under `$TMPDIR`) holds a compressed copy of the columns read.
+Ranges are in id order and sorted within, so the tables' rows do not depend on how many there are.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -52,15 +53,16 @@ HEADLINE_COLUMNS = ("id", "title", "date", "symbol")
 LABEL_COLUMNS = ("id", "status", "result", "normalized_result", "labeled_at")
 PASSES = ("spill", "join", "spans", "count", "draw", "sample")  # the progress bar counts the feed's headlines once per pass
 SPILL = pa.ipc.IpcWriteOptions(compression="zstd")  # the temporary range files: Arrow IPC, small on disk
+SPANS_ROWS = 2_000  # headlines whose spans are made as Python objects at once; a range's spans are then one Arrow table
 
 
 @dataclass(frozen=True)
 class CurateConfig(Config):
     batch_rows: int = field(
-        default=10_000,
+        default=20_000,
         metadata=help_text(
-            "headlines in memory at once: the feed and its labels are joined in id ranges of about this many "
-            "(spilled to a temporary folder), and spans are computed in batches of it",
+            "headlines in memory at once: the feed and its labels are cut into id ranges of about this many "
+            "(spilled to a temporary folder) and joined one range at a time",
             at_least=1,
         ),
     )
@@ -126,11 +128,11 @@ def curate(
         desc="curate", unit=" rows", total=len(PASSES) * headlines.count_rows(), enabled=progress
     ) as bar:
         spilled = _spill(headlines, store.dataset("llm_labels"), label_version_filter(version), config.batch_rows, folder, bar)
-        parts, mentions = _join(spilled, config.batch_rows, summary, bar)
+        parts, mentions = _join(spilled, summary, bar)
         clustering = cluster_names(mentions, cluster_config)
         summary.names, summary.clusters, summary.pairs_scored = len(mentions), clustering.n_clusters, clustering.pairs_scored
         representative = clustering.representative
-        store.write("spans", _spans(parts, representative, config.batch_rows, summary, bar))
+        store.write("spans", _spans(parts, representative, summary, bar))
         cluster_sizes, bounds = _count(parts, representative, sample_config, summary.sample, bar)
         chosen = _draw(parts, representative, sample_config, cluster_sizes, bounds, bar)
         store.write("sample", _sample(parts, chosen, sample_config, summary.sample, bar))
@@ -159,6 +161,11 @@ def plot_sample(summary: SampleSummary, config: SampleConfig, store: Store) -> s
     return save_figure(figure, store, artifacts.PLOTS_DIR, "curate_sample.png")
 
 
+def _read(path: str) -> pa.Table:
+    with pa.OSFile(path) as f:
+        return pa.ipc.open_file(f).read_all()
+
+
 @dataclass(frozen=True)
 class _Part:
     """One id range's joined rows, sorted by id, in a temporary file; and its feed headlines (what
@@ -168,13 +175,7 @@ class _Part:
     headlines: int
 
     def read(self) -> pa.Table:
-        with pa.OSFile(self.path) as f:
-            return pa.ipc.open_file(f).read_all()
-
-
-def _write(path: str, table: pa.Table, batch_rows: int) -> None:
-    with pa.OSFile(path, "wb") as f, pa.ipc.new_file(f, table.schema, options=SPILL) as writer:
-        writer.write_table(table, max_chunksize=batch_rows)
+        return _read(self.path)
 
 
 def _spill(headlines: pads.Dataset, labels: pads.Dataset, labels_filter: pc.Expression, batch_rows: int, folder: str, bar: Any) -> list[tuple[str, str]]:
@@ -185,35 +186,41 @@ def _spill(headlines: pads.Dataset, labels: pads.Dataset, labels_filter: pc.Expr
     cuts = np.array(id_range_cuts(max(1, math.ceil(rows / batch_rows))))
     paths = [(f"{folder}/headlines-{k}.arrow", f"{folder}/labels-{k}.arrow") for k in range(len(cuts) + 1)]
     scan = {"batch_size": batch_rows, "batch_readahead": 1, "fragment_readahead": 1}  # not pyarrow's 16 batches of 4 files ahead
-    for dataset, columns, filter_, files, counted in (
-        (headlines, HEADLINE_COLUMNS, None, [h for h, _ in paths], True),
-        (labels, LABEL_COLUMNS, labels_filter, [l for _, l in paths], False),
-    ):
-        schema = pa.schema([dataset.schema.field(c) for c in columns])
-        writers = [pa.ipc.new_file(path, schema, options=SPILL) for path in files]
-        try:
-            for batch in dataset.to_batches(columns=list(columns), filter=filter_, **scan):
-                which = np.searchsorted(cuts, batch.column("id").to_numpy(zero_copy_only=False), side="right")
-                order = np.argsort(which, kind="stable")  # a stable sort: rows keep their table order within a range
-                batch, which = batch.take(pa.array(order)), which[order]
-                starts = np.searchsorted(which, np.arange(len(files) + 1))
-                for writer, start, end in zip(writers, starts, starts[1:]):
-                    if end > start:
-                        writer.write_batch(batch.slice(start, end - start))
-                bar.update(batch.num_rows if counted else 0)
-        finally:
-            for writer in writers:
-                writer.close()
+    _split(headlines.to_batches(columns=list(HEADLINE_COLUMNS), **scan), _projected(headlines, HEADLINE_COLUMNS), cuts, [h for h, _ in paths], bar.update)
+    _split(labels.to_batches(columns=list(LABEL_COLUMNS), filter=labels_filter, **scan), _projected(labels, LABEL_COLUMNS), cuts, [l for _, l in paths])
     return paths
 
 
-def _join(spilled: list[tuple[str, str]], batch_rows: int, summary: CurateSummary, bar: Any) -> tuple[list[_Part], Counter]:
+def _projected(dataset: pads.Dataset, columns: tuple[str, ...]) -> pa.Schema:
+    return pa.schema([dataset.schema.field(c) for c in columns])
+
+
+def _split(batches: Iterator[pa.RecordBatch], schema: pa.Schema, cuts: np.ndarray, paths: list[str], done: Callable[[int], object] | None = None) -> None:
+    """Append each batch's rows to the file of their id range (`cuts` between ranges); rows keep
+    their table order within a range (`pick_latest` breaks ties by it). `done(rows)` after each batch."""
+    writers = [pa.ipc.new_file(path, schema, options=SPILL) for path in paths]
+    try:
+        for batch in batches:
+            which = np.searchsorted(cuts, batch.column("id").to_numpy(zero_copy_only=False), side="right")
+            order = np.argsort(which, kind="stable")
+            batch, which = batch.take(pa.array(order)), which[order]
+            starts = np.searchsorted(which, np.arange(len(paths) + 1))
+            for writer, start, end in zip(writers, starts, starts[1:]):
+                if end > start:
+                    writer.write_batch(batch.slice(start, end - start))
+            if done is not None:
+                done(batch.num_rows)
+    finally:
+        for writer in writers:
+            writer.close()
+
+
+def _join(spilled: list[tuple[str, str]], summary: CurateSummary, bar: Any) -> tuple[list[_Part], Counter]:
     """Each range's headlines with one label each (`pick_latest`: ok wins, else the latest
     attempt), written over the range's two files; counts the labels and the company names' mentions."""
     parts, mentions = [], Counter()
     for headlines_path, labels_path in spilled:
-        headlines, labels = (_Part(path, 0).read() for path in (headlines_path, labels_path))
-        labels = pick_latest(labels)
+        headlines, labels = _read(headlines_path), pick_latest(_read(labels_path))
         rows = _labelled(headlines, labels)
         summary.headlines += headlines.num_rows
         summary.labels.update(rows["status"].to_pylist())
@@ -226,7 +233,8 @@ def _join(spilled: list[tuple[str, str]], batch_rows: int, summary: CurateSummar
             summary.with_companies += bool(names)
             summary.without_companies += not names
         os.remove(labels_path)
-        _write(headlines_path, rows, batch_rows)
+        with pa.OSFile(headlines_path, "wb") as f, pa.ipc.new_file(f, rows.schema, options=SPILL) as writer:
+            writer.write_table(rows)
         parts.append(_Part(headlines_path, headlines.num_rows))
         bar.update(headlines.num_rows)
     return parts, mentions
@@ -250,13 +258,14 @@ def _clusters(result: list[str] | None, normalized: list[str] | None, representa
     return sorted({representative[name] for name in company_names(result, normalized)})
 
 
-def _spans(parts: list[_Part], representative: dict[str, str], batch_rows: int, summary: CurateSummary, bar: Any) -> Iterator[pa.Table]:
-    """The `spans` rows of every ok-labelled headline, in id order, a batch at a time."""
+def _spans(parts: list[_Part], representative: dict[str, str], summary: CurateSummary, bar: Any) -> Iterator[pa.Table]:
+    """The `spans` rows of every ok-labelled headline, one table per id range, sorted by id (one
+    batch: the writer keeps its row order), made `SPANS_ROWS` rows at a time."""
     for part in parts:
         rows = part.read()
         ok = rows.filter(pc.equal(rows["status"], schemas.LABEL_OK))
-        for batch in ok.to_batches(max_chunksize=batch_rows):
-            yield _spans_batch(batch, representative, summary)
+        tables = [_spans_batch(batch, representative, summary) for batch in ok.to_batches(max_chunksize=SPANS_ROWS)]
+        yield pa.concat_tables(tables or [schemas.SPANS_TABLE.empty_table()]).combine_chunks()
         bar.update(part.headlines)
 
 
@@ -328,16 +337,20 @@ def _draw(parts: list[_Part], representative: dict[str, str], config: SampleConf
     return sampler.chosen()
 
 
-def _sample(parts: list[_Part], chosen: dict[str, str], config: SampleConfig, summary: SampleSummary, bar: Any) -> Iterator[pa.Table]:
-    """The `sample` rows in id order, range by range: spans and tokens for ok labels, null spans otherwise."""
+def _sample(parts: list[_Part], chosen: dict[str, str], config: SampleConfig, summary: SampleSummary, bar: Any) -> pa.Table:
+    """The `sample` rows, sorted by id, in one table (the sample is the output, held whole; as one
+    batch the writer keeps its row order): spans and tokens for ok labels, null spans otherwise."""
     ids = pa.array(sorted(chosen), pa.string())
+    tables = []
     for part in parts:
         rows = part.read()
-        yield _sample_table(rows.filter(pc.is_in(rows["id"], ids)), chosen, config, summary)
+        tables.append(_sample_table(rows.filter(pc.is_in(rows["id"], ids)), chosen, config, summary))
         bar.update(part.headlines)
+    return pa.concat_tables(tables).combine_chunks()
 
 
 def _sample_table(picked: pa.Table, chosen: dict[str, str], config: SampleConfig, summary: SampleSummary) -> pa.Table:
+    """The `sample` rows of one range's chosen headlines; counts them by split, year and kind of stratum."""
     out = []
     for row in picked.to_pylist():
         stratum, year = chosen[row["id"]], row["date"].year
