@@ -5,7 +5,8 @@
     python -m jobs.curate --train-years 2010 2015 --valid-years 2016 2017 --test-years 2018 2020
 
 Reads `headlines` and `llm_labels`, replaces `spans` and `sample`; re-running on the same inputs
-writes the same tables.
+writes the same tables. Memory does not grow with the feed: the tables are joined in id ranges of
+about `--batch-rows` headlines, kept meanwhile in a temporary folder (`$TMPDIR`).
 """
 
 from __future__ import annotations
