@@ -15,6 +15,7 @@ import pytest
 from finner import schemas
 from finner.cluster import ClusterConfig, cluster_names
 from finner.curate import CurateConfig, curate
+from finner.errors import FinnerError
 from finner.ids import id_range_cuts
 from finner.sample import SampleConfig, draw, stratum_of
 from finner.source import SourceConfig, ingest
@@ -179,8 +180,6 @@ def test_missing_labels_and_bad_flags_fail_in_one_line(tmp_path):
 
 
 def test_duplicate_headline_ids_are_named(tmp_path):
-    from finner.errors import FinnerError
-
     store = Store(str(tmp_path / "s"))
     ingest(SourceConfig(), store, progress=False)
     headlines = store.read("headlines").slice(0, 5)
@@ -287,3 +286,8 @@ def test_id_ranges_split_the_feed_evenly(two_version_store):
     assert cuts == sorted(cuts) and len(cuts) == 11 and id_range_cuts(1) == []
     sizes = Counter(sum(i >= c for c in cuts) for i in ids)
     assert len(sizes) == 12 and max(sizes.values()) < 2 * len(ids) / 12
+
+
+def test_an_unknown_label_version_is_named_with_the_known_ones(two_version_store):
+    with pytest.raises(FinnerError, match=r"--label-version 'nope': no such labels; the store has \['new', 'old'\]"):
+        curate(two_version_store, progress=False, label_version="nope")
