@@ -8,27 +8,64 @@ so a re-run on the same inputs writes the same two tables (each replaced atomica
 Only `ok` labels carry companies. `invalid_output` / `failed` labels get no spans row; they may be
 sampled in their own stratum (see `finner.sample`) with null spans, so review starts them from
 scratch. Headlines with no label row yet are not curated and are counted.
+
+Memory is bounded by a batch, not by the feed: no table is held whole and nothing is kept per
+headline. Both tables are cut into id ranges (`finner.ids.id_range_cuts`) of about
+`CurateConfig.batch_rows` headlines, each range spilled to a temporary folder in one streamed read
+of each table, and each range joined on its own (one label per headline, `finner.label.pick_latest`).
+Then passes over the joined ranges: the company names' mentions (clustered after the pass); the
+`spans` rows, streamed into the store, and each cluster's eligible headlines; each eligible
+headline's stratum, fed to the draw (`finner.sample.Draw`, which keeps only candidates); the chosen
+headlines' `sample` rows. What lives across ranges grows with distinct names and clusters and with
+the sample; the temporary folder (under `$TMPDIR`) holds a compressed copy of the columns read.
+Ranges are in id order and sorted within, so the tables' rows do not depend on how many there are.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from finner import artifacts, schemas
 from finner.cluster import ClusterConfig, cluster_names
+from finner.config import Config, help_text
 from finner.errors import FinnerError
-from finner.label import current_label_version, latest_labels
+from finner.ids import id_range_cuts
+from finner.label import current_label_version, label_version_filter, pick_latest
 from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
-from finner.sample import SampleConfig, SampleSummary, draw, stratum_of
+from finner.sample import Draw, SampleConfig, SampleSummary, stratum_of
 from finner.spans import company_names, find_spans
 from finner.store import Store
 from finner.tokens import word_tokens
+
+HEADLINE_COLUMNS = ("id", "title", "date", "symbol")
+LABEL_COLUMNS = ("id", "status", "result", "normalized_result", "labeled_at")
+PASSES = ("spill", "join", "spans", "count", "draw", "sample")  # the progress bar counts the feed's headlines once per pass
+SPILL = pa.ipc.IpcWriteOptions(compression="zstd")  # the temporary range files: Arrow IPC, small on disk
+SPANS_ROWS = 2_000  # headlines whose spans are made as Python objects at once; a range's spans are then one Arrow table
+
+
+@dataclass(frozen=True)
+class CurateConfig(Config):
+    batch_rows: int = field(
+        default=20_000,
+        metadata=help_text(
+            "headlines in memory at once: the feed and its labels are cut into id ranges of about this many "
+            "(spilled to a temporary folder) and joined one range at a time",
+            at_least=1,
+        ),
+    )
 
 
 @dataclass
@@ -74,46 +111,31 @@ def curate(
     store: Store,
     cluster_config: ClusterConfig = ClusterConfig(),
     sample_config: SampleConfig = SampleConfig(),
+    config: CurateConfig = CurateConfig(),
     progress: bool = True,
-    batch_rows: int = 50_000,
     label_version: str = "",
 ) -> CurateSummary:
     """Write the `spans` and `sample` tables from `headlines` and the `llm_labels` of one label
-    version (`label_version`, default the latest labeling run's); return the counts.
-
-    Memory stays small at feed scale: only ids, dates and company names are held for the whole
-    feed; spans rows are computed and written one batch at a time, after the clusters are known.
-    """
+    version (`label_version`, default the latest labeling run's); return the counts."""
     if not store.exists("headlines"):
         raise FinnerError(f"no `headlines` table in {store.root}: run the ingest stage first")
     if not store.exists("llm_labels"):
         raise FinnerError(f"no `llm_labels` table in {store.root}: run the labeling stage first")
-    headlines = store.read("headlines", columns=["id", "title", "date", "symbol"])
     version = current_label_version(store, label_version)
-    labels = latest_labels(store, version).select(["id", "status", "result", "normalized_result"])
-    rows = _labelled(headlines, labels)
-    summary = CurateSummary(headlines=headlines.num_rows, labels=Counter(rows["status"].to_pylist()), label_version=version)
-    summary.not_labeled = headlines.num_rows - rows.num_rows
-    summary.orphan_labels = labels.num_rows - rows.num_rows
-    del headlines, labels
-
-    ok = rows.filter(pc.equal(rows["status"], schemas.LABEL_OK))
-    names_of = {
-        i: company_names(r, n) for i, r, n in zip(*(ok[c].to_pylist() for c in ("id", "result", "normalized_result")))
-    }
-    mentions = Counter(name for names in names_of.values() for name in names)
-    summary.with_companies = sum(bool(n) for n in names_of.values())
-    summary.without_companies = len(names_of) - summary.with_companies
-    clustering = cluster_names(mentions, cluster_config)
-    summary.names, summary.clusters, summary.pairs_scored = len(mentions), clustering.n_clusters, clustering.pairs_scored
-    clusters_of = {i: sorted({clustering.representative[n] for n in names}) for i, names in names_of.items()}
-    del names_of
-
-    batches = (_spans_batch(b, clusters_of, summary) for b in ok.to_batches(max_chunksize=batch_rows))
-    store.write("spans", progress_bar(batches, desc="spans", unit=" batches", total=math.ceil(ok.num_rows / batch_rows), enabled=progress))
-
-    chosen = _draw(rows, clusters_of, sample_config, summary.sample)
-    store.write("sample", _sample_table(rows, chosen, clusters_of, summary.sample))
+    summary = CurateSummary(label_version=version)
+    headlines = store.dataset("headlines")
+    with tempfile.TemporaryDirectory(prefix="finner-curate-") as folder, progress_bar(
+        desc="curate", unit=" rows", total=len(PASSES) * headlines.count_rows(), enabled=progress
+    ) as bar:
+        spilled = _spill(headlines, store.dataset("llm_labels"), label_version_filter(version), config.batch_rows, folder, bar)
+        parts, mentions = _join(spilled, summary, bar)
+        clustering = cluster_names(mentions, cluster_config)
+        summary.names, summary.clusters, summary.pairs_scored = len(mentions), clustering.n_clusters, clustering.pairs_scored
+        representative = clustering.representative
+        store.write("spans", _spans(parts, representative, summary, bar))
+        cluster_sizes, bounds = _count(parts, representative, sample_config, summary.sample, bar)
+        chosen = _draw(parts, representative, sample_config, cluster_sizes, bounds, bar)
+        store.write("sample", _sample(parts, chosen, sample_config, summary.sample, bar))
     summary.plot = plot_sample(summary.sample, sample_config, store)
     store.put_json(artifacts.CURATE_KEY, {"summary": summary.as_dict(), "cluster": asdict(cluster_config), "sample": asdict(sample_config)})
     return summary
@@ -139,6 +161,85 @@ def plot_sample(summary: SampleSummary, config: SampleConfig, store: Store) -> s
     return save_figure(figure, store, artifacts.PLOTS_DIR, "curate_sample.png")
 
 
+def _read(path: str) -> pa.Table:
+    with pa.OSFile(path) as f:
+        return pa.ipc.open_file(f).read_all()
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One id range's joined rows, sorted by id, in a temporary file; and its feed headlines (what
+    the progress bar counts)."""
+
+    path: str
+    headlines: int
+
+    def read(self) -> pa.Table:
+        return _read(self.path)
+
+
+def _spill(headlines: pads.Dataset, labels: pads.Dataset, labels_filter: pc.Expression, batch_rows: int, folder: str, bar: Any) -> list[tuple[str, str]]:
+    """Each id range's headlines and labels (those `labels_filter` keeps) in files of their own
+    under `folder`, one streamed read of each table; the ranges are cut so the larger table has
+    about `batch_rows` rows in each."""
+    rows = max(headlines.count_rows(), labels.count_rows(filter=labels_filter))
+    cuts = np.array(id_range_cuts(max(1, math.ceil(rows / batch_rows))))
+    paths = [(f"{folder}/headlines-{k}.arrow", f"{folder}/labels-{k}.arrow") for k in range(len(cuts) + 1)]
+    scan = {"batch_size": batch_rows, "batch_readahead": 1, "fragment_readahead": 1}  # not pyarrow's 16 batches of 4 files ahead
+    _split(headlines.to_batches(columns=list(HEADLINE_COLUMNS), **scan), _projected(headlines, HEADLINE_COLUMNS), cuts, [h for h, _ in paths], bar.update)
+    _split(labels.to_batches(columns=list(LABEL_COLUMNS), filter=labels_filter, **scan), _projected(labels, LABEL_COLUMNS), cuts, [l for _, l in paths])
+    return paths
+
+
+def _projected(dataset: pads.Dataset, columns: tuple[str, ...]) -> pa.Schema:
+    return pa.schema([dataset.schema.field(c) for c in columns])
+
+
+def _split(batches: Iterator[pa.RecordBatch], schema: pa.Schema, cuts: np.ndarray, paths: list[str], done: Callable[[int], object] | None = None) -> None:
+    """Append each batch's rows to the file of their id range (`cuts` between ranges); rows keep
+    their table order within a range (`pick_latest` breaks ties by it). `done(rows)` after each batch."""
+    writers = [pa.ipc.new_file(path, schema, options=SPILL) for path in paths]
+    try:
+        for batch in batches:
+            which = np.searchsorted(cuts, batch.column("id").to_numpy(zero_copy_only=False), side="right")
+            order = np.argsort(which, kind="stable")
+            batch, which = batch.take(pa.array(order)), which[order]
+            starts = np.searchsorted(which, np.arange(len(paths) + 1))
+            for writer, start, end in zip(writers, starts, starts[1:]):
+                if end > start:
+                    writer.write_batch(batch.slice(start, end - start))
+            if done is not None:
+                done(batch.num_rows)
+    finally:
+        for writer in writers:
+            writer.close()
+
+
+def _join(spilled: list[tuple[str, str]], summary: CurateSummary, bar: Any) -> tuple[list[_Part], Counter]:
+    """Each range's headlines with one label each (`pick_latest`: ok wins, else the latest
+    attempt), written over the range's two files; counts the labels and the company names' mentions."""
+    parts, mentions = [], Counter()
+    for headlines_path, labels_path in spilled:
+        headlines, labels = _read(headlines_path), pick_latest(_read(labels_path))
+        rows = _labelled(headlines, labels)
+        summary.headlines += headlines.num_rows
+        summary.labels.update(rows["status"].to_pylist())
+        summary.not_labeled += headlines.num_rows - rows.num_rows
+        summary.orphan_labels += labels.num_rows - rows.num_rows
+        ok = rows.filter(pc.equal(rows["status"], schemas.LABEL_OK))
+        for result, normalized in zip(ok["result"].to_pylist(), ok["normalized_result"].to_pylist()):
+            names = company_names(result, normalized)
+            mentions.update(names)
+            summary.with_companies += bool(names)
+            summary.without_companies += not names
+        os.remove(labels_path)
+        with pa.OSFile(headlines_path, "wb") as f, pa.ipc.new_file(f, rows.schema, options=SPILL) as writer:
+            writer.write_table(rows)
+        parts.append(_Part(headlines_path, headlines.num_rows))
+        bar.update(headlines.num_rows)
+    return parts, mentions
+
+
 def _labelled(headlines: pa.Table, labels: pa.Table) -> pa.Table:
     """Headlines that have a label, with its status and strings, sorted by id (an inner join;
     Arrow's join cannot carry list columns, so it is done by index)."""
@@ -152,7 +253,23 @@ def _labelled(headlines: pa.Table, labels: pa.Table) -> pa.Table:
     return headlines
 
 
-def _spans_batch(batch: pa.RecordBatch, clusters_of: dict[str, list[str]], summary: CurateSummary) -> pa.Table:
+def _clusters(result: list[str] | None, normalized: list[str] | None, representative: dict[str, str]) -> list[str]:
+    """The clusters an ok label names, sorted."""
+    return sorted({representative[name] for name in company_names(result, normalized)})
+
+
+def _spans(parts: list[_Part], representative: dict[str, str], summary: CurateSummary, bar: Any) -> Iterator[pa.Table]:
+    """The `spans` rows of every ok-labelled headline, one table per id range, sorted by id (one
+    batch: the writer keeps its row order), made `SPANS_ROWS` rows at a time."""
+    for part in parts:
+        rows = part.read()
+        ok = rows.filter(pc.equal(rows["status"], schemas.LABEL_OK))
+        tables = [_spans_batch(batch, representative, summary) for batch in ok.to_batches(max_chunksize=SPANS_ROWS)]
+        yield pa.concat_tables(tables or [schemas.SPANS_TABLE.empty_table()]).combine_chunks()
+        bar.update(part.headlines)
+
+
+def _spans_batch(batch: pa.RecordBatch, representative: dict[str, str], summary: CurateSummary) -> pa.Table:
     """`spans` rows of one batch of ok-labelled headlines."""
     out = []
     for row in batch.to_pylist():
@@ -171,39 +288,75 @@ def _spans_batch(batch: pa.RecordBatch, clusters_of: dict[str, list[str]], summa
                 "tokens": found.tokens,
                 "token_spans": found.token_spans,
                 "not_found": found.not_found,
-                "clusters": clusters_of[row["id"]],
+                "clusters": _clusters(row["result"], row["normalized_result"], representative),
             }
         )
     return pa.Table.from_pylist(out, schema=schemas.SPANS_TABLE)
 
 
-def _draw(rows: pa.Table, clusters_of: dict[str, list[str]], config: SampleConfig, summary: SampleSummary) -> dict[str, tuple[str, str]]:
-    """Sampled headline id -> (split, stratum); counts what was eligible and what was out of range."""
-    eligible: dict[str, str] = {}  # id -> split
-    cluster_sizes: Counter = Counter()
-    for headline_id, date, status in zip(*(rows[c].to_pylist() for c in ("id", "date", "status"))):
-        if status != schemas.LABEL_OK and not config.sample_unlabeled:
+def _eligible(rows: pa.Table, representative: dict[str, str], config: SampleConfig) -> Iterator[tuple[str, int, str | None, list[str] | None]]:
+    """(id, year, split, clusters) of each headline the draw may take: an ok label (its clusters,
+    maybe none), or, with `sample_unlabeled`, any other (clusters None). split None: no split's years."""
+    columns = (rows[c].to_pylist() for c in ("id", "date", "status", "result", "normalized_result"))
+    for headline_id, date, status, result, normalized in zip(*columns):
+        if status == schemas.LABEL_OK:
+            clusters = _clusters(result, normalized, representative)
+        elif config.sample_unlabeled:
+            clusters = None
+        else:
             continue
-        split = config.split_of(date.year)
-        if split is None:
-            summary.out_of_range[date.year] += 1
-            continue
-        eligible[headline_id] = split
-        summary.eligible[split] += 1
-        summary.eligible_years[date.year] += 1
-        cluster_sizes.update(clusters_of.get(headline_id, ()))
-    strata = {i: stratum_of(clusters_of.get(i), cluster_sizes) for i in eligible}
-    return {i: (eligible[i], stratum) for i, stratum in draw(strata, config).items()}
+        yield headline_id, date.year, config.split_of(date.year), clusters
 
 
-def _sample_table(rows: pa.Table, chosen: dict[str, tuple[str, str]], clusters_of: dict[str, list[str]], summary: SampleSummary) -> pa.Table:
-    """The `sample` rows, sorted by id: spans and tokens for ok labels, null spans otherwise."""
-    picked = rows.filter(pc.is_in(rows["id"], pa.array(sorted(chosen), pa.string())))  # still sorted by id
+def _count(parts: list[_Part], representative: dict[str, str], config: SampleConfig, summary: SampleSummary, bar: Any) -> tuple[Counter, Counter]:
+    """Each cluster's eligible headlines (a headline's stratum is its rarest cluster), and an upper
+    bound on each stratum's size (the draw's `bounds`); counts what is eligible and what is out of range."""
+    cluster_sizes, bounds = Counter(), Counter()
+    for part in parts:
+        for _, year, split, clusters in _eligible(part.read(), representative, config):
+            if split is None:
+                summary.out_of_range[year] += 1
+                continue
+            summary.eligible[split] += 1
+            summary.eligible_years[year] += 1
+            cluster_sizes.update(clusters or ())
+            if not clusters:  # no company, or not labelled: a stratum of its own
+                bounds[stratum_of(clusters, cluster_sizes)] += 1
+        bar.update(part.headlines)
+    return cluster_sizes, cluster_sizes + bounds
+
+
+def _draw(parts: list[_Part], representative: dict[str, str], config: SampleConfig, cluster_sizes: Counter, bounds: Counter, bar: Any) -> dict[str, str]:
+    """Sampled headline id -> stratum (`finner.sample.Draw`)."""
+    sampler = Draw(config, bounds)
+    for part in parts:
+        for headline_id, _, split, clusters in _eligible(part.read(), representative, config):
+            if split is not None:
+                sampler.add(headline_id, stratum_of(clusters, cluster_sizes))
+        bar.update(part.headlines)
+    return sampler.chosen()
+
+
+def _sample(parts: list[_Part], chosen: dict[str, str], config: SampleConfig, summary: SampleSummary, bar: Any) -> pa.Table:
+    """The `sample` rows, sorted by id, in one table (the sample is the output, held whole; as one
+    batch the writer keeps its row order): spans and tokens for ok labels, null spans otherwise."""
+    ids = pa.array(sorted(chosen), pa.string())
+    tables = []
+    for part in parts:
+        rows = part.read()
+        tables.append(_sample_table(rows.filter(pc.is_in(rows["id"], ids)), chosen, config, summary))
+        bar.update(part.headlines)
+    return pa.concat_tables(tables).combine_chunks()
+
+
+def _sample_table(picked: pa.Table, chosen: dict[str, str], config: SampleConfig, summary: SampleSummary) -> pa.Table:
+    """The `sample` rows of one range's chosen headlines; counts them by split, year and kind of stratum."""
     out = []
     for row in picked.to_pylist():
-        split, stratum = chosen[row["id"]]
+        stratum, year = chosen[row["id"]], row["date"].year
+        split = config.split_of(year)
         summary.sampled[split] += 1
-        summary.sampled_years[row["date"].year] += 1
+        summary.sampled_years[year] += 1
         summary.strata[stratum if stratum in (schemas.NO_COMPANY_CLUSTER, schemas.UNLABELED_CLUSTER) else "company clusters"] += 1
         if row["status"] == schemas.LABEL_OK:
             found = find_spans(row["title"], row["result"], row["normalized_result"])

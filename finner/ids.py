@@ -27,3 +27,14 @@ def title_key(title: str) -> str:
     """Case- and punctuation-blind form of a title: the feed repeats a headline on other days and
     under other symbols with small edits, and such twins must never sit on both sides of a split."""
     return " ".join("".join(ch if ch.isalnum() else " " for ch in title.lower()).split())
+
+
+ID_PREFIX_DIGITS = 8  # hex digits of the cuts between id ranges: 2**32 even ranges at most
+
+
+def id_range_cuts(ranges: int) -> list[str]:
+    """The `ranges - 1` ids that cut the id space into `ranges` ranges of equal width, ascending.
+    Ids are uniform hashes in lower-case hex, so each range holds about 1/ranges of a table's ids
+    and the same range of two tables holds the same headlines; an id of any other form still falls
+    in exactly one range (by string order), only not evenly."""
+    return [f"{(k << (4 * ID_PREFIX_DIGITS)) // ranges:0{ID_PREFIX_DIGITS}x}" for k in range(1, ranges)]

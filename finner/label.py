@@ -467,9 +467,15 @@ def pick_latest(labels: pa.Table) -> pa.Table:
 
 def current_label_version(store: Store, requested: str = "") -> str | None:
     """The label version downstream stages read: `requested` when given (it must exist), else the
-    latest labeling run's, else that of the most recently written label (None: no labels)."""
-    versions = store.read("llm_labels", columns=["label_version", "labeled_at"])
-    known = set(versions.column("label_version").to_pylist())
+    latest labeling run's, else that of the most recently written label (None: no labels).
+    Streams the two columns it needs: nothing per label row is held."""
+    known: set[str | None] = set()
+    latest: tuple[dt.datetime, str | None] | None = None  # the first row with the greatest labeled_at
+    for batch in store.dataset("llm_labels").to_batches(columns=["label_version", "labeled_at"]):
+        known.update(pc.unique(batch.column("label_version")).to_pylist())
+        at = pc.max(batch.column("labeled_at")).as_py()
+        if at is not None and (latest is None or at > latest[0]):
+            latest = at, batch.column("label_version")[pc.index(batch.column("labeled_at"), at).as_py()].as_py()
     if requested:
         if requested not in known:
             raise FinnerError(f"--label-version {requested!r}: no such labels; the store has {sorted(v for v in known if v)}")
@@ -477,10 +483,12 @@ def current_label_version(store: Store, requested: str = "") -> str | None:
     run = store.get_json(artifacts.LABEL_RUN_KEY)
     if run and run.get("label_version") in known:
         return run["label_version"]
-    if not versions.num_rows:
-        return None
-    latest = pc.index(versions.column("labeled_at"), pc.max(versions.column("labeled_at")))
-    return versions.column("label_version")[latest.as_py()].as_py()
+    return latest[1] if latest else None
+
+
+def label_version_filter(label_version: str | None) -> pc.Expression:
+    """The `llm_labels` rows of one version (None: rows written before labels carried a version)."""
+    return pc.field("label_version") == label_version if label_version else pc.field("label_version").is_null()
 
 
 def latest_labels(store: Store, label_version: str | None) -> pa.Table:
@@ -490,5 +498,4 @@ def latest_labels(store: Store, label_version: str | None) -> pa.Table:
     A headline can have several rows over re-runs (failed, then ok) and over versions (prompts,
     models); every downstream stage reads labels through this function, one version at a time.
     """
-    version_filter = pc.field("label_version") == label_version if label_version else pc.field("label_version").is_null()
-    return pick_latest(store.read("llm_labels", filter=version_filter))
+    return pick_latest(store.read("llm_labels", filter=label_version_filter(label_version)))

@@ -11,7 +11,8 @@ headlines with no company; then train 2010-2016, validation 2017-2018, test 2019
 * **Counts.** A stratum of n headlines gives floor(f n) headlines plus one more with probability
   f n - floor(f n), so small clusters are represented in expectation instead of rounded away.
 * **Which headlines.** The k with the smallest seeded hash of their id: a pure function of
-  (ids, seed), independent of row order, so re-running gives the same sample.
+  (ids, seed), independent of row order, so re-running gives the same sample. `Draw` takes the
+  headlines one at a time and keeps only those still in the running, for feeds of any size.
 * **Splits.** By the UTC calendar year of the date. Headlines outside every split range (e.g.
   2009) are not sampled, and the summary says how many.
 """
@@ -75,18 +76,58 @@ def stratum_of(clusters: Iterable[str] | None, cluster_sizes: Mapping[str, int])
     return min(clusters, key=lambda c: (cluster_sizes[c], c))
 
 
+def quota(stratum: str, size: int, config: SampleConfig) -> int:
+    """How many of a stratum's `size` headlines are sampled: floor(f n), plus one with probability
+    f n - floor(f n) (a seeded coin per stratum)."""
+    expected = config.fraction * size
+    return math.floor(expected) + (unit_hash(config.seed, f"stratum\x1f{stratum}") < expected - math.floor(expected))
+
+
+class Draw:
+    """The draw fed one eligible headline at a time, in any order, holding per stratum only the
+    headlines that can still be among its `quota` smallest hashes: a feed of any size is sampled in
+    memory that grows with the sample and the number of strata, not with the feed.
+
+    `bounds` gives, before the first `add`, an upper bound on each stratum's final size (for a
+    company cluster, its eligible headlines); the final size is only known at the end, but its
+    quota is at most that of the bound (`quota` grows with the size), so that many candidates per
+    stratum are enough."""
+
+    def __init__(self, config: SampleConfig, bounds: Mapping[str, int]):
+        self.config = config
+        self.bounds = bounds
+        self.sizes: Counter = Counter()
+        self.candidates: dict[str, list[tuple[float, str]]] = {}
+        self.most: dict[str, int] = {}  # stratum -> quota of its bound
+
+    def add(self, headline_id: str, stratum: str) -> None:
+        self.sizes[stratum] += 1
+        kept = self.candidates.setdefault(stratum, [])
+        kept.append((unit_hash(self.config.seed, headline_id), headline_id))
+        if stratum not in self.most:
+            self.most[stratum] = quota(stratum, self.bounds[stratum], self.config)
+        most = self.most[stratum]
+        if len(kept) > 2 * most:  # a sort every `most` additions: O(log most) per headline
+            kept.sort()
+            del kept[most:]
+
+    def chosen(self) -> dict[str, str]:
+        """Headline id -> stratum for the sampled headlines."""
+        out = {}
+        for stratum, kept in self.candidates.items():
+            if self.sizes[stratum] > self.bounds[stratum]:
+                raise ValueError(f"stratum {stratum!r}: {self.sizes[stratum]} headlines, more than its bound {self.bounds[stratum]}")
+            for _, headline_id in sorted(kept)[: quota(stratum, self.sizes[stratum], self.config)]:
+                out[headline_id] = stratum
+        return out
+
+
 def draw(strata: Mapping[str, str], config: SampleConfig) -> dict[str, str]:
     """Headline id -> stratum for the sampled headlines, given every eligible id's stratum."""
-    members: dict[str, list[str]] = {}
+    sampler = Draw(config, Counter(strata.values()))
     for headline_id, stratum in strata.items():
-        members.setdefault(stratum, []).append(headline_id)
-    chosen = {}
-    for stratum, ids in members.items():
-        expected = config.fraction * len(ids)
-        k = math.floor(expected) + (unit_hash(config.seed, f"stratum\x1f{stratum}") < expected - math.floor(expected))
-        for headline_id in sorted(ids, key=lambda i: (unit_hash(config.seed, i), i))[:k]:
-            chosen[headline_id] = stratum
-    return chosen
+        sampler.add(headline_id, stratum)
+    return sampler.chosen()
 
 
 @dataclass

@@ -13,7 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from finner import schemas
+from finner.cluster import ClusterConfig, cluster_names
+from finner.curate import CurateConfig, curate
+from finner.errors import FinnerError
+from finner.ids import id_range_cuts
+from finner.sample import SampleConfig, draw, stratum_of
 from finner.source import SourceConfig, ingest
+from finner.spans import company_names
 from finner.store import Store
 from finner.listing_labeller import Gazetteer
 from jobs import curate as curate_job
@@ -174,9 +180,6 @@ def test_missing_labels_and_bad_flags_fail_in_one_line(tmp_path):
 
 
 def test_duplicate_headline_ids_are_named(tmp_path):
-    from finner.curate import curate
-    from finner.errors import FinnerError
-
     store = Store(str(tmp_path / "s"))
     ingest(SourceConfig(), store, progress=False)
     headlines = store.read("headlines").slice(0, 5)
@@ -184,3 +187,107 @@ def test_duplicate_headline_ids_are_named(tmp_path):
     store.write("llm_labels", label_rows(headlines, Gazetteer.embedded()))
     with pytest.raises(FinnerError, match=f"ids appear more than once.*{headlines['id'][2].as_py()}"):
         curate(store, progress=False)
+
+
+def two_versions(headlines: pa.Table, gazetteer: Gazetteer) -> pa.Table:
+    """llm_labels of two versions: `old` labels every headline; `new` (written later, so the one
+    curated) skips every 9th, retries some both ways (failed then ok, ok then invalid: ok wins either
+    way, whatever the time), and has labels of headlines that are not in the feed."""
+    at = LABELED_AT
+    rows = []
+    for n, (hid, title) in enumerate(zip(headlines["id"].to_pylist(), headlines["title"].to_pylist())):
+        result, normalized = gazetteer.label(title)
+        ok = {"id": hid, "status": schemas.LABEL_OK, "result": result, "normalized_result": normalized}
+        rows.append({**ok, "label_version": "old", "labeled_at": at})
+        if n % 9 == 4:
+            continue
+        new = [{**ok, "labeled_at": at + dt.timedelta(hours=1)}]
+        if n % 6 == 1:
+            new = [{"id": hid, "status": schemas.LABEL_FAILED, "labeled_at": at + dt.timedelta(hours=2)}]
+        elif n % 6 == 2:
+            new.insert(0, {"id": hid, "status": schemas.LABEL_FAILED, "labeled_at": at})
+            new[1]["result"], new[1]["normalized_result"] = result[:1], normalized[:1]
+        elif n % 6 == 3:
+            new.append({"id": hid, "status": schemas.LABEL_INVALID, "result": ["not in it"], "normalized_result": [], "labeled_at": at + dt.timedelta(hours=3)})
+        rows += [{**r, "label_version": "new"} for r in new]
+    for n in range(25):
+        rows.append({"id": f"{n:016x}", "status": schemas.LABEL_OK, "result": ["Apple"], "normalized_result": ["Apple Inc."], "label_version": "new", "labeled_at": at})
+    return pa.Table.from_pylist(rows, schema=schemas.LLM_LABELS)
+
+
+@pytest.fixture(scope="module")
+def two_version_store(tmp_path_factory, real_headlines_path, company_listings_path) -> Store:
+    tmp = tmp_path_factory.mktemp("curate-ranges")
+    pq.write_table(pq.read_table(real_headlines_path).slice(0, 3000), tmp / "feed.parquet")
+    store = Store(str(tmp / "store"))
+    ingest(SourceConfig(path=str(tmp / "feed.parquet")), store, progress=False)
+    store.write("llm_labels", two_versions(store.read("headlines"), Gazetteer.from_listings(company_listings_path)))
+    return store
+
+
+def reference_curation(store: Store, version: str, config: SampleConfig) -> tuple[dict, dict, Counter]:
+    """What curation must give, computed here over whole tables in memory: ok label's id -> its
+    clusters, sampled id -> (split, stratum), and the labels' statuses."""
+    headlines = {r["id"]: r for r in store.read("headlines").to_pylist()}
+    rows = [r for r in store.read("llm_labels").to_pylist() if r["label_version"] == version]
+    latest = {}
+    for n, row in enumerate(rows):  # ok wins, else the latest attempt (ties: the later row)
+        rank = (row["status"] == schemas.LABEL_OK, row["labeled_at"], n)
+        if row["id"] not in latest or rank > latest[row["id"]][0]:
+            latest[row["id"]] = rank, row
+    labels = {i: row for i, (_, row) in latest.items() if i in headlines}
+    names = {i: company_names(r["result"], r["normalized_result"]) for i, r in labels.items() if r["status"] == schemas.LABEL_OK}
+    representative = cluster_names(Counter(n for ns in names.values() for n in ns), ClusterConfig()).representative
+    clusters = {i: sorted({representative[n] for n in ns}) for i, ns in names.items()}
+    eligible = {
+        i: split
+        for i, r in labels.items()
+        if (r["status"] == schemas.LABEL_OK or config.sample_unlabeled) and (split := config.split_of(headlines[i]["date"].year))
+    }
+    sizes = Counter(c for i in eligible for c in clusters.get(i, ()))
+    chosen = draw({i: stratum_of(clusters.get(i), sizes) for i in eligible}, config)
+    return clusters, {i: (eligible[i], stratum) for i, stratum in chosen.items()}, Counter(r["status"] for r in labels.values())
+
+
+def test_curation_in_id_ranges_matches_an_in_memory_reference(two_version_store):
+    store = two_version_store
+    config = SampleConfig(fraction=0.2)  # a large sample: more to compare
+    summary = curate(store, sample_config=config, config=CurateConfig(batch_rows=250), progress=False)  # 12 id ranges
+    assert summary.label_version == "new"
+    clusters, chosen, statuses = reference_curation(store, "new", config)
+    spans = store.read("spans").sort_by("id")  # a write of many batches keeps no row order (delta-rs)
+    assert spans["id"].to_pylist() == sorted(clusters)  # every ok label once
+    assert dict(zip(spans["id"].to_pylist(), spans["clusters"].to_pylist())) == clusters
+    sample = store.read("sample").sort_by("id").to_pylist()
+    assert [r["id"] for r in sample] == sorted(chosen)
+    assert {r["id"]: (r["split"], r["cluster"]) for r in sample} == chosen
+    assert Counter(r["llm_status"] for r in sample)[schemas.LABEL_FAILED] > 0
+    assert summary.labels == statuses and statuses[schemas.LABEL_FAILED] > 0
+    assert summary.headlines == store.read("headlines").num_rows and summary.not_labeled == summary.headlines - sum(statuses.values())
+    assert summary.orphan_labels == 25 and summary.not_labeled > 300
+    assert summary.with_companies + summary.without_companies == statuses[schemas.LABEL_OK]
+
+
+def test_the_tables_do_not_depend_on_the_number_of_id_ranges(two_version_store):
+    store = two_version_store
+    config = SampleConfig(seed=5, sample_unlabeled=False)
+    results = []
+    for batch_rows in (1_000_000, 97):  # one range; 31 ranges
+        summary = curate(store, sample_config=config, config=CurateConfig(batch_rows=batch_rows), progress=False, label_version="old")
+        tables = [store.read(t).sort_by("id").to_pylist() for t in ("spans", "sample")]
+        results.append(({k: v for k, v in summary.as_dict().items() if k != "plot"}, *tables))
+    assert results[0] == results[1]
+    assert results[0][2] and all(r["llm_status"] == schemas.LABEL_OK for r in results[0][2])
+
+
+def test_id_ranges_split_the_feed_evenly(two_version_store):
+    ids = sorted(two_version_store.read("headlines")["id"].to_pylist())
+    cuts = id_range_cuts(12)
+    assert cuts == sorted(cuts) and len(cuts) == 11 and id_range_cuts(1) == []
+    sizes = Counter(sum(i >= c for c in cuts) for i in ids)
+    assert len(sizes) == 12 and max(sizes.values()) < 2 * len(ids) / 12
+
+
+def test_an_unknown_label_version_is_named_with_the_known_ones(two_version_store):
+    with pytest.raises(FinnerError, match=r"--label-version 'nope': no such labels; the store has \['new', 'old'\]"):
+        curate(two_version_store, progress=False, label_version="nope")

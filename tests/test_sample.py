@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from finner.config import config_from_dict
-from finner.sample import SampleConfig, draw, stratum_of
+from finner.sample import Draw, SampleConfig, draw, stratum_of
 from finner.schemas import NO_COMPANY_CLUSTER, UNLABELED_CLUSTER
 
 
@@ -64,3 +64,22 @@ def test_the_draw_is_seeded_and_independent_of_row_order():
     config = SampleConfig(seed=7)
     assert draw(ids, config) == draw(dict(items), config)
     assert draw(ids, config) != draw(ids, SampleConfig(seed=8))
+
+
+def test_the_streamed_draw_needs_only_upper_bounds_of_the_strata():
+    """`Draw` fed one headline at a time, with loose bounds on the strata sizes (as curation knows
+    them before its pass), keeps few candidates and picks what the draw over the whole dict picks."""
+    ids = strata({"a": 3000, "b": 41, "c": 7, NO_COMPANY_CLUSTER: 900})
+    items = list(ids.items())
+    random.Random(2).shuffle(items)
+    config = SampleConfig(seed=3)
+    sampler = Draw(config, Counter({"a": 3500, "b": 41, "c": 60, NO_COMPANY_CLUSTER: 2000}))
+    for headline_id, stratum in items:
+        sampler.add(headline_id, stratum)
+    assert sampler.chosen() == draw(ids, config)
+    assert len(sampler.candidates["a"]) <= 2 * 0.05 * 3500 + 2  # not the 3000 headlines it was fed
+    with pytest.raises(ValueError, match="more than its bound"):
+        too_small = Draw(config, Counter({"a": 10}))
+        for headline_id in strata({"a": 11}):
+            too_small.add(headline_id, "a")
+        too_small.chosen()
