@@ -40,7 +40,7 @@ from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.label import ChatClient, LabelConfig, label_rows, latest_labels
 from finner.metrics import exact_prf
-from finner.pipeline.todo import DoneRule, Todo, is_done, todo_dataset
+from finner.pipeline.todo import DoneRule, Todo, in_batches, is_done, todo_dataset
 from finner.spans import find_spans
 from finner.progress import progress_bar
 from finner.store import Store
@@ -193,7 +193,7 @@ def label_todo(store: Store, todo: Todo, label: LabelConfig, run: LabelRunConfig
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     per_actor = dataclasses.replace(label, requests_per_second=label.requests_per_second / run.actors)  # a global cap, shared
     batch_rows = _batch_rows(todo.rows, run)
-    dataset = todo.dataset.map_batches(
+    dataset = in_batches(todo, batch_rows).map_batches(
         LabelActor,
         fn_constructor_kwargs={"label_config": dataclasses.asdict(per_actor), "store_root": store.root, "run_id": run_id, "relabel": relabel},
         batch_size=batch_rows,

@@ -44,7 +44,7 @@ from finner.config import Config, ConfigError, config_from_dict, help_text
 from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.models.gliner import load_gliner
-from finner.pipeline.todo import DoneRule, todo_dataset
+from finner.pipeline.todo import DoneRule, in_batches, todo_dataset
 from finner.progress import progress_bar
 from finner.score import (
     Prepared,
@@ -303,7 +303,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
     store.ensure("predictions")
     if not config.forward_rows:  # the preparation tasks cut forward batches for the actors' device
         config = dataclasses.replace(config, forward_rows=default_forward_rows("cuda" if gpus else "cpu"))
-    dataset = todo.dataset
+    dataset = in_batches(todo, run.batch_rows)
     if run.prepare == "tasks":
         # With CPU actors of --task-cpus CPUs, Ray Data fuses this stage into the actors' (equal
         # resources): each actor then prepares its batches in its own process, as well on CPUs.

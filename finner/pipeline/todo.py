@@ -118,3 +118,12 @@ def todo_dataset(store: Store, rule: DoneRule, columns: tuple[str, ...], limit: 
         dataset.context.execution_options.preserve_order = True  # this dataset's own context, not the process's
     dataset = dataset.map_batches(drop_done, **task_args)
     return Todo(dataset.limit(limit) if limit else dataset, rows, done)
+
+
+def in_batches(todo: Todo, rows: int) -> Any:
+    """`todo`'s stream cut into blocks of `rows` headlines (the last one shorter): a read block holds
+    up to a whole file, and an actor task takes whole blocks and hands its results on only when it
+    ends, so without the cut one task would score or label a file before anything is committed or
+    counted. Ray Data's streaming repartition cuts them; its tasks take one CPU each (it takes no
+    resource arguments), which leaves a CPU actor pool one CPU short of the cluster's to run them."""
+    return todo.dataset.repartition(target_num_rows_per_block=rows, strict=True)
