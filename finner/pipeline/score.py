@@ -3,8 +3,9 @@ writing tasks -> `predictions`.
 
 * **Read**: the committed `headlines` (id, title only) minus the ids already scored by the same
   `model_version`, streamed by Ray Data tasks (`finner.pipeline.todo`), so a re-run only scores
-  what is left (resumable, idempotent) and the driver holds no headline; `map_batches` cuts the
-  stream into batches of `batch_rows`.
+  what is left (resumable, idempotent) and the driver holds no headline; the stream is cut into
+  one block per batch of `batch_rows` (`in_batches`), so idle actors take the next one and each
+  batch's summary reaches the driver (progress) as soon as it is written.
 * **Runtime**: `--runtime auto` is resolved first (`finner.score.choose_runtime`): torch on GPUs;
   on CPUs the fastest runtime whose spans agree with torch's on the feed's first headlines. The
   check runs in a one-CPU Ray task whose process exits after it, so the driver never loads a

@@ -21,7 +21,8 @@ stage has not done yet, without the driver ever holding a headline row or id.
 * **CPUs**: read and filter tasks reserve `READ_TASK_CPUS` (they are fused into one task), so they
   still run beside CPU actors that hold every other CPU (else a job whose actors hold the CPUs
   would wait forever for its own input), and at most `READ_TASKS` run at once, since every one of
-  their processes holds its own copy of the done-id set.
+  their processes holds its own copy of the done-id set. The cut into batches (`in_batches`) is
+  the exception: see there.
 """
 
 from __future__ import annotations
