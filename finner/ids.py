@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
+
+ID_HEX_DIGITS = 16  # a headline id: 16 hex digits, 64 bits
 
 
 def stable_hash(value: Any, length: int = 16) -> str:
@@ -20,7 +25,7 @@ def normalize_title(title: str) -> str:
 
 def headline_id(title: str, date_iso: str, symbol: str | None) -> str:
     """Id of a feed row: the same headline about another ticker, or on another day, is another row."""
-    return stable_hash([normalize_title(title), date_iso, symbol or ""])
+    return stable_hash([normalize_title(title), date_iso, symbol or ""], length=ID_HEX_DIGITS)
 
 
 def title_key(title: str) -> str:
@@ -38,3 +43,30 @@ def id_range_cuts(ranges: int) -> list[str]:
     and the same range of two tables holds the same headlines; an id of any other form still falls
     in exactly one range (by string order), only not evenly."""
     return [f"{(k << (4 * ID_PREFIX_DIGITS)) // ranges:0{ID_PREFIX_DIGITS}x}" for k in range(1, ranges)]
+
+
+class SeenIds:
+    """The headline ids met so far, for de-duplicating a feed of any size in bounded memory: a
+    sorted numpy array of each id as the 64-bit number its 16 hex digits spell (8 bytes an id,
+    where a Python set of the strings takes over 100). The number is the id itself, not a hash of
+    it, so two ids are equal exactly when their numbers are: no collision can drop a row."""
+
+    def __init__(self) -> None:
+        self._keys = np.empty(0, np.uint64)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, ids: Sequence[str]) -> np.ndarray:
+        """Record `ids`; returns, per id, whether it is new (neither seen before nor earlier in `ids`)."""
+        if any(len(i) != ID_HEX_DIGITS for i in ids):
+            raise ValueError(f"not a headline id ({ID_HEX_DIGITS} hex digits): {next(i for i in ids if len(i) != ID_HEX_DIGITS)!r}")
+        keys = np.frombuffer(bytes.fromhex("".join(ids)), dtype=">u8").astype(np.uint64)
+        new = np.zeros(len(keys), dtype=bool)
+        new[np.unique(keys, return_index=True)[1]] = True  # the first of each id within the batch
+        if len(self._keys):
+            at = np.searchsorted(self._keys, keys).clip(max=len(self._keys) - 1)
+            new &= self._keys[at] != keys
+        added = np.sort(keys[new])
+        self._keys = np.insert(self._keys, np.searchsorted(self._keys, added), added)  # a merge: linear, stays sorted
+        return new

@@ -27,7 +27,7 @@ import contextlib
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -421,15 +421,17 @@ def normalize_spans(spans: list[Span], names: dict[str, str]) -> list[Span]:
     return out
 
 
-def name_map_from_spans(spans_table: pa.Table) -> dict[str, str]:
+def name_map_from_spans(spans: pa.Table | Iterable[pa.RecordBatch]) -> dict[str, str]:
     """Company name -> representative, from the curation stage's `spans` table (spans whose
-    `normalized` is set), keyed by the exact text and by `name_key` of it."""
+    `normalized` is set), keyed by the exact text and by `name_key` of it. Takes the table, or its
+    batches one at a time: only the names are kept, never the table's rows."""
     names: dict[str, str] = {}
-    for row in spans_table.column("spans").to_pylist():
-        for span in row or ():
-            if span.get("normalized") and span.get("text"):
-                names.setdefault(span["text"], span["normalized"])
-                names.setdefault(name_key(span["text"]), span["normalized"])
+    for batch in spans.to_batches() if isinstance(spans, pa.Table) else spans:
+        for row in batch.column("spans").to_pylist():
+            for span in row or ():
+                if span.get("normalized") and span.get("text"):
+                    names.setdefault(span["text"], span["normalized"])
+                    names.setdefault(name_key(span["text"]), span["normalized"])
     return names
 
 

@@ -23,7 +23,7 @@ from finner import schemas
 from finner.config import Config, ConfigError, help_text
 from finner.embedded import embedded_feed
 from finner.errors import FinnerError
-from finner.ids import headline_id, normalize_title
+from finner.ids import SeenIds, headline_id, normalize_title
 from finner.progress import progress_bar
 from finner.store import Store
 
@@ -336,11 +336,12 @@ def ingest(cfg: SourceConfig, store: Store, progress: bool = True) -> IngestSumm
     """Stream the configured source into the `headlines` and `rejects` tables (each replaced whole).
 
     Ids are content hashes, so re-running on the same input gives the same table; rows repeated
-    in the feed (same title, date and symbol) are kept once. A part that cannot be decoded (a
+    in the feed (same title, date and symbol) are kept once, the first time, wherever the repeat
+    falls (`SeenIds`: memory of 8 bytes a headline, not a set of strings). A part that cannot be decoded (a
     corrupt row group) is one `rejects` row naming it; `rejected` counts the rows of `rejects`.
     """
     summary = IngestSummary()
-    seen: set[str] = set()
+    seen = SeenIds()  # every id written so far, 8 bytes each
     rejects: list[dict] = []
     batches = raw_batches(cfg)
 
@@ -356,13 +357,8 @@ def ingest(cfg: SourceConfig, store: Store, progress: bool = True) -> IngestSumm
             good, bad = normalize_rows(rows, source, first, cfg)
             summary.read += len(rows)
             rejects.extend(bad)
-            unique = []
-            for row in good:
-                if row["id"] in seen:
-                    summary.duplicates += 1
-                    continue
-                seen.add(row["id"])
-                unique.append(row)
+            unique = [row for row, new in zip(good, seen.add([row["id"] for row in good])) if new]
+            summary.duplicates += len(good) - len(unique)
             summary.written += len(unique)
             bar.update(len(rows))
             if unique:

@@ -34,7 +34,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
@@ -225,9 +224,10 @@ class Store:
         return self.dataset(name, version).to_table(columns=columns, filter=filter)
 
     def ids(self, name: str, filter: pads.Expression | None = None, prune: Filters | None = None) -> set[str]:
-        """The `id`s present in a table (optionally only rows matching `filter`): a stage's done-set.
-        Only the `id` column and the filter's are read, and `prune` skips whole files by the log's
-        statistics first."""
+        """The `id`s present in a table (optionally only rows matching `filter`), as a set in this
+        process: for tables and callers of bounded size (the Ray stages stream theirs,
+        `finner.pipeline.todo`). Only the `id` column and the filter's are read, and `prune` skips
+        whole files by the log's statistics first."""
         return set(self.dataset(name, prune=prune).to_table(columns=["id"], filter=filter).column("id").to_pylist())
 
     # -- writing -----------------------------------------------------------------------------
@@ -384,21 +384,6 @@ def schema_of(name: str) -> pa.Schema:
 def table_versions(store: Store) -> dict[str, int]:
     """The latest version of every table the store has."""
     return {name: v for name in TABLES if (v := store.version(name)) is not None}
-
-
-def todo_headlines(store: Store, done_table: str, done_filter: Filters, columns: tuple[str, ...] = ("id", "title")) -> tuple[pa.Table, int]:
-    """`columns` of the headlines with no row matching `done_filter` in `done_table`, in table
-    order, and how many already have one: the resume rule of every incremental stage. The filter
-    is pushed down: it skips the done table's files whose log statistics rule them out, then the
-    row groups, and only the `id` column and the filter's are read."""
-    if not store.exists("headlines"):
-        raise FinnerError("the store has no headlines table: run `python -m jobs.ingest` first")
-    headlines = store.read("headlines", columns=list(columns))
-    done = store.ids(done_table, filter=pq.filters_to_expression(done_filter), prune=done_filter)
-    if not done:
-        return headlines, 0
-    todo = headlines.filter(pc.invert(pc.is_in(headlines["id"], value_set=pa.array(sorted(done), pa.string()))))
-    return todo, headlines.num_rows - todo.num_rows
 
 
 # -- converting a store of the previous layout ---------------------------------------------------

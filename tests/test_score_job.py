@@ -74,3 +74,8 @@ def test_job_errors_are_one_line(store, checkpoint, tmp_path):
     assert no_headlines.stderr.strip().splitlines()[-1].startswith("error: the store has no headlines table")
     no_model = run_module("jobs.score", "--store", store.root)
     assert no_model.returncode == 2 and "no fine-tuned GLiNER checkpoint" in no_model.stderr
+    # Refused in the Ray task that checks the runtime: still its one line, not the task's traceback.
+    assert run_module("jobs.ingest", "--store", store.root, "--quiet").returncode == 0
+    cpu_path = run_module("jobs.score", "--store", store.root, "--model", checkpoint, "--gpus", "yes", "--runtime", "onnx", "--no-report")
+    assert cpu_path.returncode == 2, cpu_path.stderr[-2000:]
+    assert cpu_path.stderr.strip().splitlines()[-1] == "error: --runtime onnx is the CPU path; use --runtime torch or auto on GPUs"

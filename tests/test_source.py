@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from finner.embedded import INDICES, embedded_feed
+from finner.ids import SeenIds, stable_hash
 from finner.source import SourceConfig, SourceError, ingest, normalize_rows, parse_date
 from tests.conftest import run_module
 
@@ -91,6 +92,29 @@ def test_missing_title_column_is_a_clear_error(tmp_path, store):
     out = run_module("jobs.ingest", "--store", str(tmp_path / "s"), "--path", str(tmp_path / "x.parquet"), "--quiet")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("error: input has no ['title'] column")
+
+
+def test_a_repeated_headline_is_kept_once_within_and_across_batches(real_headlines_path, tmp_path, store):
+    """Every real row twice, the repeats in the same batch, the next one and batches far apart,
+    plus one row three times: the table holds each headline once."""
+    real = pq.read_table(real_headlines_path).slice(0, 300)
+    order = list(range(300)) + [5, 6, 299] + list(range(300)) + [7]  # batches of 64: repeats land everywhere
+    pq.write_table(real.take(order), tmp_path / "repeats.parquet")
+    summary = ingest(SourceConfig(path=str(tmp_path / "repeats.parquet"), batch_rows=64), store, progress=False)
+    assert (summary.read, summary.written, summary.duplicates) == (len(order), 300, len(order) - 300)
+    once = store.read("headlines")
+    assert sorted(once["title"].to_pylist()) == sorted(" ".join(t.split()) for t in real["title"].to_pylist())
+    assert len(set(once["id"].to_pylist())) == 300
+
+
+def test_seen_ids_tell_new_ids_from_repeats():
+    seen = SeenIds()
+    a, b, c = (stable_hash(x) for x in "abc")
+    assert seen.add([a, b, a]).tolist() == [True, True, False]
+    assert seen.add([c, b, "f" * 16, c]).tolist() == [True, False, True, False]
+    assert seen.add([]).tolist() == [] and len(seen) == 4
+    with pytest.raises(ValueError, match="not a headline id"):
+        seen.add(["h0"])
 
 
 def test_limit_stops_early(real_headlines_path, store):

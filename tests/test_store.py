@@ -281,12 +281,13 @@ def test_a_job_killed_mid_append_leaves_whole_batches_and_the_rerun_resumes(stor
     store.write("headlines", headlines(400))
     job = """
         import sys, time
-        from finner.store import Store, todo_headlines
+        import pyarrow.compute as pc
+        from finner.store import Store
         from tests.test_store import labels
         store, pause = Store(sys.argv[1]), float(sys.argv[2])
-        todo, done = todo_headlines(store, "llm_labels", [("status", "=", "ok")])
-        print("resumed after", done, flush=True)
-        ids = todo["id"].to_pylist()
+        done = store.ids("llm_labels", filter=pc.field("status") == "ok", prune=[("status", "=", "ok")])
+        print("resumed after", len(done), flush=True)
+        ids = [i for i in store.read("headlines", columns=["id"])["id"].to_pylist() if i not in done]
         for start in range(0, len(ids), 40):
             store.append("llm_labels", labels(ids[start : start + 40]))
             print("committed", flush=True)

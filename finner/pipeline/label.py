@@ -2,7 +2,10 @@
 
 * **Resume**: the input is `headlines` minus the ids already `ok` in `llm_labels` under this run's
   label version (prompt, model, response format: `LabelConfig.label_version`); failed and invalid
-  rows are tried again, and a new prompt or model relabels every headline once. Each finished batch is appended to `llm_labels` in one commit
+  rows are tried again, and a new prompt or model relabels every headline once. The rows stream
+  from the store through Ray Data tasks (`finner.pipeline.todo`): the driver holds no headline,
+  and the actors count the rows they relabel (ok under another version when the job started)
+  themselves. Each finished batch is appended to `llm_labels` in one commit
   (named after its ids, so a Ray retry of a committed batch adds nothing), so killing the job at any
   point loses only requests still in flight; `--batch-rows` sets the commit size. The stage ends by
   compacting the table's small files (`Store.compact`).
@@ -37,12 +40,14 @@ from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.label import ChatClient, LabelConfig, label_rows, latest_labels
 from finner.metrics import exact_prf
+from finner.pipeline.todo import DoneRule, Todo, in_batches, is_done, todo_dataset
 from finner.spans import find_spans
 from finner.progress import progress_bar
-from finner.store import Store, todo_headlines
+from finner.store import Store
 
-# What the actors send back to the driver (the full rows are already in the store).
+# What the actors send back to the driver (the full rows are already in the store), with `relabelled`.
 SUMMARY_COLUMNS = ["id", "status", "error", "prompt_tokens", "completion_tokens", "latency_s", "attempts"]
+RELABELLED = "relabelled"
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,14 @@ class LabelRunConfig(Config):
 
 
 class LabelActor:
-    """Ray Data actor: labels a batch through the actor's shared client, appends it, returns a summary."""
+    """Ray Data actor: labels a batch through the actor's shared client, appends it, returns a
+    summary that marks the rows `relabelled` counts (done under `relabel`, another version's ok)."""
 
-    def __init__(self, label_config: dict[str, Any], store_root: str, run_id: str):
+    def __init__(self, label_config: dict[str, Any], store_root: str, run_id: str, relabel: DoneRule):
         self.config = config_from_dict(LabelConfig, label_config)
         self.store = Store(store_root)
         self.run_id = run_id
+        self.relabel = relabel
         self._client: ChatClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -80,7 +87,8 @@ class LabelActor:
         labels = await label_rows(ids, batch["title"].to_pylist(), self._client, batch["symbol"].to_pylist())
         part = f"{self.run_id}-{stable_hash(ids)}"
         await asyncio.to_thread(self.store.append, "llm_labels", labels, part)
-        yield labels.select(SUMMARY_COLUMNS)
+        relabelled = await asyncio.to_thread(is_done, batch["id"], self.store.root, self.relabel)  # the first call reads the ids
+        yield labels.select(SUMMARY_COLUMNS).append_column(RELABELLED, relabelled)
 
     def __del__(self) -> None:
         """Ray Data deletes the UDF when the pool shuts down: close the client's connections."""
@@ -109,6 +117,7 @@ class LabelSummary:
 
     def add(self, batch: pa.Table) -> None:
         self.rows += batch.num_rows
+        self.relabelled += int(pc.sum(batch[RELABELLED].cast(pa.int64())).as_py() or 0)
         self.statuses.update(batch["status"].to_pylist())
         self.prompt_tokens += int(pc.sum(batch["prompt_tokens"]).as_py() or 0)
         self.completion_tokens += int(pc.sum(batch["completion_tokens"]).as_py() or 0)
@@ -170,24 +179,23 @@ def _batch_rows(todo_rows: int, run: LabelRunConfig) -> int:
     return max(1, min(run.batch_rows, math.ceil(todo_rows / (run.actors * run.batches_per_actor))))
 
 
-def _blocks(todo: pa.Table, rows: int) -> list[pa.Table]:
-    return [todo.slice(start, rows) for start in range(0, todo.num_rows, rows)]
-
-
-def label_table(store: Store, todo: pa.Table, label: LabelConfig, run: LabelRunConfig, progress: bool = True) -> LabelSummary:
-    """Label `todo` (id, title) on the Ray actor pool, appending each batch; returns the summary."""
+def label_todo(store: Store, todo: Todo, label: LabelConfig, run: LabelRunConfig, progress: bool = True) -> LabelSummary:
+    """Label the (id, title, symbol) rows of `todo` on the Ray actor pool, appending each batch;
+    returns the summary, `relabelled` counted by the actors."""
     import ray
 
     summary = LabelSummary()
-    if todo.num_rows == 0:
+    if todo.rows == 0:
         return summary
+    version = label.label_version()
+    relabel = DoneRule.at_start(store, "llm_labels", [("status", "=", schemas.LABEL_OK), ("label_version", "!=", version)])
     store.ensure("llm_labels")
     run_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     per_actor = dataclasses.replace(label, requests_per_second=label.requests_per_second / run.actors)  # a global cap, shared
-    batch_rows = _batch_rows(todo.num_rows, run)
-    dataset = ray.data.from_arrow(_blocks(todo, batch_rows)).map_batches(
+    batch_rows = _batch_rows(todo.rows, run)
+    dataset = in_batches(todo, batch_rows).map_batches(
         LabelActor,
-        fn_constructor_kwargs={"label_config": dataclasses.asdict(per_actor), "store_root": store.root, "run_id": run_id},
+        fn_constructor_kwargs={"label_config": dataclasses.asdict(per_actor), "store_root": store.root, "run_id": run_id, "relabel": relabel},
         batch_size=batch_rows,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
@@ -197,7 +205,7 @@ def label_table(store: Store, todo: pa.Table, label: LabelConfig, run: LabelRunC
         ),
         num_cpus=run.actor_cpus,
     )
-    bar = progress_bar(desc="labeling", unit=" headlines", total=todo.num_rows, enabled=progress)
+    bar = progress_bar(desc="labeling", unit=" headlines", total=todo.rows, enabled=progress)
     started = time.perf_counter()
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         summary.add(batch)
@@ -210,22 +218,21 @@ def label_table(store: Store, todo: pa.Table, label: LabelConfig, run: LabelRunC
 
 def run_labeling(store: Store, label: LabelConfig, run: LabelRunConfig, progress: bool = True) -> LabelSummary:
     """The labeling stage: resume from `llm_labels`, label what is left (or a sample), store the cost."""
+    import ray
+
     version = label.label_version()
-    ok = pc.field("status") == schemas.LABEL_OK
     previous = current_version(store)
-    todo, already_ok = todo_headlines(store, "llm_labels", [("status", "=", schemas.LABEL_OK), ("label_version", "=", version)], columns=("id", "title", "symbol"))
-    if run.limit:
-        todo = todo.slice(0, run.limit)
-    to_label = _sample(todo, run) if run.estimate else todo
-    summary = label_table(store, to_label, label, run, progress)
-    summary.already_ok, summary.label_version = already_ok, version
-    other = store.ids("llm_labels", filter=ok & (pc.field("label_version") != version)) if summary.rows else set()
-    summary.relabelled = len(other & set(to_label.column("id").to_pylist()))
+    rule = DoneRule.at_start(store, "llm_labels", [("status", "=", schemas.LABEL_OK), ("label_version", "=", version)])
+    todo = todo_dataset(store, rule, ("id", "title", "symbol"), limit=run.limit, ordered=run.estimate)
+    sample = _sample(todo, run) if run.estimate else None
+    to_label = Todo(ray.data.from_arrow(sample), sample.num_rows, todo.done) if sample is not None else todo
+    summary = label_todo(store, to_label, label, run, progress)
+    summary.already_ok, summary.label_version = todo.done, version
     report = summary.to_json(run, label)
     if run.estimate:
-        summary.estimate = report["estimate"] = extrapolate(summary, todo.num_rows, run, label)
+        summary.estimate = report["estimate"] = extrapolate(summary, todo.rows, run, label)
         if previous and previous != version:
-            summary.agreement = report["agreement"] = agreement(store, to_label, previous, version)
+            summary.agreement = report["agreement"] = agreement(store, sample, previous, version)
         store.put_json(artifacts.LABEL_ESTIMATE_KEY, report)
     else:
         if summary.rows:
@@ -268,12 +275,27 @@ def agreement_line(a: dict[str, Any]) -> str:
     )
 
 
-def _sample(todo: pa.Table, run: LabelRunConfig) -> pa.Table:
+def _sample(todo: Todo, run: LabelRunConfig) -> pa.Table:
+    """`run.estimate_rows` of `todo`'s rows at positions drawn with `run.seed`, in table order:
+    `todo` streams through in order (it is `ordered`) and only the drawn rows are kept."""
     import random
 
-    n = min(run.estimate_rows, todo.num_rows)
-    picks = sorted(random.Random(run.seed).sample(range(todo.num_rows), n))
-    return todo.take(pa.array(picks, pa.int64()))
+    picks = sorted(random.Random(run.seed).sample(range(todo.rows), min(run.estimate_rows, todo.rows)))
+    kept, first, next_pick = [], 0, 0
+    if not picks:
+        return schemas.HEADLINES.empty_table().select(["id", "title", "symbol"])
+    for batch in todo.dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        end = first + batch.num_rows
+        here = []
+        while next_pick < len(picks) and picks[next_pick] < end:
+            here.append(picks[next_pick] - first)
+            next_pick += 1
+        if here:
+            kept.append(batch.take(pa.array(here, pa.int64())))
+        first = end
+        if next_pick == len(picks):
+            break
+    return pa.concat_tables(kept)
 
 
 def extrapolate(sample: LabelSummary, total_rows: int, run: LabelRunConfig, label: LabelConfig) -> dict[str, Any]:

@@ -2,12 +2,15 @@
 writing tasks -> `predictions`.
 
 * **Read**: the committed `headlines` (id, title only) minus the ids already scored by the same
-  `model_version`, so a re-run only scores what is left (resumable, idempotent), cut into one Ray
-  Data block per batch of `batch_rows` headlines (`ray.data.from_arrow`).
+  `model_version`, streamed by Ray Data tasks (`finner.pipeline.todo`), so a re-run only scores
+  what is left (resumable, idempotent) and the driver holds no headline; the stream is cut into
+  one block per batch of `batch_rows` (`in_batches`), so idle actors take the next one and each
+  batch's summary reaches the driver (progress) as soon as it is written.
 * **Runtime**: `--runtime auto` is resolved first (`finner.score.choose_runtime`): torch on GPUs;
   on CPUs the fastest runtime whose spans agree with torch's on the feed's first headlines. The
-  store remembers the choice (`remembered_runtime_choice`), so a re-run or a resumed job takes the
-  same runtime, and keeps its model version, without checking again.
+  check runs in a one-CPU Ray task whose process exits after it, so the driver never loads a
+  model; the store remembers the choice (`remembered_runtime_choice`), so a re-run or a resumed
+  job takes the same runtime, and keeps its model version, without checking again.
 * **Prepare** (`--prepare tasks`): `map_batches` tasks run `finner.score.prepare` (gliner's word
   splitting, sub-word tokenization and collation into padded, length-bucketed numpy arrays) on the
   CPUs of the cluster, so this Python-heavy work scales with CPUs instead of holding up a GPU. The
@@ -39,8 +42,10 @@ import pyarrow.compute as pc
 
 from finner import artifacts
 from finner.config import Config, ConfigError, config_from_dict, help_text
+from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.models.gliner import load_gliner
+from finner.pipeline.todo import DoneRule, in_batches, todo_dataset
 from finner.progress import progress_bar
 from finner.score import (
     Prepared,
@@ -55,7 +60,7 @@ from finner.score import (
     remembered_runtime_choice,
     title_spans,
 )
-from finner.store import Store, todo_headlines
+from finner.store import Store
 
 # A writing task appends one scored batch to the store, a little I/O: with a preparation task's CPUs
 # it would take turns with the preparation tasks in the CPUs the actors leave.
@@ -257,7 +262,7 @@ def write_task(batch: pa.Table, store_root: str, version: str, names: dict[str, 
 
 def name_map(store: Store) -> dict[str, str]:
     """Name -> cluster representative from the curation stage's `spans` table, when it exists."""
-    return name_map_from_spans(store.read("spans", columns=["spans"])) if store.exists("spans") else {}
+    return name_map_from_spans(store.dataset("spans").to_batches(columns=["spans"])) if store.exists("spans") else {}  # streamed: one batch at a time
 
 
 def _use_gpus(run: ScoreRunConfig) -> bool:
@@ -268,6 +273,24 @@ def _use_gpus(run: ScoreRunConfig) -> bool:
     return run.gpus == "yes"
 
 
+def runtime_choice(store: Store, config: ScoreConfig, run: ScoreRunConfig, gpus: bool) -> RuntimeChoice | None:
+    """`remembered_runtime_choice` on the feed's first `run.agreement_rows` titles (only those are
+    read), in a one-CPU Ray task whose worker exits after it: the models it loads never live in the
+    driver, nor in a worker kept for later tasks. None when there is no headline."""
+    import ray
+
+    sample = store.dataset("headlines").head(run.agreement_rows, columns=["title"])["title"].to_pylist()
+    if not sample:
+        return None
+    task = ray.remote(num_cpus=1, max_calls=1)(remembered_runtime_choice)
+    try:
+        return ray.get(task.remote(store, config, sample, 1.0 - run.agreement_tolerance, gpus=gpus))
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, FinnerError):  # a refused runtime: its one line, not the task's traceback
+            raise err.cause from None
+        raise
+
+
 def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress: bool = True) -> ScoreSummary:
     """The scoring stage: resolve the runtime, skip what this model version already scored, score
     the rest, store throughput."""
@@ -275,26 +298,18 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
 
     gpus = _use_gpus(run)
     config = dataclasses.replace(config, threshold=config.span_threshold())  # the actors and the model version use the same one
-    sample = store.read("headlines", columns=["title"]).slice(0, run.agreement_rows)["title"].to_pylist()
-    choice = None
-    if sample:  # else there is nothing to score (or no headlines table, which todo_headlines reports)
-        choice = remembered_runtime_choice(store, config, sample, 1.0 - run.agreement_tolerance, gpus=gpus)
+    choice = runtime_choice(store, config, run, gpus)  # None: no headline to score (or no headlines table, which todo_dataset reports)
+    if choice is not None:
         config = dataclasses.replace(config, runtime=choice.runtime)
     version = model_version(config)
-    todo, already = todo_headlines(store, "predictions", [("model_version", "=", version)])
-    summary = ScoreSummary(model_version=version, already_scored=already, runtime=config.runtime, prepare=run.prepare, choice=choice)
-    if run.limit:
-        todo = todo.slice(0, run.limit)
-    if todo.num_rows == 0:
+    todo = todo_dataset(store, DoneRule.at_start(store, "predictions", [("model_version", "=", version)]), ("id", "title"), limit=run.limit)
+    summary = ScoreSummary(model_version=version, already_scored=todo.done, runtime=config.runtime, prepare=run.prepare, choice=choice)
+    if todo.rows == 0:
         return summary
     store.ensure("predictions")
     if not config.forward_rows:  # the preparation tasks cut forward batches for the actors' device
         config = dataclasses.replace(config, forward_rows=default_forward_rows("cuda" if gpus else "cpu"))
-    # One block per batch: idle actors take the next one, and each batch's summary reaches the
-    # driver (progress) as soon as it is written. The blocks are cut here rather than by a Ray read +
-    # repartition, whose tasks need a CPU that busy CPU actors may hold (a deadlock).
-    blocks = [todo.slice(start, run.batch_rows) for start in range(0, todo.num_rows, run.batch_rows)]
-    dataset = ray.data.from_arrow(blocks)
+    dataset = in_batches(todo, run.batch_rows)
     if run.prepare == "tasks":
         # With CPU actors of --task-cpus CPUs, Ray Data fuses this stage into the actors' (equal
         # resources): each actor then prepares its batches in its own process, as well on CPUs.
@@ -321,7 +336,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         batch_format="pyarrow",
         num_cpus=WRITE_TASK_CPUS,
     )
-    bar = progress_bar(desc="scoring", unit=" headlines", total=todo.num_rows, enabled=progress)
+    bar = progress_bar(desc="scoring", unit=" headlines", total=todo.rows, enabled=progress)
     started = time.perf_counter()
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         summary.add(batch)
