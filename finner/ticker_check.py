@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
+import math
+import operator
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,14 +37,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from rapidfuzz import fuzz
 
-from finner import artifacts, schemas
+from finner import artifacts
 from finner.config import Config, help_text
 from finner.embedded import GAZETTEER
 from finner.errors import FinnerError
+from finner.ids import id_range_cuts
 from finner.metrics import company_key
 from finner.store import Store
 
 LEARNED = "labels"  # Alias.source of an alias learned from the labelled feed
+DISAGREEMENTS_KEPT = 1_000  # the most confident disagreeing headlines kept while the check runs; it lists `worst` of them
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class TickerCheckConfig(Config):
     )
     worst: int = field(default=10, metadata=help_text("how many worst symbols, disagreeing rows and aliases to list", at_least=0))
     min_symbol_rows: int = field(default=20, metadata=help_text("symbols with fewer scored rows are left out of the worst-symbol list", at_least=0))
+    check_batch_rows: int = field(
+        default=100_000, metadata=help_text("scored headlines in memory at once: the check reads the feed one id range of about this many at a time", at_least=1)
+    )
 
 
 def _symbol_names(path: str, flag: str) -> list[tuple[str, str]]:
@@ -130,28 +138,31 @@ def agrees(companies: list[str], symbol: str, names: Sequence[str], min_similari
     return False
 
 
-def learn_aliases(labelled: pa.Table, listings: dict[str, str], config: TickerCheckConfig) -> list[Alias]:
-    """Aliases from a labelled feed with `symbol` and `spans` columns (the curated `spans` table):
-    each name (spellings grouped by `company_key`) goes to the listed symbol on whose rows it is
-    most over-represented, when it is named there often enough (`alias_min_rows`, `alias_min_share`)
-    and far more often than elsewhere (`alias_min_lift`), and is neither the symbol's listed name
-    nor another listed company's name or ticker."""
-    symbols = [(s or "").strip().upper() for s in labelled["symbol"].to_pylist()]
-    symbol_rows = Counter(symbols)
+def learn_aliases(labelled: pa.Table | Iterable[pa.Table | pa.RecordBatch], listings: dict[str, str], config: TickerCheckConfig) -> list[Alias]:
+    """Aliases from a labelled feed with `symbol` and `spans` columns (the curated `spans` table,
+    whole or as a stream of batches): each name (spellings grouped by `company_key`) goes to the
+    listed symbol on whose rows it is most over-represented, when it is named there often enough
+    (`alias_min_rows`, `alias_min_share`) and far more often than elsewhere (`alias_min_lift`), and
+    is neither the symbol's listed name nor another listed company's name or ticker. What it keeps
+    grows with names and symbols, not with rows."""
+    symbol_rows: Counter = Counter()
     naming: dict[str, Counter] = defaultdict(Counter)  # name key -> symbol -> rows naming it
     spellings: dict[str, Counter] = defaultdict(Counter)
-    for symbol, spans in zip(symbols, labelled["spans"].to_pylist()):
-        keys = set()
-        for span in spans or ():
-            if key := company_key(span["text"] or ""):
-                keys.add(key)
-                spellings[key][span["text"]] += 1
-        for key in keys:
-            naming[key][symbol] += 1
+    for batch in [labelled] if isinstance(labelled, pa.Table) else labelled:
+        symbols = [(s or "").strip().upper() for s in batch["symbol"].to_pylist()]
+        symbol_rows.update(symbols)
+        for symbol, spans in zip(symbols, batch["spans"].to_pylist()):
+            keys = set()
+            for span in spans or ():
+                if key := company_key(span["text"] or ""):
+                    keys.add(key)
+                    spellings[key][span["text"]] += 1
+            for key in keys:
+                naming[key][symbol] += 1
     owners: dict[str, set[str]] = defaultdict(set)  # name key -> listed symbols with that name
     for symbol, name in listings.items():
         owners[company_key(name)].add(symbol)
-    total = len(symbols)
+    total = sum(symbol_rows.values())
     aliases = []
     for key, rows_by_symbol in naming.items():
         named = sum(rows_by_symbol.values())
@@ -180,11 +191,11 @@ def _lift(rows: int, other_rows: int, symbol_rows: int, other_symbol_rows: int) 
     return (rows / symbol_rows) / (other_rows / other_symbol_rows)
 
 
-def labelled_feed(store: Store) -> pa.Table:
-    """The curated labels (`spans`: symbol and company spans of every labelled headline), or none yet."""
-    if not store.exists("spans"):
-        return pa.table({"symbol": pa.array([], pa.string()), "spans": pa.array([], schemas.SPANS)})
-    return store.read("spans", columns=["symbol", "spans"])
+def labelled_feed(store: Store, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The curated labels (`spans`: symbol and company spans of every labelled headline), streamed;
+    nothing before curation."""
+    if store.exists("spans"):
+        yield from store.dataset("spans").to_batches(columns=["symbol", "spans"], batch_size=batch_rows)
 
 
 @dataclass
@@ -242,74 +253,115 @@ def _times(rows: int) -> str:
     return f"  (x{rows})" if rows > 1 else ""
 
 
+class _Tally:
+    """The check's counts over scored rows added range by range. Of the disagreeing rows only the
+    most confident `DISAGREEMENTS_KEPT` (symbol, title, companies) keys are kept: a key's rows share
+    one title and so one score (up to a batch's numerics), so a key dropped for a lower score does
+    not come back, and the kept keys' row counts are those of the whole feed."""
+
+    def __init__(self, listings: dict[str, str], config: TickerCheckConfig, aliases: Sequence[Alias]):
+        self.listings, self.config, self.aliases = listings, config, aliases
+        self.alias_names: dict[str, list[str]] = defaultdict(list)
+        for alias in aliases:
+            self.alias_names[alias.symbol].append(alias.name)
+        self.per_symbol: Counter = Counter()
+        self.per_symbol_ok: Counter = Counter()
+        self.rows = self.checked = self.agreeing = self.empty = self.by_alias = 0
+        # One entry per (symbol, title, companies): feeds repeat a headline on other days (other ids).
+        self.disagreements: dict[tuple, dict[str, Any]] = {}
+
+    def add(self, scored: pa.Table) -> None:
+        listings, config = self.listings, self.config
+        self.rows += scored.num_rows
+        columns = [scored[c].to_pylist() for c in ("id", "title", "symbol", "companies", "spans")]
+        for row_id, title, symbol, companies, spans in zip(*columns):
+            symbol = (symbol or "").strip().upper()
+            if symbol not in listings:
+                continue
+            self.checked += 1
+            self.per_symbol[symbol] += 1
+            companies = companies or []
+            if not companies:
+                self.empty += 1
+            elif agrees(companies, symbol, [listings[symbol], *self.alias_names[symbol]], config.min_similarity):
+                self.agreeing += 1
+                self.by_alias += not agrees(companies, symbol, [listings[symbol]], config.min_similarity)
+                self.per_symbol_ok[symbol] += 1
+                continue
+            if companies:
+                score = max(float(s["score"] or 0.0) for s in spans)
+                seen = self.disagreements.setdefault(
+                    (symbol, title, tuple(companies)), {"score": 0.0, "id": row_id, "symbol": symbol, "companies": companies, "title": title, "rows": 0}
+                )
+                seen["rows"] += 1
+                seen["score"] = max(seen["score"], round(score, 4))
+                seen["id"] = min(seen["id"], row_id)
+        keep = max(DISAGREEMENTS_KEPT, config.worst)
+        if len(self.disagreements) > keep:
+            self.disagreements = dict(sorted(self.disagreements.items(), key=lambda item: (-item[1]["score"], item[1]["id"]))[:keep])
+
+    def result(self, model_version: str) -> TickerCheck:
+        config, per_symbol, per_symbol_ok = self.config, self.per_symbol, self.per_symbol_ok
+        eligible = [s for s in per_symbol if per_symbol[s] >= config.min_symbol_rows]
+        worst = sorted(eligible, key=lambda s: (per_symbol_ok[s] / per_symbol[s], -per_symbol[s], s))[: config.worst]
+        return TickerCheck(
+            model_version=model_version,
+            rows=self.rows,
+            checked=self.checked,
+            agreeing=self.agreeing,
+            no_prediction=self.empty,
+            through_alias=self.by_alias,
+            worst_symbols=[
+                {"symbol": s, "name": self.listings[s], "rows": per_symbol[s], "rate": round(per_symbol_ok[s] / per_symbol[s], 4)} for s in worst
+            ],
+            worst_rows=sorted(self.disagreements.values(), key=lambda r: (-r["score"], r["id"]))[: config.worst],
+            aliases=[alias for alias in self.aliases if alias.symbol in per_symbol],
+            worst=config.worst,
+        )
+
+
 def check_table(
     scored: pa.Table, listings: dict[str, str], config: TickerCheckConfig, model_version: str = "", aliases: Sequence[Alias] = ()
 ) -> TickerCheck:
     """The check over a table with `id, title, symbol, companies, spans` (one row per scored headline)."""
-    alias_names: dict[str, list[str]] = defaultdict(list)
-    for alias in aliases:
-        alias_names[alias.symbol].append(alias.name)
-    per_symbol: Counter = Counter()
-    per_symbol_ok: Counter = Counter()
-    checked = agreeing = empty = by_alias = 0
-    # One entry per (symbol, title, companies): feeds repeat a headline on other days (other ids).
-    disagreements: dict[tuple, dict[str, Any]] = {}
-    columns = [scored[c].to_pylist() for c in ("id", "title", "symbol", "companies", "spans")]
-    for row_id, title, symbol, companies, spans in zip(*columns):
-        symbol = (symbol or "").strip().upper()
-        if symbol not in listings:
-            continue
-        checked += 1
-        per_symbol[symbol] += 1
-        companies = companies or []
-        if not companies:
-            empty += 1
-        elif agrees(companies, symbol, [listings[symbol], *alias_names[symbol]], config.min_similarity):
-            agreeing += 1
-            by_alias += not agrees(companies, symbol, [listings[symbol]], config.min_similarity)
-            per_symbol_ok[symbol] += 1
-            continue
-        if companies:
-            score = max(float(s["score"] or 0.0) for s in spans)
-            seen = disagreements.setdefault((symbol, title, tuple(companies)), {"score": 0.0, "id": row_id, "symbol": symbol, "companies": companies, "title": title, "rows": 0})
-            seen["rows"] += 1
-            seen["score"] = max(seen["score"], round(score, 4))
-            seen["id"] = min(seen["id"], row_id)
-    eligible = [s for s in per_symbol if per_symbol[s] >= config.min_symbol_rows]
-    worst = sorted(eligible, key=lambda s: (per_symbol_ok[s] / per_symbol[s], -per_symbol[s], s))[: config.worst]
-    return TickerCheck(
-        model_version=model_version,
-        rows=scored.num_rows,
-        checked=checked,
-        agreeing=agreeing,
-        no_prediction=empty,
-        through_alias=by_alias,
-        worst_symbols=[
-            {"symbol": s, "name": listings[s], "rows": per_symbol[s], "rate": round(per_symbol_ok[s] / per_symbol[s], 4)} for s in worst
-        ],
-        worst_rows=sorted(disagreements.values(), key=lambda r: (-r["score"], r["id"]))[: config.worst],
-        aliases=[alias for alias in aliases if alias.symbol in per_symbol],
-        worst=config.worst,
-    )
+    tally = _Tally(listings, config, aliases)
+    tally.add(scored)
+    return tally.result(model_version)
 
 
-def scored_feed(store: Store, model_version: str) -> pa.Table:
-    """Headlines joined with this model version's predictions."""
-    predictions = store.read("predictions", columns=["id", "spans", "companies"], filter=pc.field("model_version") == model_version)
-    headlines = store.read("headlines", columns=["id", "title", "symbol"])
-    rows = pc.index_in(predictions["id"], value_set=headlines["id"])  # pyarrow joins cannot carry list<struct>
-    found = pc.is_valid(rows)
-    matched = headlines.take(rows.filter(found))
-    predictions = predictions.filter(found)
-    return predictions.append_column("title", matched["title"]).append_column("symbol", matched["symbol"])
+def scored_feed(store: Store, model_version: str, batch_rows: int) -> Iterator[pa.Table]:
+    """Headlines joined with this model version's predictions, one id range of about `batch_rows`
+    headlines at a time (each range a filtered scan of both tables: nothing is held for the whole feed)."""
+    headlines, predictions = store.dataset("headlines"), store.dataset("predictions")
+    version = pc.field("model_version") == model_version
+    cuts = id_range_cuts(max(1, math.ceil(headlines.count_rows() / batch_rows)))
+    for low, high in zip([None, *cuts], [*cuts, None]):
+        in_range = _id_range(low, high)
+        part = predictions.to_table(columns=["id", "spans", "companies"], filter=version if in_range is None else version & in_range)
+        if part.num_rows == 0:
+            continue
+        feed = headlines.to_table(columns=["id", "title", "symbol"], filter=in_range)
+        rows = pc.index_in(part["id"], value_set=feed["id"])  # pyarrow joins cannot carry list<struct>
+        found = pc.is_valid(rows)
+        matched = feed.take(rows.filter(found))
+        yield part.filter(found).append_column("title", matched["title"]).append_column("symbol", matched["symbol"])
+
+
+def _id_range(low: str | None, high: str | None) -> pc.Expression | None:
+    """Ids from `low` (included) to `high` (excluded); None bounds are open."""
+    bounds = ([pc.field("id") >= low] if low is not None else []) + ([pc.field("id") < high] if high is not None else [])
+    return functools.reduce(operator.and_, bounds) if bounds else None
 
 
 def ticker_check(store: Store, model_version: str, config: TickerCheckConfig = TickerCheckConfig()) -> TickerCheck:
     """Learn the aliases from the labelled feed (plus `--aliases`), run the check over the scored
     feed, and store both (`ticker_aliases`, `ticker_check`)."""
     listings = load_listings(config.listings)
-    aliases = learn_aliases(labelled_feed(store), listings, config) + load_aliases(config.aliases)
+    aliases = learn_aliases(labelled_feed(store, config.check_batch_rows), listings, config) + load_aliases(config.aliases)
     store.put_json(artifacts.ALIASES_KEY, [dataclasses.asdict(alias) for alias in aliases])
-    result = check_table(scored_feed(store, model_version), listings, config, model_version, aliases)
+    tally = _Tally(listings, config, aliases)
+    for scored in scored_feed(store, model_version, config.check_batch_rows):
+        tally.add(scored)
+    result = tally.result(model_version)
     store.put_json(artifacts.TICKER_CHECK_KEY, result.to_json())
     return result

@@ -3,6 +3,7 @@ learns from the labelled feed."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import Counter, defaultdict
 
@@ -200,3 +201,25 @@ def test_the_check_stores_and_reports_its_aliases_and_takes_the_users(store, tmp
     assert load_aliases("") == []
     with pytest.raises(FinnerError, match="--aliases file not found"):
         load_aliases(str(tmp_path / "missing.csv"))
+
+
+def test_the_check_reads_the_feed_by_id_range_and_keeps_only_the_most_confident_disagreements(store, real_headlines_path, company_listings_path, monkeypatch):
+    """The scored feed joined one id range at a time gives the whole feed's check; the bounded list
+    of disagreements keeps the most confident ones with their full row counts."""
+    from finner import ticker_check as module
+    from finner.ids import headline_id
+
+    feed = pq.read_table(real_headlines_path).slice(0, 300).to_pylist()
+    rows = list({(r := {**row, "id": headline_id(row["title"], str(row["date"]), row["symbol"])})["id"]: r for row in feed}.values())
+    day = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    store.write("headlines", pa.Table.from_pylist([{"id": r["id"], "title": r["title"], "date": day, "symbol": r["symbol"], "publisher": None} for r in rows], schema=schemas.HEADLINES))
+    # every headline "names" its last word, with a score that grows along the feed; a repeated key counts its rows
+    predicted = [[span(r["title"], r["title"].split()[-1], 0.5 + i / 1000)] for i, r in enumerate(rows)]
+    store.write("predictions", prediction_rows([r["id"] for r in rows], predicted, "v1"))
+    config = TickerCheckConfig(listings=str(company_listings_path), min_symbol_rows=1, worst=5)
+
+    whole = ticker_check(store, "v1", config).to_json()
+    in_ranges = ticker_check(store, "v1", dataclasses.replace(config, check_batch_rows=40)).to_json()
+    assert whole == in_ranges and whole["rows"] == len(rows) and whole["checked"] > 0
+    monkeypatch.setattr(module, "DISAGREEMENTS_KEPT", 5)  # as few kept as are listed: the same list
+    assert ticker_check(store, "v1", dataclasses.replace(config, check_batch_rows=40)).to_json() == whole
