@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(cfg: LocalArgillaConfig) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the processes we started too
+    # Ctrl-C and `kill` stop the processes we started too; SIGINT is set here as well, so that no
+    # handler an imported library installed can leave us waiting on a server that Ctrl-C stopped.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _interrupt)
     with LocalArgilla(cfg) as argilla:
         say(f"Argilla is running at {argilla.url} (data in {argilla.home})")
         say(f"  UI login: {DEFAULT_USERNAME} / {cfg.password}")

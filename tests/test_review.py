@@ -416,7 +416,8 @@ def test_ctrl_c_stops_serve_and_its_children_within_5_s(tmp_path):
             while (serve.poll() is None or _group_alive(serve.pid)) and time.monotonic() - sent < 5:
                 time.sleep(0.05)
             stopped_s = time.monotonic() - sent
-        assert serve.poll() == 0 and not _group_alive(serve.pid) and _processes_in(home) == [], f"still running {stopped_s:.1f}s after Ctrl-C"
+        said = serve.stdout.read() if serve.poll() is not None else ""
+        assert serve.poll() == 0 and not _group_alive(serve.pid) and _processes_in(home) == [], f"exit {serve.poll()} after {stopped_s:.1f}s: {said}"
         assert stopped_s < 5
     finally:
         if _group_alive(serve.pid):
