@@ -55,7 +55,7 @@ class SourceConfig(Config):
     limit: int | None = field(default=None, metadata=help_text("stop after this many input rows", at_least=0))
     min_title_chars: int = field(default=3, metadata=help_text("shorter titles are rejected", at_least=1))
     max_title_chars: int = field(default=400, metadata=help_text("longer titles are rejected (not a headline)", at_least=1))
-    batch_rows: int = field(default=50_000, metadata=help_text("rows per streamed batch and per written part", at_least=1))
+    batch_rows: int = field(default=10_000, metadata=help_text("rows read and checked at once (the job's memory); the table's files are sized by the writer", at_least=1))
 
     def __post_init__(self) -> None:
         super().__post_init__()
