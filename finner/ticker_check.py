@@ -46,6 +46,7 @@ from finner.metrics import company_key
 from finner.store import Store
 
 LEARNED = "labels"  # Alias.source of an alias learned from the labelled feed
+PYTHON_ROWS = 2_000  # rows turned into Python objects at once (a scored row is a few KB of them)
 DISAGREEMENTS_KEPT = 1_000  # the most confident disagreeing headlines kept while the check runs; it lists `worst` of them
 
 
@@ -148,7 +149,7 @@ def learn_aliases(labelled: pa.Table | Iterable[pa.Table | pa.RecordBatch], list
     symbol_rows: Counter = Counter()
     naming: dict[str, Counter] = defaultdict(Counter)  # name key -> symbol -> rows naming it
     spellings: dict[str, Counter] = defaultdict(Counter)
-    for batch in [labelled] if isinstance(labelled, pa.Table) else labelled:
+    for batch in _chunks([labelled] if isinstance(labelled, pa.Table) else labelled):
         symbols = [(s or "").strip().upper() for s in batch["symbol"].to_pylist()]
         symbol_rows.update(symbols)
         for symbol, spans in zip(symbols, batch["spans"].to_pylist()):
@@ -271,8 +272,15 @@ class _Tally:
         self.disagreements: dict[tuple, dict[str, Any]] = {}
 
     def add(self, scored: pa.Table) -> None:
-        listings, config = self.listings, self.config
         self.rows += scored.num_rows
+        for chunk in _chunks([scored]):
+            self._add_rows(chunk)
+        keep = max(DISAGREEMENTS_KEPT, self.config.worst)
+        if len(self.disagreements) > keep:
+            self.disagreements = dict(sorted(self.disagreements.items(), key=lambda item: (-item[1]["score"], item[1]["id"]))[:keep])
+
+    def _add_rows(self, scored: pa.RecordBatch) -> None:
+        listings, config = self.listings, self.config
         columns = [scored[c].to_pylist() for c in ("id", "title", "symbol", "companies", "spans")]
         for row_id, title, symbol, companies, spans in zip(*columns):
             symbol = (symbol or "").strip().upper()
@@ -296,9 +304,6 @@ class _Tally:
                 seen["rows"] += 1
                 seen["score"] = max(seen["score"], round(score, 4))
                 seen["id"] = min(seen["id"], row_id)
-        keep = max(DISAGREEMENTS_KEPT, config.worst)
-        if len(self.disagreements) > keep:
-            self.disagreements = dict(sorted(self.disagreements.items(), key=lambda item: (-item[1]["score"], item[1]["id"]))[:keep])
 
     def result(self, model_version: str) -> TickerCheck:
         config, per_symbol, per_symbol_ok = self.config, self.per_symbol, self.per_symbol_ok
@@ -345,6 +350,12 @@ def scored_feed(store: Store, model_version: str, batch_rows: int) -> Iterator[p
         found = pc.is_valid(rows)
         matched = feed.take(rows.filter(found))
         yield part.filter(found).append_column("title", matched["title"]).append_column("symbol", matched["symbol"])
+
+
+def _chunks(tables: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The rows of `tables`, `PYTHON_ROWS` at a time."""
+    for table in tables:
+        yield from (table if isinstance(table, pa.Table) else pa.Table.from_batches([table])).to_batches(max_chunksize=PYTHON_ROWS)
 
 
 def _id_range(low: str | None, high: str | None) -> pc.Expression | None:
