@@ -192,11 +192,11 @@ def _lift(rows: int, other_rows: int, symbol_rows: int, other_symbol_rows: int) 
     return (rows / symbol_rows) / (other_rows / other_symbol_rows)
 
 
-def labelled_feed(store: Store, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The curated labels (`spans`: symbol and company spans of every labelled headline), streamed;
-    nothing before curation."""
+def labelled_feed(store: Store) -> Iterator[pa.RecordBatch]:
+    """The curated labels (`spans`: symbol and company spans of every labelled headline), streamed
+    `PYTHON_ROWS` at a time; nothing before curation."""
     if store.exists("spans"):
-        yield from store.dataset("spans").to_batches(columns=["symbol", "spans"], batch_size=batch_rows)
+        yield from store.dataset("spans").to_batches(columns=["symbol", "spans"], batch_size=PYTHON_ROWS)
 
 
 @dataclass
@@ -368,7 +368,7 @@ def ticker_check(store: Store, model_version: str, config: TickerCheckConfig = T
     """Learn the aliases from the labelled feed (plus `--aliases`), run the check over the scored
     feed, and store both (`ticker_aliases`, `ticker_check`)."""
     listings = load_listings(config.listings)
-    aliases = learn_aliases(labelled_feed(store, config.check_batch_rows), listings, config) + load_aliases(config.aliases)
+    aliases = learn_aliases(labelled_feed(store), listings, config) + load_aliases(config.aliases)
     store.put_json(artifacts.ALIASES_KEY, [dataclasses.asdict(alias) for alias in aliases])
     tally = _Tally(listings, config, aliases)
     for scored in scored_feed(store, model_version, config.check_batch_rows):
