@@ -17,13 +17,20 @@ feed, not the model (`--model PATH` reuses one). Its ONNX export is made before 
 scoring run, and int8 is used whatever its agreement with torch on so young a model.
 
 Per stage: wall time; throughput (feed rows/s for ingest, headlines/s for label, curate and score,
-records/s for the review push); the driver's peak RSS (VmHWM of the job's process); the Ray
+records/s for the review push); the driver's peak RSS (VmHWM of the job's process) and its peak
+private memory (RssAnon, sampled: VmHWM also counts the pages of Ray's shared object store the
+driver has read, which Ray bounds, not the job); the Ray
 workers' peak RSS (the processes under the job's raylet, sampled: the largest one and the largest
 sum); object-store spill (files in the session's `ray_spilled_objects_*` folder, sampled: bytes
 spilled in all and the most on disk at once); files, bytes and rows of every table after the stage
 (`scale_files_per_100k_rows`: the worst table's files per 100k feed rows after the run).
 Writes `bench_scale.json` and `reports/bench_scale.png` (time and memory against N per stage) under
-`--out`, and ends with `BENCH` lines. `python -m jobs.score --scale-measurements <out>/bench_scale.json`
+`--out`, and ends with `BENCH` lines.
+
+A run is resumable: each N's finished stages are recorded in `n<N>/stages.json` as they end, and
+the same command again (same `--out`) keeps them and goes on from the first stage not finished. A
+stage cut off midway runs again and its job resumes from the store (label and score keep what they
+committed); its throughput then counts only the headlines of its last run (`note` says so). `python -m jobs.score --scale-measurements <out>/bench_scale.json`
 prices nodes from the largest feed's scoring (`finner.cost`).
 """
 
@@ -58,6 +65,8 @@ HEADLINES = SHARED / "benzinga_headlines.parquet"
 LISTINGS = SHARED / "company_listings.csv"
 QUICK_ROWS = (10_000, 100_000)
 STAGES = ("ingest", "label", "curate", "review", "score")
+WORK_TABLE = {"label": "llm_labels", "score": "predictions"}  # one row per headline done: a resumed run counts only its own
+STAGES_FILE = "stages.json"
 RATIO_STAGES = ("label", "curate", "score")  # the issue's throughput goal (>= 0.9 at 10x) is set for these
 SAMPLE_EVERY_S = 0.25
 MODEL_NAME = "scale-bench"
@@ -78,6 +87,7 @@ class StageRun:
     rows: int = 0  # what its throughput counts
     seconds: float = 0.0
     driver_peak_rss: int = 0
+    driver_peak_private: int = 0  # RssAnon at its largest sample: the job's own heap, without shared pages
     worker_peak_rss: int = 0  # the largest Ray worker
     workers_peak_rss: int = 0  # all Ray workers together, at their largest
     workers_seen: int = 0
@@ -93,16 +103,18 @@ class StageRun:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def _hwm(pid: int) -> int:
-    """Peak RSS (VmHWM) of a live process, in bytes."""
+def _memory(pid: int) -> tuple[int, int]:
+    """(peak RSS (VmHWM), current private RSS (RssAnon)) of a live process, in bytes."""
+    fields = {}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "RssAnon"):
+                    fields[key] = int(value.split()[0]) * 1024
     except OSError:
         pass
-    return 0
+    return fields.get("VmHWM", 0), fields.get("RssAnon", 0)
 
 
 def _is_ray_worker(cmdline: list[str]) -> bool:
@@ -131,7 +143,9 @@ def run_stage(stage: str, argv: list[str], log: Path, env: dict[str, str]) -> St
         job = subprocess.Popen([sys.executable, "-m", *argv], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         driver = psutil.Process(job.pid)
         while job.poll() is None:
-            run.driver_peak_rss = max(run.driver_peak_rss, _hwm(job.pid))
+            hwm, private = _memory(job.pid)
+            run.driver_peak_rss = max(run.driver_peak_rss, hwm)
+            run.driver_peak_private = max(run.driver_peak_private, private)
             try:
                 tree = driver.children(recursive=True)
             except psutil.Error:
@@ -208,7 +222,10 @@ def env_with(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def train_once(store: Store, workdir: Path, train_rows: int, train_steps: int) -> str:
-    """The model every N scores with: trained on the smallest feed's labels, with a fixed budget."""
+    """The model every N scores with: trained on the smallest feed's labels, with a fixed budget
+    (the one a cut-off run of the benchmark finished, if any)."""
+    if done := artifacts.trained_model_path(store, MODEL_NAME):
+        return done
     argv = ["jobs.train", "--store", store.root, *TRAIN_FLAGS, "--name", MODEL_NAME, "--max-train-rows", str(train_rows), "--max-steps", str(train_steps)]
     run = run_stage("train", argv, workdir / "train.log", env_with())
     if run.returncode:
@@ -228,14 +245,37 @@ def warm_up_scoring(model: str, workdir: Path, onnx_cache: str) -> None:
             raise SystemExit(f"warm-up {argv[0]} failed: {done.stderr[-2000:]}")
 
 
+def _recorded(here: Path, rows: int, seed: int) -> dict:
+    """What an earlier run of this N in the same folder finished: {"seed": ..., "stages": {...}}."""
+    path = here / STAGES_FILE
+    if not path.exists():
+        return {"seed": seed, "stages": {}}
+    record = json.loads(path.read_text())
+    if record["seed"] != seed:
+        print(f"error: --seed: N={rows:,} in {here} was begun with --seed {record['seed']}; use it or another --out", file=sys.stderr)
+        raise SystemExit(2)
+    return record
+
+
+def _record(here: Path, record: dict) -> None:
+    tmp = here / f".{STAGES_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(here / STAGES_FILE)
+
+
 def run_size(rows: int, workdir: Path, argilla: Argilla | None, model: dict, args: argparse.Namespace) -> dict[str, StageRun]:
-    """Every stage on a fresh store of `rows` headlines."""
+    """Every stage on a fresh store of `rows` headlines, or on from where a cut-off run stopped."""
     here = workdir / f"n{rows}"
     here.mkdir(parents=True, exist_ok=True)
     store = Store(str(here / "store"))
-    began = time.monotonic()
-    feed = write_scaled_feed(HEADLINES, LISTINGS, rows, here / "feed.parquet", seed=args.seed)
-    print(f"N={rows:,}: feed written in {time.monotonic() - began:.0f} s ({feed})")
+    record = _recorded(here, rows, args.seed)
+    feed = here / "feed.parquet"
+    if "feed" not in record:
+        began = time.monotonic()
+        write_scaled_feed(HEADLINES, LISTINGS, rows, feed, seed=args.seed)
+        record["feed"] = str(feed)
+        _record(here, record)
+        print(f"N={rows:,}: feed written in {time.monotonic() - began:.0f} s ({feed})")
     base = ["--store", store.root]
     commands = {
         "ingest": (["jobs.ingest", *base, "--path", str(feed), "--quiet"], {}),
@@ -249,58 +289,73 @@ def run_size(rows: int, workdir: Path, argilla: Argilla | None, model: dict, arg
         argv, extra = commands[stage]
         if stage in args.skip:
             continue
+        if (kept := record["stages"].get(stage)) and not kept["returncode"]:
+            runs[stage] = StageRun(**{k: v for k, v in kept.items() if k != "per_s"})
+            print(f"  {stage:<7} finished by an earlier run: kept ({here / STAGES_FILE})")
+            continue
         if stage == "review" and extra is None:
             runs[stage] = StageRun(stage, note="skipped: no Argilla environment")
             continue
         if stage == "score":
             if "path" not in model:
-                model["path"] = train_once(store, workdir, args.train_rows, args.train_steps)
+                model["path"] = train_once(Store(model["train_store"]), workdir, args.train_rows, args.train_steps)
             if "warm" not in model:
                 warm_up_scoring(model["path"], workdir, str(workdir / "onnx"))
                 model["warm"] = "yes"
             argv = ["jobs.score", *base, "--model", model["path"], *SCORE_FLAGS, "--onnx-cache", str(workdir / "onnx"),
                     "--listings", str(LISTINGS), "--quiet"]
+        before = table_stats(store)
         run = run_stage(stage, argv, here / f"{stage}.log", env_with(extra))
         run.tables = table_stats(store)
-        run.rows = _counted_rows(stage, rows, run.tables)
+        run.rows = _counted_rows(stage, rows, before, run.tables)
+        if stage in WORK_TABLE and (earlier := before.get(WORK_TABLE[stage], {}).get("rows", 0)):
+            run.note = f"resumed: {earlier:,} headlines were done by a run cut off before; the figures are this run's {run.rows:,}"
         if stage == "score":
             run.summary = store.get_json(artifacts.SCORE_THROUGHPUT_KEY)
         runs[stage] = run
+        record["stages"][stage] = asdict(run)
+        _record(here, record)
         status = "" if run.returncode == 0 else f"  FAILED (exit {run.returncode}, see {here / f'{stage}.log'})"
         print(
-            f"  {stage:<7} {run.seconds:7.1f} s {run.per_s:9.1f}/s  driver {run.driver_peak_rss / 2**20:6.0f} MiB  "
-            f"workers max {run.worker_peak_rss / 2**20:5.0f} MiB, sum {run.workers_peak_rss / 2**20:5.0f} MiB  "
-            f"spilled {run.spilled_bytes / 2**20:.0f} MiB{status}"
+            f"  {stage:<7} {run.seconds:7.1f} s {run.per_s:9.1f}/s  driver {run.driver_peak_rss / 2**20:6.0f} MiB "
+            f"(private {run.driver_peak_private / 2**20:.0f})  workers max {run.worker_peak_rss / 2**20:5.0f} MiB, "
+            f"sum {run.workers_peak_rss / 2**20:5.0f} MiB  spilled {run.spilled_bytes / 2**20:.0f} MiB{status}"
+            + (f"  ({run.note})" if run.note else "")
         )
         if run.returncode:
             break
     return runs
 
 
-def _counted_rows(stage: str, feed_rows: int, tables: dict[str, dict[str, int]]) -> int:
-    """What a stage's throughput counts: feed rows read, headlines, or sample records pushed."""
+def _counted_rows(stage: str, feed_rows: int, before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> int:
+    """What a stage's throughput counts: feed rows read, headlines (labelled and scored: those this
+    run added), or sample records pushed."""
     if stage == "ingest":
         return feed_rows
     if stage == "review":
-        return tables.get("sample", {}).get("rows", 0)
-    return tables.get("headlines", {}).get("rows", 0)
+        return after.get("sample", {}).get("rows", 0)
+    if stage in WORK_TABLE:
+        table = WORK_TABLE[stage]
+        return after.get(table, {}).get("rows", 0) - before.get(table, {}).get("rows", 0)
+    return after.get("headlines", {}).get("rows", 0)
 
 
 # -- the report ---------------------------------------------------------------------------------
 
 
 def ratios(results: dict[int, dict[str, StageRun]]) -> dict[str, float]:
-    """Largest N against smallest: throughput ratios per stage, the worst driver RSS ratio (stages
-    that ran to the end at both), the worst table's files per 100k rows and the review push rate
+    """Largest N against smallest: throughput ratios per stage, the worst driver RSS ratio and the
+    worst driver private-memory ratio (stages that ran to the end at both), the worst table's files per 100k rows and the review push rate
     at the largest N."""
     small, big = min(results), max(results)
     out: dict[str, float] = {}
     both = [s for s in STAGES if all(s in results[n] and results[n][s].per_s and not results[n][s].returncode for n in (small, big))]
     for stage in both:
         out[f"scale_{stage}_throughput_ratio_10x"] = results[big][stage].per_s / results[small][stage].per_s
-    rss = [results[big][s].driver_peak_rss / results[small][s].driver_peak_rss for s in both if results[small][s].driver_peak_rss]
-    if rss:
-        out["scale_driver_rss_ratio_10x"] = max(rss)
+    for figure, memory in (("scale_driver_rss_ratio_10x", "driver_peak_rss"), ("scale_driver_private_ratio_10x", "driver_peak_private")):
+        grown = [getattr(results[big][s], memory) / getattr(results[small][s], memory) for s in both if getattr(results[small][s], memory)]
+        if grown:
+            out[figure] = max(grown)
     last = [run for run in results[big].values() if run.tables]
     if last:
         out["scale_files_per_100k_rows"] = max(files_per_100k(last[-1].tables, big).values())
@@ -359,8 +414,10 @@ def main() -> None:
         parser.error("--rows: at least 1000 each; --train-rows and --train-steps: at least 1")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    for rows in sizes:  # a cut-off run goes on only with the seed it began with
+        _recorded(out / f"n{rows}", rows, args.seed)
     results: dict[int, dict[str, StageRun]] = {}
-    model: dict[str, str] = {"path": args.model} if args.model else {}
+    model: dict[str, str] = {"path": args.model} if args.model else {"train_store": str(out / f"n{sizes[0]}" / "store")}
     with Argilla(out / "argilla") if "review" not in args.skip else contextlib.nullcontext() as argilla:
         for rows in sizes:
             results[rows] = run_size(rows, out, argilla, model, args)
