@@ -103,7 +103,7 @@ class StageRun:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def _memory(pid: int) -> tuple[int, int]:
+def process_memory(pid: int) -> tuple[int, int]:
     """(peak RSS (VmHWM), current private RSS (RssAnon)) of a live process, in bytes."""
     fields = {}
     try:
@@ -143,7 +143,7 @@ def run_stage(stage: str, argv: list[str], log: Path, env: dict[str, str]) -> St
         job = subprocess.Popen([sys.executable, "-m", *argv], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         driver = psutil.Process(job.pid)
         while job.poll() is None:
-            hwm, private = _memory(job.pid)
+            hwm, private = process_memory(job.pid)
             run.driver_peak_rss = max(run.driver_peak_rss, hwm)
             run.driver_peak_private = max(run.driver_peak_private, private)
             try:

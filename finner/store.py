@@ -50,7 +50,14 @@ S3_SCHEMES = ("s3", "s3a")
 # delta-rs on S3: commit a version with a conditional put (If-None-Match), so two writers can
 # never both create the same log entry; AWS S3, MinIO and R2 support it, no lock table needed.
 S3_SAFE_COMMITS = {"aws_conditional_put": "etag"}
-WRITER = WriterProperties(compression="ZSTD")  # as compact() writes: smaller files than the default snappy
+# Every write and compaction: zstd (smaller files than the default snappy), and row groups of
+# ROW_GROUP_ROWS rows: delta-rs's parquet writer holds a row group in memory until it is full, and
+# its default (about a million rows) held a whole large table, so a writer's memory grew with it.
+ROW_GROUP_ROWS = 1 << 16
+# Appends never conflict with one another, they only race for the next version number: with many
+# concurrent appenders (the label and score tasks) delta-rs's default of 15 tries ran out.
+APPEND_COMMIT_RETRIES = 100
+WRITER = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS)
 # Tuple filters, `[("model_version", "=", v)]`: a conjunction that delta-rs prunes files with (the
 # log's statistics) and pyarrow turns into a row filter (`pq.filters_to_expression`).
 Filters = list[tuple[str, str, Any]]
@@ -298,7 +305,9 @@ class Store:
             mode="append",
             schema_mode="merge",  # a column the declared schema gained since the table was made is added
             writer_properties=WRITER,
-            commit_properties=CommitProperties(app_transactions=[Transaction(app_id=part, version=0)]) if part else None,
+            commit_properties=CommitProperties(
+                max_commit_retries=APPEND_COMMIT_RETRIES, app_transactions=[Transaction(app_id=part, version=0)] if part else None
+            ),
         )
         return True
 
@@ -328,7 +337,7 @@ class Store:
         if table is None:
             return nothing
         try:
-            metrics = table.optimize.compact()
+            metrics = table.optimize.compact(writer_properties=WRITER)
         except CommitFailedError:  # another job compacted these files first: theirs stands
             return nothing
         vacuumed = table.vacuum(retention_hours=self.config.retention_hours, dry_run=False, enforce_retention_duration=False)

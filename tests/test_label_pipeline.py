@@ -104,7 +104,7 @@ def test_killed_run_resumes_to_the_same_table_without_resending_ok_rows(tmp_path
         retry_after_s=0.05,
     )
     job = ["--store", store.root, "--max-retries", "10", "--timeout-s", "2", "--backoff-base-s", "0.02", "--backoff-max-s", "0.1"]
-    job += ["--actors", "1", "--max-in-flight", "8", "--batch-rows", "40", "--quiet"]
+    job += ["--actors", "1", "--max-in-flight", "8", "--batch-rows", "40", "--commit-rows", "40", "--quiet"]
     with serve_chat(server) as url:
         proc = subprocess.Popen(
             [sys.executable, "-m", "jobs.label", "--endpoint", url, *job],

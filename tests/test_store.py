@@ -412,7 +412,7 @@ def test_a_small_pipeline_store_is_delta_tables_with_the_rows_the_jobs_reported(
     ingest = run_module("jobs.ingest", "--store", str(root), "--path", str(feed), "--quiet")
     assert ingest.returncode == 0, ingest.stderr
     written, rejected = map(int, re.search(r"written (\d+), rejected (\d+)", ingest.stdout).groups())
-    label = run_module("jobs.label", "--store", str(root), "--test-endpoint", "--batch-rows", "16", "--quiet", "--retention-hours", "0")
+    label = run_module("jobs.label", "--store", str(root), "--test-endpoint", "--batch-rows", "16", "--commit-rows", "16", "--quiet", "--retention-hours", "0")
     assert label.returncode == 0, label.stderr
     labelled = int(re.search(r"labeled (\d+) headlines", label.stdout).group(1))
     curate = run_module("jobs.curate", "--store", str(root), "--quiet", "--fraction", "1")

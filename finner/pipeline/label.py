@@ -5,10 +5,10 @@
   rows are tried again, and a new prompt or model relabels every headline once. The rows stream
   from the store through Ray Data tasks (`finner.pipeline.todo`): the driver holds no headline,
   and the actors count the rows they relabel (ok under another version when the job started)
-  themselves. Each finished batch is appended to `llm_labels` in one commit
-  (named after its ids, so a Ray retry of a committed batch adds nothing), so killing the job at any
-  point loses only requests still in flight; `--batch-rows` sets the commit size. The stage ends by
-  compacting the table's small files (`Store.compact`).
+  themselves. Finished batches are appended to `llm_labels` by a writing task, `--commit-rows` at
+  a time in one commit named after their ids (a Ray retry of a committed one adds nothing), so
+  killing the job loses only the rows not yet committed; few large commits keep each commit cheap
+  as the table's log grows. The stage ends by compacting the table's small files (`Store.compact`).
 * **Concurrency**: `map_batches` with an async callable class in a fixed actor pool. Every actor
   holds one `ChatClient` whose window (`LabelConfig.max_in_flight`) is shared by the batches the
   actor works on at once, so `actors x max_in_flight` is the endpoint's concurrency and a slow
@@ -40,7 +40,7 @@ from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.label import ChatClient, LabelConfig, label_rows, latest_labels
 from finner.metrics import exact_prf
-from finner.pipeline.todo import DoneRule, Todo, in_batches, is_done, todo_dataset
+from finner.pipeline.todo import WRITE_TASK_CPUS, DoneRule, Todo, in_batches, is_done, todo_dataset
 from finner.spans import find_spans
 from finner.progress import progress_bar
 from finner.store import Store
@@ -56,7 +56,10 @@ class LabelRunConfig(Config):
 
     actors: int = field(default=2, metadata=help_text("actors calling the endpoint; endpoint concurrency = actors x --max-in-flight", at_least=1))
     actor_cpus: float = field(default=0.25, metadata=help_text("CPUs reserved per actor (they mostly wait on the network)", more_than=0))
-    batch_rows: int = field(default=128, metadata=help_text("headlines per batch; each finished batch is one commit to llm_labels", at_least=1))
+    batch_rows: int = field(default=128, metadata=help_text("headlines per batch an actor works on", at_least=1))
+    commit_rows: int = field(
+        default=2048, metadata=help_text("labelled headlines per commit to llm_labels: fewer, larger commits cost less; a killed job loses the uncommitted ones", at_least=1)
+    )
     batches_per_actor: int = field(default=4, metadata=help_text("batches an actor works on at once (they share its window)", at_least=1))
     limit: int = field(default=0, metadata=help_text("label at most this many headlines in this run; 0 = all that are not ok yet", at_least=0))
     usd_per_hour: float = field(default=0.0, metadata=help_text("endpoint price per hour (dedicated endpoints)", at_least=0))
@@ -69,13 +72,12 @@ class LabelRunConfig(Config):
 
 
 class LabelActor:
-    """Ray Data actor: labels a batch through the actor's shared client, appends it, returns a
-    summary that marks the rows `relabelled` counts (done under `relabel`, another version's ok)."""
+    """Ray Data actor: labels a batch through the actor's shared client and returns its `llm_labels`
+    rows, marking those `relabelled` counts (done under `relabel`, another version's ok)."""
 
-    def __init__(self, label_config: dict[str, Any], store_root: str, run_id: str, relabel: DoneRule):
+    def __init__(self, label_config: dict[str, Any], store_root: str, relabel: DoneRule):
         self.config = config_from_dict(LabelConfig, label_config)
-        self.store = Store(store_root)
-        self.run_id = run_id
+        self.store_root = store_root
         self.relabel = relabel
         self._client: ChatClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -85,16 +87,22 @@ class LabelActor:
             self._client, self._loop = ChatClient(self.config), asyncio.get_running_loop()
         ids = batch["id"].to_pylist()
         labels = await label_rows(ids, batch["title"].to_pylist(), self._client, batch["symbol"].to_pylist())
-        part = f"{self.run_id}-{stable_hash(ids)}"
-        await asyncio.to_thread(self.store.append, "llm_labels", labels, part)
-        relabelled = await asyncio.to_thread(is_done, batch["id"], self.store.root, self.relabel)  # the first call reads the ids
-        yield labels.select(SUMMARY_COLUMNS).append_column(RELABELLED, relabelled)
+        relabelled = await asyncio.to_thread(is_done, batch["id"], self.store_root, self.relabel)  # the first call reads the ids
+        yield labels.append_column(RELABELLED, relabelled)
 
     def __del__(self) -> None:
         """Ray Data deletes the UDF when the pool shuts down: close the client's connections."""
         if self._client is not None and self._loop is not None and self._loop.is_running():
             with contextlib.suppress(Exception):  # best effort: the process is exiting anyway
                 asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=5)
+
+
+def commit_task(batch: pa.Table, store_root: str, run_id: str) -> pa.Table:
+    """Ray Data task: labelled batches -> `llm_labels`, appended in one commit named after their ids
+    (a Ray retry of a committed one adds nothing); returns what the summary counts."""
+    rows = batch.drop_columns([RELABELLED])
+    Store(store_root).append("llm_labels", rows, part=f"{run_id}-{stable_hash(rows['id'].to_pylist())}")
+    return batch.select([*SUMMARY_COLUMNS, RELABELLED])
 
 
 @dataclass
@@ -180,7 +188,7 @@ def _batch_rows(todo_rows: int, run: LabelRunConfig) -> int:
 
 
 def label_todo(store: Store, todo: Todo, label: LabelConfig, run: LabelRunConfig, progress: bool = True) -> LabelSummary:
-    """Label the (id, title, symbol) rows of `todo` on the Ray actor pool, appending each batch;
+    """Label the (id, title, symbol) rows of `todo` on the Ray actor pool, committing them as they come;
     returns the summary, `relabelled` counted by the actors."""
     import ray
 
@@ -195,7 +203,7 @@ def label_todo(store: Store, todo: Todo, label: LabelConfig, run: LabelRunConfig
     batch_rows = _batch_rows(todo.rows, run)
     dataset = in_batches(todo, batch_rows).map_batches(
         LabelActor,
-        fn_constructor_kwargs={"label_config": dataclasses.asdict(per_actor), "store_root": store.root, "run_id": run_id, "relabel": relabel},
+        fn_constructor_kwargs={"label_config": dataclasses.asdict(per_actor), "store_root": store.root, "relabel": relabel},
         batch_size=batch_rows,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
@@ -204,6 +212,12 @@ def label_todo(store: Store, todo: Todo, label: LabelConfig, run: LabelRunConfig
             max_concurrent_calls_per_actor=run.batches_per_actor,
         ),
         num_cpus=run.actor_cpus,
+    ).map_batches(
+        commit_task,
+        fn_kwargs={"store_root": store.root, "run_id": run_id},
+        batch_size=max(run.commit_rows, batch_rows),
+        batch_format="pyarrow",
+        num_cpus=WRITE_TASK_CPUS,
     )
     bar = progress_bar(desc="labeling", unit=" headlines", total=todo.rows, enabled=progress)
     started = time.perf_counter()

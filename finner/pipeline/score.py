@@ -45,7 +45,7 @@ from finner.config import Config, ConfigError, config_from_dict, help_text
 from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.models.gliner import load_gliner
-from finner.pipeline.todo import DoneRule, in_batches, todo_dataset
+from finner.pipeline.todo import WRITE_TASK_CPUS, DoneRule, in_batches, todo_dataset
 from finner.progress import progress_bar
 from finner.score import (
     Prepared,
@@ -61,11 +61,6 @@ from finner.score import (
     title_spans,
 )
 from finner.store import Store
-
-# A writing task appends one scored batch to the store, a little I/O: with a preparation task's CPUs
-# it would take turns with the preparation tasks in the CPUs the actors leave.
-WRITE_TASK_CPUS = 0.1
-
 
 @dataclass(frozen=True)
 class ScoreRunConfig(Config):

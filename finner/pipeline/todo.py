@@ -40,6 +40,9 @@ from finner.store import Filters, Store
 
 READ_TASK_CPUS = 0.1
 READ_TASKS = 4
+# A writing task appends a few finished batches to the store in one commit, a little I/O: with a
+# whole CPU it would take turns with the stage's other tasks in the CPUs the actors leave.
+WRITE_TASK_CPUS = 0.1
 
 
 @dataclass(frozen=True)
