@@ -40,7 +40,7 @@ from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.label import ChatClient, LabelConfig, label_rows, latest_labels
 from finner.metrics import exact_prf
-from finner.pipeline.todo import WRITE_TASK_CPUS, DoneRule, Todo, in_batches, is_done, todo_dataset
+from finner.pipeline.todo import write_task_options, DoneRule, Todo, in_batches, is_done, todo_dataset
 from finner.spans import find_spans
 from finner.progress import progress_bar
 from finner.store import Store
@@ -217,7 +217,7 @@ def label_todo(store: Store, todo: Todo, label: LabelConfig, run: LabelRunConfig
         fn_kwargs={"store_root": store.root, "run_id": run_id},
         batch_size=max(run.commit_rows, batch_rows),
         batch_format="pyarrow",
-        num_cpus=WRITE_TASK_CPUS,
+        **write_task_options(),
     )
     bar = progress_bar(desc="labeling", unit=" headlines", total=todo.rows, enabled=progress)
     started = time.perf_counter()

@@ -45,7 +45,7 @@ from finner.config import Config, ConfigError, config_from_dict, help_text
 from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.models.gliner import load_gliner
-from finner.pipeline.todo import WRITE_TASK_CPUS, DoneRule, in_batches, todo_dataset
+from finner.pipeline.todo import write_task_options, DoneRule, in_batches, todo_dataset
 from finner.progress import progress_bar
 from finner.score import (
     Prepared,
@@ -329,7 +329,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         fn_kwargs={"store_root": store.root, "version": version, "names": name_map(store)},
         batch_size=run.commit_batches,
         batch_format="pyarrow",
-        num_cpus=WRITE_TASK_CPUS,
+        **write_task_options(),
     )
     bar = progress_bar(desc="scoring", unit=" headlines", total=todo.rows, enabled=progress)
     started = time.perf_counter()

@@ -41,8 +41,18 @@ from finner.store import Filters, Store
 READ_TASK_CPUS = 0.1
 READ_TASKS = 4
 # A writing task appends a few finished batches to the store in one commit, a little I/O: with a
-# whole CPU it would take turns with the stage's other tasks in the CPUs the actors leave.
+# whole CPU it would take turns with the stage's other tasks in the CPUs the actors leave. One runs
+# at a time (a job's commits never race each other for the next version: on 2 CPUs Ray ran 14 at
+# once, and at 900k headlines one of them lost the race 100 times).
 WRITE_TASK_CPUS = 0.1
+WRITE_TASKS = 1
+
+
+def write_task_options() -> dict[str, Any]:
+    """`map_batches` options of a stage's writing tasks (label and score)."""
+    import ray
+
+    return {"num_cpus": WRITE_TASK_CPUS, "compute": ray.data.TaskPoolStrategy(size=WRITE_TASKS)}
 
 
 @dataclass(frozen=True)
