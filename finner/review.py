@@ -23,6 +23,7 @@ for a private Hugging Face Space (sent only to *.hf.space hosts).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import warnings
 from collections import Counter
@@ -32,6 +33,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from finner import artifacts, schemas
 from finner.config import Config, help_text
@@ -249,29 +251,27 @@ class PushSummary:
                 f"{self.model_suggestions} compact-model suggestions; {self.dropped_overlaps} overlapping LLM spans dropped")
 
 
-def build_records(rows: list[dict], llm_models: dict[str, str], predictions: dict[str, dict], cfg: ReviewConfig,
-                  with_model_question: bool, summary: PushSummary) -> list:
-    """One `rg.Record` per sample row, disagreement first (then by id, so the order is stable)."""
+# Columns push() puts beside the sample's, aligned with its rows (null where the table has none).
+AGENT, MODEL_SPANS, MODEL_VERSION = "_llm_model", "_model_spans", "_model_version"
+
+
+def build_records(rows: list[dict], cfg: ReviewConfig, with_model_question: bool, summary: PushSummary) -> list:
+    """One `rg.Record` per sample row (with `push`'s aligned columns), in the order given."""
     import argilla as rg
 
-    prepared = []
-    for row in rows:
-        model_row = predictions.get(row["id"])
-        model_spans = model_row["spans"] if model_row else None
-        reason = review_reason(row["llm_status"], row["spans"], model_spans)
-        prepared.append((PRIORITY[reason], row["id"], row, reason, model_row))
     records = []
-    for priority, _, row, reason, model_row in sorted(prepared, key=lambda p: (p[0], p[1])):
+    for row in rows:
+        reason = review_reason(row["llm_status"], row["spans"], row[MODEL_SPANS] if row[MODEL_VERSION] else None)
         suggestions = []
         if row["spans"] is not None and reason != LLM_INVALID:
             values, scores, dropped = to_argilla_spans(row["spans"])
             summary.dropped_overlaps += dropped
             suggestions.append(rg.Suggestion(question_name=SPAN_QUESTION, value=values, score=scores,
-                                             agent=llm_models.get(row["id"]) or cfg.llm_model, type="model"))
-        if model_row is not None and with_model_question:
-            values, scores, _ = to_argilla_spans(model_row["spans"])
+                                             agent=row[AGENT] or cfg.llm_model, type="model"))
+        if row[MODEL_VERSION] and with_model_question:
+            values, scores, _ = to_argilla_spans(row[MODEL_SPANS])
             suggestions.append(rg.Suggestion(question_name=MODEL_QUESTION, value=values, score=scores,
-                                             agent=model_row["model_version"], type="model"))
+                                             agent=row[MODEL_VERSION], type="model"))
             summary.model_suggestions += 1
         metadata = {
             "headline_id": row["id"],
@@ -280,7 +280,7 @@ def build_records(rows: list[dict], llm_models: dict[str, str], predictions: dic
             "split": row["split"],
             "cluster": row["cluster"],
             "review_reason": reason,
-            "priority": priority,
+            "priority": PRIORITY[reason],
         }
         fields = {TEXT_FIELD: row["title"], **({MODEL_FIELD: row["title"]} if with_model_question else {})}
         records.append(rg.Record(id=row["id"], fields=fields, suggestions=suggestions,
@@ -289,61 +289,77 @@ def build_records(rows: list[dict], llm_models: dict[str, str], predictions: dic
     return records
 
 
-def _llm_models(store: Store) -> dict[str, str]:
-    if not store.exists("llm_labels"):
-        return {}
-    table = store.read("llm_labels", columns=["id", "model"])
-    return {i: m for i, m in zip(table["id"].to_pylist(), table["model"].to_pylist()) if m}
+def _aligned(store: Store, table: str, columns: dict[str, str], ids: pa.ChunkedArray, read: bool = True) -> dict[str, pa.Array]:
+    """`columns` (table column -> name) of `table`'s row for each of `ids`, the table's last where it
+    has several, null where none (all null unless `read`). Only the rows of `ids` are read: the
+    sample's, not the feed's."""
+    found = store.read(table, columns=["id", *columns], filter=pc.field("id").isin(ids)) if read and store.exists(table) else None
+    if found is None or found.num_rows == 0:
+        return {name: pa.nulls(len(ids), schemas.TABLES[table].field(column).type) for column, name in columns.items()}
+    found = found.take(pa.array(range(found.num_rows - 1, -1, -1)))  # index_in finds the first: make it the last
+    at = pc.index_in(ids, value_set=found["id"])
+    return {name: found[column].take(at) for column, name in columns.items()}
 
 
-def _predictions(store: Store) -> dict[str, dict]:
-    if not store.exists("predictions"):
-        return {}
-    return {row["id"]: row for row in store.read("predictions", columns=["id", "spans", "model_version"]).to_pylist()}
+def _priorities(sample: pa.Table, chunk_rows: int) -> pa.Array:
+    """Each row's review priority, disagreement first; checks every row's spans on the way (before
+    anything is sent: Argilla would reject the whole batch, far from the cause)."""
+    priorities = []
+    for batch in sample.to_batches(max_chunksize=chunk_rows):
+        for row in batch.to_pylist():
+            check_spans(row["id"], row["title"], row["spans"], "sample")
+            if row[MODEL_VERSION]:
+                check_spans(row["id"], row["title"], row[MODEL_SPANS], "predictions")
+            priorities.append(PRIORITY[review_reason(row["llm_status"], row["spans"], row[MODEL_SPANS] if row[MODEL_VERSION] else None)])
+    return pa.array(priorities, pa.int8())
 
 
 def push(store: Store, client, cfg: ReviewConfig) -> PushSummary:
-    """Upsert every sample headline of the configured splits into its split's dataset."""
+    """Upsert every sample headline of the configured splits into its split's dataset, disagreement
+    first (then by id, so the order is stable), `cfg.batch_size` records at a time: the sample
+    stays an Arrow table and only one batch is ever Python objects."""
     if not store.exists("sample"):
         raise FinnerError(f"no `sample` table in {store.root}: run the curation stage first")
     sample = store.read("sample")
-    unknown = sorted(set(sample["split"].to_pylist()) - set(schemas.SPLITS))
+    unknown = sorted(set(pc.unique(sample["split"]).drop_null().to_pylist()) - set(schemas.SPLITS))
     if unknown:
         raise FinnerError(f"table 'sample', column 'split': unknown value(s) {unknown}; expected {list(schemas.SPLITS)}")
-    llm_models = _llm_models(store)
-    predictions = _predictions(store) if cfg.model_suggestions else {}
-    rows_all = sample.to_pylist()
-    for row in rows_all:
-        check_spans(row["id"], row["title"], row["spans"], "sample")
-        if row["id"] in predictions:
-            check_spans(row["id"], row["title"], predictions[row["id"]]["spans"], "predictions")
+    ids = sample["id"]
+    extra = _aligned(store, "llm_labels", {"model": AGENT}, ids)
+    extra |= _aligned(store, "predictions", {"spans": MODEL_SPANS, "model_version": MODEL_VERSION}, ids, read=cfg.model_suggestions)
+    for name, column in extra.items():
+        sample = sample.append_column(name, column)
+    sample = sample.append_column("_priority", _priorities(sample, cfg.batch_size))
+    with_predictions = sample[MODEL_VERSION].null_count < sample.num_rows
     curated = store.get_json(artifacts.CURATE_KEY) or {}
     summary = PushSummary(label_version=curated.get("summary", {}).get("label_version"))
     for split in cfg.splits:
-        rows = [r for r in rows_all if r["split"] == split]
-        if not rows:
+        rows = sample.filter(pc.equal(sample["split"], split))
+        if not rows.num_rows:
             continue
-        dataset = ensure_dataset(client, cfg, split, with_model_question=bool(predictions))
-        records = build_records(rows, llm_models, predictions, cfg, has_question(dataset, MODEL_QUESTION), summary)
-        upsert(client, dataset, records, cfg.batch_size)
-        summary.pushed[split] += len(records)
+        dataset = ensure_dataset(client, cfg, split, with_model_question=with_predictions)
+        with_model_question = has_question(dataset, MODEL_QUESTION)
+        ordered = rows.sort_by([("_priority", "ascending"), ("id", "ascending")])
+        batch_size = min(cfg.batch_size, client.api.records.MAX_RECORDS_PER_UPSERT_BULK)
+        for batch in progress_bar(ordered.to_batches(max_chunksize=batch_size), total=math.ceil(ordered.num_rows / batch_size),
+                                  desc=f"push {dataset.name}", unit=" batches"):
+            upsert(client, dataset, build_records(batch.to_pylist(), cfg, with_model_question, summary))
+        summary.pushed[split] += ordered.num_rows
     return summary
 
 
-def upsert(client, dataset, records: list, batch_size: int) -> None:
-    """Upsert by record id (Argilla's external id) in batches: a re-push updates, never duplicates.
+def upsert(client, dataset, records: list) -> None:
+    """Upsert one batch by record id (Argilla's external id): a re-push updates, never duplicates.
 
     Goes one level below `dataset.records.log`: in argilla 2.8 that call re-reads the upserted
     records and crashes on a discarded response without values (`values=None`), i.e. on every
     re-push after a reviewer discarded something.
     """
-    batch_size = min(batch_size, client.api.records.MAX_RECORDS_PER_UPSERT_BULK)
-    for start in progress_bar(range(0, len(records), batch_size), desc=f"push {dataset.name}", unit=" batches"):
-        models = []
-        for record in records[start : start + batch_size]:
-            record.dataset = dataset
-            models.append(record.api_model())
-        client.api.records.bulk_upsert(dataset.id, models)
+    models = []
+    for record in records:
+        record.dataset = dataset
+        models.append(record.api_model())
+    client.api.records.bulk_upsert(dataset.id, models)
 
 
 # -- pull ---------------------------------------------------------------------------------------

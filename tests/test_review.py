@@ -201,7 +201,7 @@ def review_store(tmp_path_factory, tables) -> Store:
     return store
 
 
-CFG = ReviewConfig(workspace="finner-review", dataset_name="headlines-{split}", llm_model="fallback-llm")
+CFG = ReviewConfig(workspace="finner-review", dataset_name="headlines-{split}", llm_model="fallback-llm", batch_size=7)  # several upserts per split
 
 
 @pytest.mark.slow
