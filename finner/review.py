@@ -255,13 +255,18 @@ class PushSummary:
 AGENT, MODEL_SPANS, MODEL_VERSION = "_llm_model", "_model_spans", "_model_version"
 
 
+def _row_reason(row: dict) -> str:
+    """`review_reason` of a sample row with `push`'s aligned columns."""
+    return review_reason(row["llm_status"], row["spans"], row[MODEL_SPANS] if row[MODEL_VERSION] else None)
+
+
 def build_records(rows: list[dict], cfg: ReviewConfig, with_model_question: bool, summary: PushSummary) -> list:
     """One `rg.Record` per sample row (with `push`'s aligned columns), in the order given."""
     import argilla as rg
 
     records = []
     for row in rows:
-        reason = review_reason(row["llm_status"], row["spans"], row[MODEL_SPANS] if row[MODEL_VERSION] else None)
+        reason = _row_reason(row)
         suggestions = []
         if row["spans"] is not None and reason != LLM_INVALID:
             values, scores, dropped = to_argilla_spans(row["spans"])
@@ -310,7 +315,7 @@ def _priorities(sample: pa.Table, chunk_rows: int) -> pa.Array:
             check_spans(row["id"], row["title"], row["spans"], "sample")
             if row[MODEL_VERSION]:
                 check_spans(row["id"], row["title"], row[MODEL_SPANS], "predictions")
-            priorities.append(PRIORITY[review_reason(row["llm_status"], row["spans"], row[MODEL_SPANS] if row[MODEL_VERSION] else None)])
+            priorities.append(PRIORITY[_row_reason(row)])
     return pa.array(priorities, pa.int8())
 
 

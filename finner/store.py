@@ -55,7 +55,7 @@ S3_SAFE_COMMITS = {"aws_conditional_put": "etag"}
 # its default (about a million rows) held a whole large table, so a writer's memory grew with it.
 ROW_GROUP_ROWS = 1 << 16
 # Appends never conflict with one another, they only race for the next version number: with many
-# concurrent appenders (the label and score tasks) delta-rs's default of 15 tries ran out.
+# concurrent appenders (jobs writing one table at once) delta-rs's default of 15 tries can run out.
 APPEND_COMMIT_RETRIES = 100
 WRITER = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS)
 # Tuple filters, `[("model_version", "=", v)]`: a conjunction that delta-rs prunes files with (the
