@@ -21,6 +21,10 @@ nodes the Ray actors ran on and the tables after, writes `bench_scale_cluster.js
 and ends with `BENCH scale_cluster_seconds`, `scale_cluster_score_per_s` (the scoring stage's
 headlines per second) and `scale_cluster_actor_nodes` (worker nodes that ran an actor).
 
+Nodes of 1 CPU deadlock the label stage: its two actors (0.25 CPU each) take one node each, and
+the streaming repartition that cuts the todo stream into batches (`finner.pipeline.todo.in_batches`)
+asks for a whole CPU per task, which no node has left. Hence `--node-cpus` 2 by default.
+
 The job's code is the installed finner (no `working_dir`: the fake provider's nodes share one
 session folder, see tests/test_autoscaling.py). Resumable like the pipeline: the same command
 again submits the same job, which keeps what it finished; its figures then cover that run only.
@@ -89,7 +93,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=0, help="feed size N (default: --quick's)")
     parser.add_argument("--quick", action="store_true", help=f"N = {QUICK_ROWS:,}")
     parser.add_argument("--nodes", type=int, default=2, help="worker nodes")
-    parser.add_argument("--node-cpus", type=int, default=1, help="CPUs of each worker node")
+    parser.add_argument("--node-cpus", type=int, default=2, help="CPUs of each worker node (nodes of 1 CPU deadlock the label stage: see the docstring)")
     parser.add_argument("--out", default="finner-data/bench-scale-cluster", help="work folder: feed, store, logs, the JSON")
     parser.add_argument("--model", default="", help="GLiNER checkpoint to score with; none: an untrained one on the packaged encoder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the feed")
