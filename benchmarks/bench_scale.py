@@ -55,6 +55,7 @@ sys.path.insert(0, str(REPO))
 
 from finner import artifacts  # noqa: E402
 from finner.plots import pyplot, save_figure  # noqa: E402
+from finner.pipeline.cli import stop_on_signals  # noqa: E402
 from finner.review_server.launcher import default_server_python, free_port  # noqa: E402
 from finner.schemas import TABLES  # noqa: E402
 from finner.store import Store  # noqa: E402
@@ -408,6 +409,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the feeds")
     parser.add_argument("--skip", nargs="+", default=[], choices=STAGES, help="stages not run (a later stage needs the earlier ones' tables)")
     args = parser.parse_args()
+    stop_on_signals()  # `kill` as well as Ctrl-C stops the servers and clusters it started
     sys.stdout.reconfigure(line_buffering=True)  # progress lines as they come, also into a file
     sizes = sorted(set(args.rows or QUICK_ROWS))
     if any(n < 1_000 for n in sizes) or any(v < 1 for v in (args.train_rows, args.train_steps)):

@@ -52,6 +52,7 @@ from benchmarks.bench_scale import (  # noqa: E402
     table_stats,
 )
 from finner.score import untrained_checkpoint  # noqa: E402
+from finner.pipeline.cli import stop_on_signals  # noqa: E402
 from finner.store import Store  # noqa: E402
 from finner.testing.feeds import write_scaled_feed  # noqa: E402
 from tests.ray_cluster import LocalRayCluster  # noqa: E402
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--model", default="", help="GLiNER checkpoint to score with; none: an untrained one on the packaged encoder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the feed")
     args = parser.parse_args()
+    stop_on_signals()  # `kill` as well as Ctrl-C stops the servers and clusters it started
     sys.stdout.reconfigure(line_buffering=True)
     rows = args.rows or QUICK_ROWS
     if rows < 1_000 or args.nodes < 1 or args.node_cpus < 1:

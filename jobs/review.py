@@ -11,7 +11,6 @@ push/pull/status read ARGILLA_API_URL, ARGILLA_API_KEY (and HF_TOKEN for a priva
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from finner.config import add_config_args
@@ -53,10 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(cfg: LocalArgillaConfig) -> int:
-    # Ctrl-C and `kill` stop the processes we started too; SIGINT is set here as well, so that no
-    # handler an imported library installed can leave us waiting on a server that Ctrl-C stopped.
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, _interrupt)
+    cli.stop_on_signals()  # Ctrl-C and `kill` stop the processes we started too
     with LocalArgilla(cfg) as argilla:
         say(f"Argilla is running at {argilla.url} (data in {argilla.home})")
         say(f"  UI login: {DEFAULT_USERNAME} / {cfg.password}")
@@ -68,10 +64,6 @@ def _serve(cfg: LocalArgillaConfig) -> int:
             say("stopping Argilla")
             return 0
     raise FinnerError(f"the Argilla server exited with status {status}; see {argilla.home}/server.log")
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

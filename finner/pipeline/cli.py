@@ -1,5 +1,5 @@
 """What every entry point shares: the store flag, one way to report bad input, quiet runs with a
-log file, and Ray start-up.
+log file, Ray start-up, and stopping on a signal.
 
 Every job's body runs through `run`: a `FinnerError` (bad input, a config value out of range as
 `ConfigError`, an unreachable server) becomes one `error: ...` line on stderr and exit status 2,
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -66,6 +67,19 @@ def log_path(args: argparse.Namespace, stage: str) -> str:
         location = os.path.join(tempfile.gettempdir(), "finner-logs", f"{stage}.log")
         os.makedirs(os.path.dirname(location), exist_ok=True)
     return location
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and `kill` (SIGTERM) both raise KeyboardInterrupt, so the `with` blocks of a process
+    that started servers or clusters stop them. SIGINT is set as well: a process a non-interactive
+    shell starts in the background inherits SIGINT ignored (Python then never raises
+    KeyboardInterrupt), and an imported library may have installed a handler of its own."""
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _interrupt)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def init_ray() -> None:
