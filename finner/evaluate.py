@@ -252,12 +252,14 @@ def plot_f1(results: Sequence[Result], store: Store, split: str = "test", name: 
 def llm_predictions(store: Store, ids: Sequence[str]) -> list[list[Span]]:
     """The LLM's spans for `ids`, in order: the curation stage's `spans` table holds them for every
     headline labelled `ok`; a headline whose label is invalid or failed predicts nothing, so LLM
-    failures count against it. A headline never labelled is an error: the row would be unfair."""
+    failures count against it. A headline never labelled is an error: the row would be unfair. Only
+    the rows of `ids` are read (the tables hold the whole feed)."""
     if not store.exists("spans"):
         raise FinnerError("no `spans` table in the store: label and curate the feed first (the LLM row scores its labels)")
-    table = store.read("spans", columns=["id", "spans"])
+    wanted = pc.field("id").isin(list(ids))
+    table = store.read("spans", columns=["id", "spans"], filter=wanted)
     spans = dict(zip(table.column("id").to_pylist(), table.column("spans").to_pylist()))
-    labelled = store.ids("llm_labels") if any(i not in spans for i in ids) else set()
+    labelled = store.ids("llm_labels", filter=wanted) if any(i not in spans for i in ids) else set()
     missing = [i for i in ids if i not in spans and i not in labelled]
     if missing:
         raise FinnerError(f"{len(missing)} of {len(ids)} gold headlines were never labelled (first: {missing[0]!r}); ingest and label the feed they come from")

@@ -224,6 +224,17 @@ def test_review_gold_keeps_submitted_rows_only(store):
     assert exact_prf(test.column("spans").to_pylist(), predicted) == PRF(1, 0, 1)
 
 
+def test_llm_row_of_a_failed_label_is_empty_and_a_headline_never_labelled_is_named(store):
+    store.write("sample", sample_rows([("a", "Apple and Microsoft", "test"), ("x", "x y z", "train")], spans={"a": [APPLE]}))
+    sample = store.read("sample").select(["id", "title", "date", "symbol", "spans", "tokens", "token_spans"])
+    store.write("spans", sample.append_column("not_found", pa.nulls(2, schemas.STRINGS)).append_column("clusters", pa.nulls(2, schemas.STRINGS)))
+    store.write("llm_labels", pa.Table.from_pylist([{"id": "b", "status": schemas.LABEL_INVALID}], schema=schemas.LLM_LABELS))
+    predicted = llm_predictions(store, ["b", "a"])
+    assert [[(s["start"], s["end"]) for s in row] for row in predicted] == [[], [(0, 5)]]  # b's label was invalid: it predicts nothing
+    with pytest.raises(FinnerError, match="1 of 3 gold headlines were never labelled \\(first: 'z'\\)"):
+        llm_predictions(store, ["a", "z", "b"])
+
+
 def test_gold_spans_outside_the_title_fail_naming_the_row(store):
     store.write("sample", sample_rows([("a", "Apple", "test")]))
     bad = {"id": "a", "split": "test", "title": "Apple", "status": schemas.GOLD_SUBMITTED, "spans": [span(0, 9)], "annotator": None, "submitted_at": None}
