@@ -27,11 +27,10 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -40,7 +39,7 @@ from finner import artifacts, schemas
 from finner.cluster import ClusterConfig, cluster_names
 from finner.config import Config, help_text
 from finner.errors import FinnerError
-from finner.ids import id_range_cuts
+from finner.ids import SPILL, id_range_cuts, read_spilled, spill_by_id_range
 from finner.label import current_label_version, label_version_filter, pick_latest
 from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
@@ -52,7 +51,6 @@ from finner.tokens import word_tokens
 HEADLINE_COLUMNS = ("id", "title", "date", "symbol")
 LABEL_COLUMNS = ("id", "status", "result", "normalized_result", "labeled_at")
 PASSES = ("spill", "join", "spans", "count", "draw", "sample")  # the progress bar counts the feed's headlines once per pass
-SPILL = pa.ipc.IpcWriteOptions(compression="zstd")  # the temporary range files: Arrow IPC, small on disk
 SPANS_ROWS = 2_000  # headlines whose spans are made as Python objects at once; a range's spans are then one Arrow table
 
 
@@ -161,11 +159,6 @@ def plot_sample(summary: SampleSummary, config: SampleConfig, store: Store) -> s
     return save_figure(figure, store, artifacts.PLOTS_DIR, "curate_sample.png")
 
 
-def _read(path: str) -> pa.Table:
-    with pa.OSFile(path) as f:
-        return pa.ipc.open_file(f).read_all()
-
-
 @dataclass(frozen=True)
 class _Part:
     """One id range's joined rows, sorted by id, in a temporary file; and its feed headlines (what
@@ -175,44 +168,20 @@ class _Part:
     headlines: int
 
     def read(self) -> pa.Table:
-        return _read(self.path)
+        return read_spilled(self.path)
 
 
 def _spill(headlines: pads.Dataset, labels: pads.Dataset, labels_filter: pc.Expression, batch_rows: int, folder: str, bar: Any) -> list[tuple[str, str]]:
     """Each id range's headlines and labels (those `labels_filter` keeps) in files of their own
     under `folder`, one streamed read of each table; the ranges are cut so the larger table has
-    about `batch_rows` rows in each."""
+    about `batch_rows` rows in each. Rows keep their table order within a range (`pick_latest`
+    breaks ties by it)."""
     rows = max(headlines.count_rows(), labels.count_rows(filter=labels_filter))
-    cuts = np.array(id_range_cuts(max(1, math.ceil(rows / batch_rows))))
+    cuts = id_range_cuts(max(1, math.ceil(rows / batch_rows)))
     paths = [(f"{folder}/headlines-{k}.arrow", f"{folder}/labels-{k}.arrow") for k in range(len(cuts) + 1)]
-    scan = {"batch_size": batch_rows, "batch_readahead": 1, "fragment_readahead": 1}  # not pyarrow's 16 batches of 4 files ahead
-    _split(headlines.to_batches(columns=list(HEADLINE_COLUMNS), **scan), _projected(headlines, HEADLINE_COLUMNS), cuts, [h for h, _ in paths], bar.update)
-    _split(labels.to_batches(columns=list(LABEL_COLUMNS), filter=labels_filter, **scan), _projected(labels, LABEL_COLUMNS), cuts, [l for _, l in paths])
+    spill_by_id_range(headlines, HEADLINE_COLUMNS, cuts, [h for h, _ in paths], batch_rows, done=bar.update)
+    spill_by_id_range(labels, LABEL_COLUMNS, cuts, [l for _, l in paths], batch_rows, filter=labels_filter)
     return paths
-
-
-def _projected(dataset: pads.Dataset, columns: tuple[str, ...]) -> pa.Schema:
-    return pa.schema([dataset.schema.field(c) for c in columns])
-
-
-def _split(batches: Iterator[pa.RecordBatch], schema: pa.Schema, cuts: np.ndarray, paths: list[str], done: Callable[[int], object] | None = None) -> None:
-    """Append each batch's rows to the file of their id range (`cuts` between ranges); rows keep
-    their table order within a range (`pick_latest` breaks ties by it). `done(rows)` after each batch."""
-    writers = [pa.ipc.new_file(path, schema, options=SPILL) for path in paths]
-    try:
-        for batch in batches:
-            which = np.searchsorted(cuts, batch.column("id").to_numpy(zero_copy_only=False), side="right")
-            order = np.argsort(which, kind="stable")
-            batch, which = batch.take(pa.array(order)), which[order]
-            starts = np.searchsorted(which, np.arange(len(paths) + 1))
-            for writer, start, end in zip(writers, starts, starts[1:]):
-                if end > start:
-                    writer.write_batch(batch.slice(start, end - start))
-            if done is not None:
-                done(batch.num_rows)
-    finally:
-        for writer in writers:
-            writer.close()
 
 
 def _join(spilled: list[tuple[str, str]], summary: CurateSummary, bar: Any) -> tuple[list[_Part], Counter]:
@@ -220,7 +189,7 @@ def _join(spilled: list[tuple[str, str]], summary: CurateSummary, bar: Any) -> t
     attempt), written over the range's two files; counts the labels and the company names' mentions."""
     parts, mentions = [], Counter()
     for headlines_path, labels_path in spilled:
-        headlines, labels = _read(headlines_path), pick_latest(_read(labels_path))
+        headlines, labels = read_spilled(headlines_path), pick_latest(read_spilled(labels_path))
         rows = _labelled(headlines, labels)
         summary.headlines += headlines.num_rows
         summary.labels.update(rows["status"].to_pylist())

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 ID_HEX_DIGITS = 16  # a headline id: 16 hex digits, 64 bits
 
@@ -43,6 +46,49 @@ def id_range_cuts(ranges: int) -> list[str]:
     and the same range of two tables holds the same headlines; an id of any other form still falls
     in exactly one range (by string order), only not evenly."""
     return [f"{(k << (4 * ID_PREFIX_DIGITS)) // ranges:0{ID_PREFIX_DIGITS}x}" for k in range(1, ranges)]
+
+
+SPILL = pa.ipc.IpcWriteOptions(compression="zstd")  # the temporary range files: Arrow IPC, small on disk
+
+
+def spill_by_id_range(
+    dataset: pads.Dataset,
+    columns: Sequence[str],
+    cuts: Sequence[str],
+    paths: Sequence[str],
+    batch_rows: int,
+    filter: pc.Expression | None = None,
+    done: Callable[[int], object] | None = None,
+) -> None:
+    """One streamed read of `columns` of `dataset` (the rows `filter` keeps), each row appended to
+    the Arrow file in `paths` of its id range (`cuts` between ranges, `id_range_cuts`): joining two
+    tables a range at a time then reads each table once and holds one range, where a filtered scan
+    per range would read the whole table per range. Rows keep their table order within a range;
+    the scan reads `batch_rows` at a time with no read-ahead (not pyarrow's 16 batches of 4 files
+    ahead). `done(rows)` after each batch."""
+    bounds = np.array(cuts)
+    schema = pa.schema([dataset.schema.field(c) for c in columns])
+    writers = [pa.ipc.new_file(path, schema, options=SPILL) for path in paths]
+    try:
+        for batch in dataset.to_batches(columns=list(columns), filter=filter, batch_size=batch_rows, batch_readahead=1, fragment_readahead=1):
+            which = np.searchsorted(bounds, batch.column("id").to_numpy(zero_copy_only=False), side="right")
+            order = np.argsort(which, kind="stable")
+            batch, which = batch.take(pa.array(order)), which[order]
+            starts = np.searchsorted(which, np.arange(len(paths) + 1))
+            for writer, start, end in zip(writers, starts, starts[1:]):
+                if end > start:
+                    writer.write_batch(batch.slice(start, end - start))
+            if done is not None:
+                done(batch.num_rows)
+    finally:
+        for writer in writers:
+            writer.close()
+
+
+def read_spilled(path: str) -> pa.Table:
+    """One range's rows, as `spill_by_id_range` wrote them."""
+    with pa.OSFile(path) as f:
+        return pa.ipc.open_file(f).read_all()
 
 
 class SeenIds:

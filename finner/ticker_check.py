@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import math
-import operator
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from finner import artifacts
 from finner.config import Config, help_text
 from finner.embedded import GAZETTEER
 from finner.errors import FinnerError
-from finner.ids import id_range_cuts
+from finner.ids import id_range_cuts, read_spilled, spill_by_id_range
 from finner.metrics import company_key
 from finner.store import Store
 
@@ -336,32 +335,30 @@ def check_table(
 
 def scored_feed(store: Store, model_version: str, batch_rows: int) -> Iterator[pa.Table]:
     """Headlines joined with this model version's predictions, one id range of about `batch_rows`
-    headlines at a time (each range a filtered scan of both tables: nothing is held for the whole feed)."""
+    headlines at a time: one streamed read of each table spills their ranges to a temporary folder
+    (`spill_by_id_range`), so each table is read once and only one range is ever in memory."""
     headlines, predictions = store.dataset("headlines"), store.dataset("predictions")
-    version = pc.field("model_version") == model_version
     cuts = id_range_cuts(max(1, math.ceil(headlines.count_rows() / batch_rows)))
-    for low, high in zip([None, *cuts], [*cuts, None]):
-        in_range = _id_range(low, high)
-        part = predictions.to_table(columns=["id", "spans", "companies"], filter=version if in_range is None else version & in_range)
-        if part.num_rows == 0:
-            continue
-        feed = headlines.to_table(columns=["id", "title", "symbol"], filter=in_range)
-        rows = pc.index_in(part["id"], value_set=feed["id"])  # pyarrow joins cannot carry list<struct>
-        found = pc.is_valid(rows)
-        matched = feed.take(rows.filter(found))
-        yield part.filter(found).append_column("title", matched["title"]).append_column("symbol", matched["symbol"])
+    with tempfile.TemporaryDirectory(prefix="finner-ticker-check-") as folder:
+        paths = [(f"{folder}/headlines-{k}.arrow", f"{folder}/predictions-{k}.arrow") for k in range(len(cuts) + 1)]
+        spill_by_id_range(headlines, ("id", "title", "symbol"), cuts, [h for h, _ in paths], batch_rows)
+        version = pc.field("model_version") == model_version
+        spill_by_id_range(predictions, ("id", "spans", "companies"), cuts, [p for _, p in paths], batch_rows, filter=version)
+        for headlines_path, predictions_path in paths:
+            part = read_spilled(predictions_path)
+            if part.num_rows == 0:
+                continue
+            feed = read_spilled(headlines_path)
+            rows = pc.index_in(part["id"], value_set=feed["id"])  # pyarrow joins cannot carry list<struct>
+            found = pc.is_valid(rows)
+            matched = feed.take(rows.filter(found))
+            yield part.filter(found).append_column("title", matched["title"]).append_column("symbol", matched["symbol"])
 
 
 def _chunks(tables: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """The rows of `tables`, `PYTHON_ROWS` at a time."""
     for table in tables:
         yield from (table if isinstance(table, pa.Table) else pa.Table.from_batches([table])).to_batches(max_chunksize=PYTHON_ROWS)
-
-
-def _id_range(low: str | None, high: str | None) -> pc.Expression | None:
-    """Ids from `low` (included) to `high` (excluded); None bounds are open."""
-    bounds = ([pc.field("id") >= low] if low is not None else []) + ([pc.field("id") < high] if high is not None else [])
-    return functools.reduce(operator.and_, bounds) if bounds else None
 
 
 def ticker_check(store: Store, model_version: str, config: TickerCheckConfig = TickerCheckConfig()) -> TickerCheck:
