@@ -179,8 +179,8 @@ def _spill(headlines: pads.Dataset, labels: pads.Dataset, labels_filter: pc.Expr
     rows = max(headlines.count_rows(), labels.count_rows(filter=labels_filter))
     cuts = id_range_cuts(max(1, math.ceil(rows / batch_rows)))
     paths = [(f"{folder}/headlines-{k}.arrow", f"{folder}/labels-{k}.arrow") for k in range(len(cuts) + 1)]
-    spill_by_id_range(headlines, HEADLINE_COLUMNS, cuts, [h for h, _ in paths], batch_rows, done=bar.update)
-    spill_by_id_range(labels, LABEL_COLUMNS, cuts, [l for _, l in paths], batch_rows, filter=labels_filter)
+    spill_by_id_range(headlines, HEADLINE_COLUMNS, cuts, [h for h, _ in paths], done=bar.update)
+    spill_by_id_range(labels, LABEL_COLUMNS, cuts, [l for _, l in paths], filter=labels_filter)
     return paths
 
 

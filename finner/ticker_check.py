@@ -341,9 +341,9 @@ def scored_feed(store: Store, model_version: str, batch_rows: int) -> Iterator[p
     cuts = id_range_cuts(max(1, math.ceil(headlines.count_rows() / batch_rows)))
     with tempfile.TemporaryDirectory(prefix="finner-ticker-check-") as folder:
         paths = [(f"{folder}/headlines-{k}.arrow", f"{folder}/predictions-{k}.arrow") for k in range(len(cuts) + 1)]
-        spill_by_id_range(headlines, ("id", "title", "symbol"), cuts, [h for h, _ in paths], batch_rows)
+        spill_by_id_range(headlines, ("id", "title", "symbol"), cuts, [h for h, _ in paths])
         version = pc.field("model_version") == model_version
-        spill_by_id_range(predictions, ("id", "spans", "companies"), cuts, [p for _, p in paths], batch_rows, filter=version)
+        spill_by_id_range(predictions, ("id", "spans", "companies"), cuts, [p for _, p in paths], filter=version)
         for headlines_path, predictions_path in paths:
             part = read_spilled(predictions_path)
             if part.num_rows == 0:
