@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from finner.store import BOUNDED_SCAN
+
 ID_HEX_DIGITS = 16  # a headline id: 16 hex digits, 64 bits
 
 
@@ -49,7 +51,6 @@ def id_range_cuts(ranges: int) -> list[str]:
 
 
 SPILL = pa.ipc.IpcWriteOptions(compression="zstd")  # the temporary range files: Arrow IPC, small on disk
-SPILL_ROWS = 8_192  # rows a spill reads at once (a 65,536-row group of predictions decodes to hundreds of MiB)
 
 
 def spill_by_id_range(
@@ -64,13 +65,12 @@ def spill_by_id_range(
     the Arrow file in `paths` of its id range (`cuts` between ranges, `id_range_cuts`): joining two
     tables a range at a time then reads each table once and holds one range, where a filtered scan
     per range would read the whole table per range. Rows keep their table order within a range;
-    the scan reads `SPILL_ROWS` at a time with no read-ahead (not pyarrow's 16 batches of 4 files
-    ahead). `done(rows)` after each batch."""
+    the scan is bounded (`BOUNDED_SCAN`). `done(rows)` after each batch."""
     bounds = np.array(cuts)
     schema = pa.schema([dataset.schema.field(c) for c in columns])
     writers = [pa.ipc.new_file(path, schema, options=SPILL) for path in paths]
     try:
-        for batch in dataset.to_batches(columns=list(columns), filter=filter, batch_size=SPILL_ROWS, batch_readahead=1, fragment_readahead=1):
+        for batch in dataset.to_batches(columns=list(columns), filter=filter, **BOUNDED_SCAN):
             which = np.searchsorted(bounds, batch.column("id").to_numpy(zero_copy_only=False), side="right")
             order = np.argsort(which, kind="stable")
             batch, which = batch.take(pa.array(order)), which[order]

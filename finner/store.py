@@ -58,6 +58,11 @@ ROW_GROUP_ROWS = 1 << 16
 # concurrent appenders (jobs writing one table at once) delta-rs's default of 15 tries can run out.
 APPEND_COMMIT_RETRIES = 100
 WRITER = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS)
+# A filtered read keeps only the rows it selects, but pyarrow's default scan decodes up to 16
+# batches of 4 files ahead of the filter (hundreds of MiB of a table of spans): filtered reads and
+# spills scan `SCAN_ROWS` rows at a time with no read-ahead.
+SCAN_ROWS = 8_192
+BOUNDED_SCAN = {"batch_size": SCAN_ROWS, "batch_readahead": 1, "fragment_readahead": 1}
 # Tuple filters, `[("model_version", "=", v)]`: a conjunction that delta-rs prunes files with (the
 # log's statistics) and pyarrow turns into a row filter (`pq.filters_to_expression`).
 Filters = list[tuple[str, str, Any]]
@@ -227,15 +232,16 @@ class Store:
         return pads.dataset(self.files(name, version, prune), schema=schema_of(name), format="parquet", filesystem=self._fs)
 
     def read(self, name: str, columns: list[str] | None = None, filter: pads.Expression | None = None, version: int | None = None) -> pa.Table:
-        """A committed version of the table (empty, with its schema, when never written)."""
-        return self.dataset(name, version).to_table(columns=columns, filter=filter)
+        """A committed version of the table (empty, with its schema, when never written); with a
+        `filter`, only its rows are ever held (`BOUNDED_SCAN`)."""
+        return self.dataset(name, version).to_table(columns=columns, filter=filter, **(BOUNDED_SCAN if filter is not None else {}))
 
     def ids(self, name: str, filter: pads.Expression | None = None, prune: Filters | None = None) -> set[str]:
         """The `id`s present in a table (optionally only rows matching `filter`), as a set in this
         process: for tables and callers of bounded size (the Ray stages stream theirs,
         `finner.pipeline.todo`). Only the `id` column and the filter's are read, and `prune` skips
         whole files by the log's statistics first."""
-        return set(self.dataset(name, prune=prune).to_table(columns=["id"], filter=filter).column("id").to_pylist())
+        return set(self.dataset(name, prune=prune).to_table(columns=["id"], filter=filter, **BOUNDED_SCAN).column("id").to_pylist())
 
     # -- writing -----------------------------------------------------------------------------
 

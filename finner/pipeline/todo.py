@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from finner.errors import FinnerError
-from finner.store import Filters, Store
+from finner.store import BOUNDED_SCAN, Filters, Store
 
 READ_TASK_CPUS = 0.1
 READ_TASKS = 4
@@ -79,7 +79,7 @@ def done_ids(root: str, rule: DoneRule) -> pa.Array:
         return pa.array([], pa.string())
     filters = list(rule.filter)
     dataset = Store(root).dataset(rule.table, version=rule.version, prune=filters)
-    return dataset.to_table(columns=["id"], filter=pq.filters_to_expression(filters))["id"].combine_chunks()
+    return dataset.to_table(columns=["id"], filter=pq.filters_to_expression(filters), **BOUNDED_SCAN)["id"].combine_chunks()
 
 
 def is_done(ids: pa.Array | pa.ChunkedArray, root: str, rule: DoneRule) -> pa.Array:
