@@ -294,14 +294,15 @@ def build_records(rows: list[dict], cfg: ReviewConfig, with_model_question: bool
     return records
 
 
-def _aligned(store: Store, table: str, columns: dict[str, str], ids: pa.ChunkedArray, read: bool = True) -> dict[str, pa.Array]:
-    """`columns` (table column -> name) of `table`'s row for each of `ids`, the table's last where it
-    has several, null where none (all null unless `read`). Only the rows of `ids` are read: the
-    sample's, not the feed's."""
-    found = store.read(table, columns=["id", *columns], filter=pc.field("id").isin(ids)) if read and store.exists(table) else None
+def _aligned(store: Store, table: str, columns: dict[str, str], ids: pa.ChunkedArray, latest: str, read: bool = True) -> dict[str, pa.Array]:
+    """`columns` (table column -> name) of `table`'s row for each of `ids`, the one with the latest
+    `latest` time where it has several (the table's row order says nothing: delta-rs does not keep
+    it), null where none (all null unless `read`). Only the rows of `ids` are read: the sample's,
+    not the feed's."""
+    found = store.read(table, columns=["id", latest, *columns], filter=pc.field("id").isin(ids)) if read and store.exists(table) else None
     if found is None or found.num_rows == 0:
         return {name: pa.nulls(len(ids), schemas.TABLES[table].field(column).type) for column, name in columns.items()}
-    found = found.take(pa.array(range(found.num_rows - 1, -1, -1)))  # index_in finds the first: make it the last
+    found = found.sort_by([(latest, "descending")])  # index_in finds the first: make it the latest
     at = pc.index_in(ids, value_set=found["id"])
     return {name: found[column].take(at) for column, name in columns.items()}
 
@@ -330,8 +331,8 @@ def push(store: Store, client, cfg: ReviewConfig) -> PushSummary:
     if unknown:
         raise FinnerError(f"table 'sample', column 'split': unknown value(s) {unknown}; expected {list(schemas.SPLITS)}")
     ids = sample["id"]
-    extra = _aligned(store, "llm_labels", {"model": AGENT}, ids)
-    extra |= _aligned(store, "predictions", {"spans": MODEL_SPANS, "model_version": MODEL_VERSION}, ids, read=cfg.model_suggestions)
+    extra = _aligned(store, "llm_labels", {"model": AGENT}, ids, latest="labeled_at")
+    extra |= _aligned(store, "predictions", {"spans": MODEL_SPANS, "model_version": MODEL_VERSION}, ids, latest="scored_at", read=cfg.model_suggestions)
     for name, column in extra.items():
         sample = sample.append_column(name, column)
     sample = sample.append_column("_priority", _priorities(sample, cfg.batch_size))

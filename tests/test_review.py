@@ -111,6 +111,18 @@ def _fill(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 # -- fast checks of the pure parts ---------------------------------------------------------------
 
+def test_suggestions_come_from_an_ids_latest_row_not_its_last(tmp_path):
+    from finner.review import _aligned
+
+    store = Store(str(tmp_path / "store"))
+    early, late = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
+    for version, at in (("v2", late), ("v1", early)):  # the older model's row is committed last
+        row = pa.Table.from_pylist([{"id": "h1", "spans": [], "companies": [], "model_version": version, "scored_at": at}])
+        store.append("predictions", _fill(row, schemas.PREDICTIONS))
+    found = _aligned(store, "predictions", {"model_version": "version"}, pa.chunked_array([["h2", "h1"]]), latest="scored_at")
+    assert found["version"].to_pylist() == [None, "v2"]
+
+
 def test_overlapping_spans_are_dropped_and_scores_kept_only_when_complete():
     spans = [{"start": 0, "end": 9, "score": 0.8}, {"start": 0, "end": 5, "score": 0.7}, {"start": 12, "end": 16, "score": None}]
     values, scores, dropped = to_argilla_spans(spans)
