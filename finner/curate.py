@@ -228,8 +228,9 @@ def _clusters(result: list[str] | None, normalized: list[str] | None, representa
 
 
 def _spans(parts: list[_Part], representative: dict[str, str], summary: CurateSummary, bar: Any) -> Iterator[pa.Table]:
-    """The `spans` rows of every ok-labelled headline, one table per id range, sorted by id (one
-    batch: the writer keeps its row order), made `SPANS_ROWS` rows at a time."""
+    """The `spans` rows of every ok-labelled headline, one table per id range, sorted by id (the
+    table keeps the order it is written in: training reads it in id order), made `SPANS_ROWS` rows
+    at a time."""
     for part in parts:
         rows = part.read()
         ok = rows.filter(pc.equal(rows["status"], schemas.LABEL_OK))
@@ -307,8 +308,8 @@ def _draw(parts: list[_Part], representative: dict[str, str], config: SampleConf
 
 
 def _sample(parts: list[_Part], chosen: dict[str, str], config: SampleConfig, summary: SampleSummary, bar: Any) -> pa.Table:
-    """The `sample` rows, sorted by id, in one table (the sample is the output, held whole; as one
-    batch the writer keeps its row order): spans and tokens for ok labels, null spans otherwise."""
+    """The `sample` rows, sorted by id, in one table (the sample is the output, held whole): spans
+    and tokens for ok labels, null spans otherwise."""
     ids = pa.array(sorted(chosen), pa.string())
     tables = []
     for part in parts:

@@ -296,8 +296,8 @@ def build_records(rows: list[dict], cfg: ReviewConfig, with_model_question: bool
 
 def _aligned(store: Store, table: str, columns: dict[str, str], ids: pa.ChunkedArray, latest: str, read: bool = True) -> dict[str, pa.Array]:
     """`columns` (table column -> name) of `table`'s row for each of `ids`, the one with the latest
-    `latest` time where it has several (the table's row order says nothing: delta-rs does not keep
-    it), null where none (all null unless `read`). Only the rows of `ids` are read: the sample's,
+    `latest` time where it has several (appends land in commit order, which says nothing of their
+    times), null where none (all null unless `read`). Only the rows of `ids` are read: the sample's,
     not the feed's."""
     found = store.read(table, columns=["id", latest, *columns], filter=pc.field("id").isin(ids)) if read and store.exists(table) else None
     if found is None or found.num_rows == 0:

@@ -6,8 +6,9 @@ Layout under the root (a local path or a URI such as `s3://bucket/finner`)::
     <table>/part-*.parquet   data files, referenced by the log
     _meta/<key>.json         small documents (run summaries, cost figures), not tables
 
-* `write()` replaces a table in one overwrite commit: readers keep the version they started on,
-  and a job killed midway leaves the previous version (its half-written files are never referenced).
+* `write()` replaces a table in one overwrite commit, its rows in the order they come (`OrderedParts`):
+  readers keep the version they started on, and a job killed midway leaves the previous version
+  (its half-written files are never referenced).
 * `append()` adds rows in one commit; concurrent appenders (Ray tasks, two jobs) all land because
   delta-rs retries a commit that lost the race for its version. Incremental stages append one
   commit per batch of the size their caller chooses, so a killed job loses only its batches in flight.
@@ -23,10 +24,13 @@ Layout under the root (a local path or a URI such as `s3://bucket/finner`)::
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
 import os
+import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +38,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
-from deltalake.transaction import CommitProperties, Transaction
+from deltalake.transaction import AddAction, CommitProperties, Transaction, create_table_with_add_actions
 
 from finner.config import Config, help_text
 from finner.errors import FinnerError
@@ -57,6 +63,8 @@ ROW_GROUP_ROWS = 1 << 16
 # Appends never conflict with one another, they only race for the next version number: with many
 # concurrent appenders (jobs writing one table at once) delta-rs's default of 15 tries can run out.
 APPEND_COMMIT_RETRIES = 100
+# An overwrite's files end at about this size (delta-rs's own target is 100 MiB).
+TARGET_FILE_BYTES = 128 << 20
 WRITER = WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS)
 # A filtered read keeps only the rows it selects, but pyarrow's default scan decodes up to 16
 # batches of 4 files ahead of the filter (hundreds of MiB of a table of spans): filtered reads and
@@ -119,6 +127,127 @@ def conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
             raise SchemaError(f"table {name!r}, column {field_.name!r}: null at row {first} but the column is required")
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+class OrderedParts:
+    """An overwrite's data files, written by pyarrow in the order its rows come: row groups of
+    `ROW_GROUP_ROWS`, a new file once one passes `TARGET_FILE_BYTES`, named so that their names sort
+    in that order. delta-rs's own writer spreads a stream of batches over one partition per CPU, so
+    two writes of one stream kept their rows in different orders, and readers in table order (the
+    training stream, a first-N selection) differed between two stores of one feed. `close` returns
+    the Delta add actions with the statistics delta-rs writes for flat columns (row and null counts,
+    min and max: what file pruning reads)."""
+
+    def __init__(self, filesystem: pafs.FileSystem, directory: str, schema: pa.Schema) -> None:
+        self._fs, self._dir, self._schema = filesystem, directory, delta_schema(schema)
+        filesystem.create_dir(directory, recursive=True)
+        self._prefix = uuid.uuid4().hex
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._written: list[str] = []
+        self._actions: list[AddAction] = []
+        self._stream: Any = None
+        self._writer: pq.ParquetWriter | None = None
+        self._stats: _FileStats | None = None
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        self._pending.append(table.cast(self._schema))
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        while self._pending_rows >= ROW_GROUP_ROWS:
+            self._write_row_group(ROW_GROUP_ROWS)
+
+    def close(self) -> list[AddAction]:
+        if self._pending_rows:
+            self._write_row_group(self._pending_rows)
+        self._close_file()
+        return self._actions
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._stream.close()
+        for path in self._written:
+            self._fs.delete_file(path)
+
+    def _write_row_group(self, rows: int) -> None:
+        pending = pa.concat_tables(self._pending)
+        group, rest = pending.slice(0, rows), pending.slice(rows)
+        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+        if self._writer is None:
+            path = f"{self._dir}/part-{len(self._written):05d}-{self._prefix}.zstd.parquet"
+            self._stream = self._fs.open_output_stream(path)
+            self._written.append(path)
+            self._writer = pq.ParquetWriter(self._stream, self._schema, compression="zstd", use_compliant_nested_type=False)  # as delta-rs writes lists
+            self._stats = _FileStats(self._schema)
+        self._writer.write_table(group, row_group_size=rows)
+        self._stats.add(group)
+        if self._stream.tell() >= TARGET_FILE_BYTES:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        size = self._stream.tell()
+        self._stream.close()
+        path = self._written[-1]
+        self._actions.append(AddAction(path.rsplit("/", 1)[1], size, {}, int(time.time() * 1000), True, self._stats.json()))
+        self._writer = self._stream = self._stats = None
+
+
+class _FileStats:
+    """A data file's Delta statistics, accumulated row group by row group."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self._flat = [f.name for f in schema if _has_min_max(f.type)]
+        self._rows = 0
+        self._nulls = dict.fromkeys(schema.names, 0)
+        self._min: dict[str, Any] = {}
+        self._max: dict[str, Any] = {}
+
+    def add(self, table: pa.Table) -> None:
+        self._rows += table.num_rows
+        for name in self._nulls:
+            self._nulls[name] += table.column(name).null_count
+        for name in self._flat:
+            low, high = pc.min_max(table.column(name)).values()
+            if low.is_valid:
+                low, high = low.as_py(), high.as_py()
+                self._min[name] = low if name not in self._min else min(low, self._min[name])
+                self._max[name] = high if name not in self._max else max(high, self._max[name])
+
+    def json(self) -> str:
+        return json.dumps(
+            {
+                "numRecords": self._rows,
+                "minValues": {k: _stat_value(v) for k, v in self._min.items()},
+                "maxValues": {k: _stat_value(v) for k, v in self._max.items()},
+                "nullCount": {k: n for k, n in self._nulls.items() if k in self._flat},
+            }
+        )
+
+
+def delta_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` as Delta Lake stores it: timestamps in microseconds (the only unit it has); readers
+    get the declared schema back (`Store.dataset`)."""
+    return pa.schema([f.with_type(pa.timestamp("us", f.type.tz)) if pa.types.is_timestamp(f.type) else f for f in schema])
+
+
+def _has_min_max(type_: pa.DataType) -> bool:
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_timestamp(type_) or pa.types.is_date(type_)
+
+
+def _stat_value(value: Any) -> Any:
+    """A min or max as the Delta log writes it: timestamps in RFC 3339 UTC, dates in ISO form."""
+    if isinstance(value, datetime.datetime):
+        return (value.astimezone(datetime.timezone.utc) if value.tzinfo else value).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if value.tzinfo else "%Y-%m-%dT%H:%M:%S.%f")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 @dataclass
@@ -253,34 +382,25 @@ class Store:
 
     def _overwrite(self, name: str, data: pa.Table | Iterable[pa.Table]) -> int:
         schema = schema_of(name)
-        rows = 0
-        failure: list[BaseException] = []
-
-        def conformed() -> Iterator[pa.RecordBatch]:
-            nonlocal rows
-            try:
-                for batch in [data] if isinstance(data, pa.Table) else data:
-                    batch = conform(batch, schema, name)
-                    rows += batch.num_rows
-                    yield from batch.to_batches()
-            except BaseException as err:  # delta-rs re-raises it as its own error: keep the original
-                failure.append(err)
-                raise
-
+        parts = OrderedParts(self._fs, self.table_dir(name), schema)
         try:
-            write_deltalake(
-                self.table_uri(name),
-                pa.RecordBatchReader.from_batches(schema, conformed()),
-                mode="overwrite",
-                schema_mode="overwrite",
-                storage_options=self.storage_options,
-                writer_properties=WRITER,
-            )
-        except Exception:
-            if failure:
-                raise failure[0] from None
+            for batch in [data] if isinstance(data, pa.Table) else data:
+                parts.add(conform(batch, schema, name))
+            actions = parts.close()
+        except BaseException:
+            parts.abort()  # its files were never committed: delete them rather than wait for a vacuum
             raise
-        return rows
+        uri, options = self.table_uri(name), self.storage_options
+        if not DeltaTable.is_deltatable(uri, options):
+            try:
+                create_table_with_add_actions(uri, DeltaSchema.from_arrow(delta_schema(schema)), actions, mode="overwrite", storage_options=options)
+                return parts.rows
+            except Exception:
+                if not DeltaTable.is_deltatable(uri, options):
+                    raise
+                # another writer created the table first: overwrite its version
+        DeltaTable(uri, storage_options=options).create_write_transaction(actions, mode="overwrite", schema=delta_schema(schema))  # another writer's commit in between: delta-rs retries
+        return parts.rows
 
     def ensure(self, name: str) -> int:
         """Create the table, empty, if it does not exist, so concurrent appenders share one; its version."""

@@ -46,6 +46,35 @@ def test_write_replaces_the_table_in_one_commit_and_keeps_the_old_version(store)
     assert DeltaTable(store.table_uri("headlines")).version() == 1
 
 
+def test_a_streamed_write_keeps_its_rows_in_order_across_files(store, monkeypatch):
+    """delta-rs's writer spread a stream's batches over one partition per CPU, in an order that
+    depended on timing: readers in table order (the training stream) must get the stream's order."""
+    import finner.store as store_module
+
+    monkeypatch.setattr(store_module, "ROW_GROUP_ROWS", 64)
+    monkeypatch.setattr(store_module, "TARGET_FILE_BYTES", 1)  # a new file after every row group
+    batches = [headlines(37, start=37 * i) for i in range(20)]  # batches that straddle row groups
+    assert store.write("headlines", iter(batches)) == 740
+    expected = pa.concat_tables(batches)["id"].to_pylist()
+    assert store.read("headlines")["id"].to_pylist() == expected
+    files = store.files("headlines")
+    assert len(files) == 12 and files == sorted(files)  # ceil(740 / 64) files, named in write order
+    assert store.files("headlines", prune=[("id", "=", "h0")]) == files[:1]  # the log's min and max prune files
+
+
+def test_a_failed_write_deletes_the_files_it_wrote(store):
+    store.write("headlines", headlines(4))
+    before = set(os.listdir(store.table_dir("headlines")))
+
+    def batches():
+        yield headlines(70_000, start=100)  # past one row group: a file is written before the failure
+        raise RuntimeError("killed midway")
+
+    with pytest.raises(RuntimeError):
+        store.write("headlines", batches())
+    assert set(os.listdir(store.table_dir("headlines"))) == before
+
+
 def test_missing_column_is_named(store):
     with pytest.raises(SchemaError, match=r"missing columns \['publisher'\]"):
         store.write("headlines", headlines(1).drop_columns(["publisher"]))
