@@ -10,7 +10,9 @@ built-in labeller through its chat-completions server, curate; then, once per se
 (a) GLiNER on the packaged MiniLM encoder trained through Ray Train on the labeller's labels of the
 whole feed's train years (`jobs.train --rows feed --seed S`, `--max-steps` steps; the checkpoint
 kept is the best on the sample's valid split, validated every `--max-steps`/3 steps), its
-threshold chosen on the gold's dev part; (b) that model fine-tuned further on the dev part's human
+threshold chosen on the gold's dev part, and reported again without the subject rules (`finner.roles`:
+brokers, regulators, calendar words; its threshold chosen again on dev), what it learned by itself;
+(b) that model fine-tuned further on the dev part's human
 labels, each dev headline beside one of the feed's labelled headlines, its epoch and threshold
 chosen on `DEV_HELD_OUT` dev headlines it does not train on. Every choice is made on dev (or the
 sample's valid split); the test part is read once, at the end.
@@ -46,6 +48,7 @@ PLUS_DEV = {"epochs": 3, "learning_rate": 2e-5, "head_learning_rate": 1e-4, "bat
 QUICK_PLUS_DEV_EPOCHS = 1
 STAGE = "bench_quality"  # metrics.stage of the rows written here
 LABELLER, ON_LABELS_ROW, PLUS_DEV_ROW = "labeller", "model_on_labels", "model_on_labels_plus_dev"
+NO_RULES_ROW = "model_on_labels_no_rules"  # (a) without the subject rules (`finner.roles`): what it learned by itself
 
 
 def build_store(root: str) -> None:
@@ -127,14 +130,15 @@ def main() -> None:
     dev_sets = real_training_sets(store, gold, CurveConfig(gold="real", valid_rows=DEV_HELD_OUT))  # the learning curve's dev split
     human, dev_valid = dev_sets.train[GOLD_LABELS].cast(feed.schema), dev_sets.valid[GOLD_LABELS]
     plus_dev_options = PLUS_DEV | ({"epochs": QUICK_PLUS_DEV_EPOCHS} if args.quick else {})
-    models: dict[str, dict[int, object]] = {ON_LABELS_ROW: {}, PLUS_DEV_ROW: {}}
+    models: dict[str, dict[int, object]] = {ON_LABELS_ROW: {}, NO_RULES_ROW: {}, PLUS_DEV_ROW: {}}
     for seed in SEEDS:
         summary = train_on_labels(store, seed, steps, rows)
         print(f"seed {seed}: (a) {summary['train_rows']} feed rows, kept step {summary['best']['step']} (valid F1 {summary['best']['valid_f1']:.3f})", flush=True)
         beside = feed.take(random.Random(seed).sample(range(feed.num_rows), min(human.num_rows, feed.num_rows)))
         plus_dev = train_plus_dev(store, seed, summary["path"], pa.concat_tables([human, beside]), dev_valid, **plus_dev_options)
-        for row, path, choose_on in ((ON_LABELS_ROW, summary["path"], dev), (PLUS_DEV_ROW, plus_dev, dev_valid)):
+        for row, path, choose_on in ((ON_LABELS_ROW, summary["path"], dev), (NO_RULES_ROW, summary["path"], dev), (PLUS_DEV_ROW, plus_dev, dev_valid)):
             model = load_checkpoint("gliner", path)
+            model.subject_rules = row != NO_RULES_ROW
             chosen = choose_threshold(model, choose_on)
             model.threshold = chosen.threshold
             print(f"seed {seed}: {row} threshold {chosen.threshold} (exact F1 {chosen.prf.f1:.3f} on {choose_on.num_rows} dev headlines)", flush=True)

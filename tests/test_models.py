@@ -82,6 +82,28 @@ def test_offline_model_predicts_char_spans_and_reloads_identically(kind, offline
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["gliner", "spanmarker"])
+def test_subject_rules_off_gives_the_models_own_spans(kind, offline_models):
+    """What the subject rules add is reported beside what a model learned (bench_quality's
+    no-rules row): with the rules off its spans are a superset, lower-case words included."""
+    from finner.roles import subject_companies
+
+    model = offline_models[kind]
+    threshold = model.threshold
+    model.threshold = 0.0  # the untrained heads' spans, all of them
+    try:
+        model.subject_rules = False
+        raw = model.predict(TITLES)
+    finally:
+        model.subject_rules = True
+    ruled = model.predict(TITLES)
+    model.threshold = threshold
+    assert ruled == [subject_companies(title, spans) for title, spans in zip(TITLES, raw)]
+    if kind == "gliner":
+        assert sum(map(len, raw)) > sum(map(len, ruled))  # threshold 0: the rules drop some of the head's spans
+
+
+@pytest.mark.slow
 def test_spanmarker_tags_use_the_model_label_scheme(offline_models):
     from finner.models.spanmarker import iob_tags
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from finner.errors import FinnerError
+from finner.roles import subject_companies
 from finner.schemas import Span
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -123,6 +124,13 @@ class NerModel(abc.ABC):
 
     #: short name used in metrics and the predictions table (`gliner`, `spanmarker`, ...)
     kind: str
+    #: whether predictions pass through the guideline's subject rules (`finner.roles`); off, a
+    #: model's own spans, so that what the rules add can be reported beside what it learned
+    subject_rules: bool = True
+
+    def subjects(self, title: str, spans: list[Span]) -> list[Span]:
+        """A title's predicted spans as `predict` returns them: the subject companies, or all with the rules off."""
+        return subject_companies(title, spans) if self.subject_rules else spans
 
     @abc.abstractmethod
     def predict(self, titles: list[str]) -> list[list[Span]]:

@@ -20,7 +20,6 @@ import numpy as np
 from finner.errors import FinnerError
 from finner.models.base import NerModel, best_device, local_checkpoint
 from finner.models.train_config import Example, TrainConfig, hf_arguments
-from finner.roles import subject_companies
 from finner.schemas import COMPANY, Span, make_span
 from finner.tokens import char_to_token_span, word_tokens
 
@@ -149,7 +148,7 @@ class GlinerModel(NerModel):
             return []
         found = self.model.inference(titles, [COMPANY], threshold=self.threshold, batch_size=self.batch_size, flat_ner=True)
         return [
-            subject_companies(title, [make_span(title, e["start"], e["end"], score=e["score"]) for e in entities])
+            self.subjects(title, [make_span(title, e["start"], e["end"], score=e["score"]) for e in entities])
             for title, entities in zip(titles, found)
         ]
 

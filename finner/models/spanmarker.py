@@ -19,7 +19,6 @@ import numpy as np
 from finner.errors import FinnerError
 from finner.models.base import NerModel, best_device, local_checkpoint
 from finner.models.train_config import Example, TrainConfig, hf_arguments
-from finner.roles import subject_companies
 from finner.schemas import COMPANY, Span, make_span
 from finner.tokens import char_to_token_span, token_to_char_span, word_tokens
 
@@ -126,7 +125,7 @@ class SpanMarkerModelAdapter(NerModel):
                     continue
                 start, end = token_to_char_span(tokens, e["word_start_index"], e["word_end_index"] - 1)
                 out[i].append(make_span(title, start, end, score=e["score"]))
-        return [subject_companies(title, spans) for title, spans in zip(titles, out)]
+        return [self.subjects(title, spans) for title, spans in zip(titles, out)]
 
     def save(self, path: str) -> None:
         self.model.save_pretrained(path)
