@@ -235,10 +235,6 @@ def _points(results: Sequence[Result]) -> dict[str, dict[int, Result]]:
     return curves
 
 
-def _curves(results: Sequence[Result], match: str) -> dict[str, dict[int, float]]:
-    return {labels: {size: r.scores[match].f1 for size, r in points.items()} for labels, points in _points(results).items()}
-
-
 def markdown_curve(results: Sequence[Result], match: str = EXACT, bootstrap: BootstrapConfig = BootstrapConfig()) -> str:
     """Test F1 [95% interval] by training size (rows) and label source (columns); with both
     sources, the LLM labels' F1 minus the gold labels' at each size, with the paired interval."""
@@ -268,13 +264,18 @@ def markdown_curve(results: Sequence[Result], match: str = EXACT, bootstrap: Boo
 
 
 def plot_curve(results: Sequence[Result], store: Store, model: str, match: str = EXACT) -> str:
-    """F1 against training-set size, one line per label source; returns the PNG's location."""
+    """F1 against training-set size with its 95% interval, one line per label source; returns the PNG's location."""
     plt = pyplot()
-    curves = _curves(results, match)
+    curves = _points(results)
     figure, ax = plt.subplots(figsize=(6, 4))
     for labels, colour in ((GOLD_LABELS, "tab:blue"), (LLM_LABELS, "tab:red")):
         if labels in curves:
-            ax.plot(*zip(*sorted(curves[labels].items())), "o-", color=colour, label=f"{labels} labels")
+            points = sorted(curves[labels].items())
+            sizes, f1 = [n for n, _ in points], [r.f1(match) for _, r in points]
+            # the 95% bootstrap interval of each point, where it has one
+            low = [r.f1(match) - r.intervals[match].low if match in r.intervals else 0.0 for _, r in points]
+            high = [r.intervals[match].high - r.f1(match) if match in r.intervals else 0.0 for _, r in points]
+            ax.errorbar(sizes, f1, yerr=[low, high], fmt="o-", capsize=3, color=colour, label=f"{labels} labels")
     sizes = [size for curve in curves.values() for size in curve]
     if sizes and max(sizes) > 20 * min(sizes):  # 25 hand-labelled headlines to thousands of weak ones
         ax.set_xscale("log")
