@@ -139,7 +139,7 @@ class OrderedParts:
     min and max: what file pruning reads)."""
 
     def __init__(self, filesystem: pafs.FileSystem, directory: str, schema: pa.Schema) -> None:
-        self._fs, self._dir, self._schema = filesystem, directory, delta_schema(schema)
+        self._fs, self._dir, self.schema = filesystem, directory, delta_schema(schema)
         filesystem.create_dir(directory, recursive=True)
         self._prefix = uuid.uuid4().hex
         self._pending: list[pa.Table] = []
@@ -152,7 +152,7 @@ class OrderedParts:
         self.rows = 0
 
     def add(self, table: pa.Table) -> None:
-        self._pending.append(table.cast(self._schema))
+        self._pending.append(table.cast(self.schema))
         self._pending_rows += table.num_rows
         self.rows += table.num_rows
         while self._pending_rows >= ROW_GROUP_ROWS:
@@ -179,8 +179,8 @@ class OrderedParts:
             path = f"{self._dir}/part-{len(self._written):05d}-{self._prefix}.zstd.parquet"
             self._stream = self._fs.open_output_stream(path)
             self._written.append(path)
-            self._writer = pq.ParquetWriter(self._stream, self._schema, compression="zstd", use_compliant_nested_type=False)  # as delta-rs writes lists
-            self._stats = _FileStats(self._schema)
+            self._writer = pq.ParquetWriter(self._stream, self.schema, compression="zstd", use_compliant_nested_type=False)  # as delta-rs writes lists
+            self._stats = _FileStats(self.schema)
         self._writer.write_table(group, row_group_size=rows)
         self._stats.add(group)
         if self._stream.tell() >= TARGET_FILE_BYTES:
@@ -203,15 +203,14 @@ class _FileStats:
     def __init__(self, schema: pa.Schema) -> None:
         self._flat = [f.name for f in schema if _has_min_max(f.type)]
         self._rows = 0
-        self._nulls = dict.fromkeys(schema.names, 0)
+        self._nulls = dict.fromkeys(self._flat, 0)
         self._min: dict[str, Any] = {}
         self._max: dict[str, Any] = {}
 
     def add(self, table: pa.Table) -> None:
         self._rows += table.num_rows
-        for name in self._nulls:
-            self._nulls[name] += table.column(name).null_count
         for name in self._flat:
+            self._nulls[name] += table.column(name).null_count
             low, high = pc.min_max(table.column(name)).values()
             if low.is_valid:
                 low, high = low.as_py(), high.as_py()
@@ -224,7 +223,7 @@ class _FileStats:
                 "numRecords": self._rows,
                 "minValues": {k: _stat_value(v) for k, v in self._min.items()},
                 "maxValues": {k: _stat_value(v) for k, v in self._max.items()},
-                "nullCount": {k: n for k, n in self._nulls.items() if k in self._flat},
+                "nullCount": self._nulls,
             }
         )
 
@@ -393,13 +392,13 @@ class Store:
         uri, options = self.table_uri(name), self.storage_options
         if not DeltaTable.is_deltatable(uri, options):
             try:
-                create_table_with_add_actions(uri, DeltaSchema.from_arrow(delta_schema(schema)), actions, mode="overwrite", storage_options=options)
+                create_table_with_add_actions(uri, DeltaSchema.from_arrow(parts.schema), actions, mode="overwrite", storage_options=options)
                 return parts.rows
             except Exception:
                 if not DeltaTable.is_deltatable(uri, options):
                     raise
                 # another writer created the table first: overwrite its version
-        DeltaTable(uri, storage_options=options).create_write_transaction(actions, mode="overwrite", schema=delta_schema(schema))  # another writer's commit in between: delta-rs retries
+        DeltaTable(uri, storage_options=options).create_write_transaction(actions, mode="overwrite", schema=parts.schema)  # another writer's commit in between: delta-rs retries
         return parts.rows
 
     def ensure(self, name: str) -> int:
