@@ -21,6 +21,7 @@ from finner.cost import CostConfig, cost_report
 from finner.errors import FinnerError
 from finner.pipeline import cli
 from finner.pipeline.score import ScoreRunConfig, run_scoring
+from finner.pipeline.worker import in_worker
 from finner.progress import say
 from finner.score import ScoreConfig
 from finner.ticker_check import TickerCheckConfig, ticker_check
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"runtime {summary.runtime} (--runtime {config.runtime}): {summary.choice.reason}")
         if args.no_report:
             return
-        check = ticker_check(store, summary.model_version, check_config)
+        check = in_worker(ticker_check, store, summary.model_version, check_config)
         say(check.text())
         say(cost_report(store, cost_config).text())
 

@@ -4,11 +4,16 @@ table no longer has counts for nothing), and a limit takes the first headlines l
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from finner import schemas
+from finner.errors import FinnerError
+from finner.models.base import weights_digest
 from finner.pipeline import cli
 from finner.pipeline.todo import DoneRule, count_done, drop_done, todo_dataset
+from finner.pipeline.worker import in_worker
 from tests.test_store import headlines, labels
 
 
@@ -66,3 +71,16 @@ def test_todo_streams_what_is_left_with_exact_counts_and_table_order(store, ray_
 
     nothing_done = todo_dataset(store, DoneRule.at_start(store, "predictions", [("model_version", "=", "m")]), ("id",))
     assert (nothing_done.rows, nothing_done.done) == (120, 0)
+
+
+def test_work_handed_to_a_worker_runs_in_a_process_of_its_own_and_its_error_comes_back_as_itself(store, tmp_path, ray_local):
+    """The stages' compactions and the score job's ticker check run this way, so that the driver's
+    memory never holds what they allocate."""
+    pids = [in_worker(os.getpid) for _ in range(2)]
+    assert os.getpid() not in pids and pids[0] != pids[1]  # each call's worker exits after it
+    for start in (0, 10, 20):
+        store.append("headlines", headlines(10, start))
+    assert in_worker(store.compact, "headlines")["files_removed"] == 3
+    assert sorted(store.read("headlines")["id"].to_pylist()) == sorted(f"h{i}" for i in range(30))
+    with pytest.raises(FinnerError, match="no weights"):
+        in_worker(weights_digest, str(tmp_path))  # a directory without a checkpoint

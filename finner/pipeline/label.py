@@ -8,7 +8,8 @@
   themselves. Finished batches are appended to `llm_labels` by a writing task, `--commit-rows` at
   a time in one commit named after their ids (a Ray retry of a committed one adds nothing), so
   killing the job loses only the rows not yet committed; few large commits keep each commit cheap
-  as the table's log grows. The stage ends by compacting the table's small files (`Store.compact`).
+  as the table's log grows. The stage ends by compacting the table's small files (`Store.compact`,
+  in a worker of its own: `finner.pipeline.worker`).
 * **Concurrency**: `map_batches` with an async callable class in a fixed actor pool. Every actor
   holds one `ChatClient` whose window (`LabelConfig.max_in_flight`) is shared by the batches the
   actor works on at once, so `actors x max_in_flight` is the endpoint's concurrency and a slow
@@ -41,6 +42,7 @@ from finner.ids import stable_hash
 from finner.label import ChatClient, LabelConfig, label_rows, latest_labels
 from finner.metrics import exact_prf
 from finner.pipeline.todo import write_task_options, DoneRule, Todo, in_batches, is_done, todo_dataset
+from finner.pipeline.worker import in_worker
 from finner.spans import find_spans
 from finner.progress import progress_bar
 from finner.store import Store
@@ -226,7 +228,7 @@ def label_todo(store: Store, todo: Todo, label: LabelConfig, run: LabelRunConfig
         bar.update(batch.num_rows)
     summary.elapsed_s = time.perf_counter() - started
     bar.close()
-    store.compact("llm_labels")  # one small file per batch -> a few large ones
+    in_worker(store.compact, "llm_labels")  # one small file per batch -> a few large ones
     return summary
 
 

@@ -22,7 +22,8 @@ writing tasks -> `predictions`.
 * **Write**: `map_batches` tasks turn scored batches into `predictions` rows and append every
   `--commit-batches` of them in one commit named after its ids, so a killed job loses only the
   batches in flight, a Ray retry of a committed batch changes nothing, and no actor waits on the
-  store. The stage ends by compacting the table's small files (`Store.compact`).
+  store. The stage ends by compacting the table's small files (`Store.compact`, in a worker of its own:
+  `finner.pipeline.worker`).
 * **Throughput**: each batch reports its preparation CPU seconds and the actor's busy seconds; the
   summary (headlines/s per CPU of preparation, per actor, for the job) is stored as
   `score_throughput` for the cost report, which says which side bounds the job.
@@ -42,10 +43,10 @@ import pyarrow.compute as pc
 
 from finner import artifacts
 from finner.config import Config, ConfigError, config_from_dict, help_text
-from finner.errors import FinnerError
 from finner.ids import stable_hash
 from finner.models.gliner import load_gliner
 from finner.pipeline.todo import write_task_options, DoneRule, in_batches, todo_dataset
+from finner.pipeline.worker import in_worker
 from finner.progress import progress_bar
 from finner.score import (
     Prepared,
@@ -272,18 +273,10 @@ def runtime_choice(store: Store, config: ScoreConfig, run: ScoreRunConfig, gpus:
     """`remembered_runtime_choice` on the feed's first `run.agreement_rows` titles (only those are
     read), in a one-CPU Ray task whose worker exits after it: the models it loads never live in the
     driver, nor in a worker kept for later tasks. None when there is no headline."""
-    import ray
-
     sample = store.dataset("headlines").head(run.agreement_rows, columns=["title"])["title"].to_pylist()
     if not sample:
         return None
-    task = ray.remote(num_cpus=1, max_calls=1)(remembered_runtime_choice)
-    try:
-        return ray.get(task.remote(store, config, sample, 1.0 - run.agreement_tolerance, gpus=gpus))
-    except ray.exceptions.RayTaskError as err:
-        if isinstance(err.cause, FinnerError):  # a refused runtime: its one line, not the task's traceback
-            raise err.cause from None
-        raise
+    return in_worker(remembered_runtime_choice, store, config, sample, 1.0 - run.agreement_tolerance, gpus=gpus)
 
 
 def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress: bool = True) -> ScoreSummary:
@@ -338,7 +331,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         bar.update(int(pc.sum(batch["rows"]).as_py()))
     summary.elapsed_s = time.perf_counter() - started
     bar.close()
-    store.compact("predictions")  # one small file per batch -> a few large ones
+    in_worker(store.compact, "predictions")  # one small file per batch -> a few large ones
     store.put_json(
         artifacts.SCORE_THROUGHPUT_KEY,
         summary.to_json() | {"gpus_per_actor": run.gpus_per_actor if summary.device == "cuda" else None, "actor_cpus": run.actor_cpus},
