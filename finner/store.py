@@ -373,9 +373,16 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------------
 
+    def _refuse_pinned(self, name: str) -> None:
+        """A table pinned for reading (`at`) is not written through this store: a write would start
+        from the latest version while every read of it returns an older one."""
+        if name in self.pinned:
+            raise StoreError(f"{name}: this store reads version {self.pinned[name]} of it (Store.at); write through an unpinned Store")
+
     def write(self, name: str, data: pa.Table | Iterable[pa.Table]) -> int:
         """Replace a table with `data` (one table or a stream of batches) in one commit; returns
         the row count. Nothing is visible until the commit; readers keep their version."""
+        self._refuse_pinned(name)
         self.delta(name)  # refuses a previous-layout table before anything is written beside it
         return self._overwrite(name, data)
 
@@ -403,6 +410,7 @@ class Store:
 
     def ensure(self, name: str) -> int:
         """Create the table, empty, if it does not exist, so concurrent appenders share one; its version."""
+        self._refuse_pinned(name)
         table = self.delta(name)
         if table is None:
             try:
@@ -417,6 +425,7 @@ class Store:
         """Add `table`'s rows to the table in one commit. A `part` names the rows: an append of a
         part already committed (a Ray retry of a finished batch) changes nothing. Returns whether
         it committed."""
+        self._refuse_pinned(name)
         table = conform(table, schema_of(name), name)
         current = self.delta(name)
         if current is None:
@@ -439,6 +448,7 @@ class Store:
     def replace(self, name: str, table: pa.Table, keys: tuple[str, ...]) -> None:
         """Replace, in one commit, the rows whose `keys` columns equal those of a row of `table` by
         `table` (a re-run's results over its previous ones)."""
+        self._refuse_pinned(name)
         table = conform(table, schema_of(name), name)
         if self.delta(name) is None:
             self.ensure(name)
@@ -457,6 +467,7 @@ class Store:
     def compact(self, name: str) -> dict[str, int]:
         """Rewrite the table's small files into large ones (a new version with the same rows),
         then delete the files no version within `config.retention_hours` references."""
+        self._refuse_pinned(name)
         table = self.delta(name)
         nothing = {"files_added": 0, "files_removed": 0, "files_vacuumed": 0}
         if table is None:

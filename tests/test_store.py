@@ -346,6 +346,17 @@ def test_time_travel_returns_the_labels_before_a_relabel(store):
     assert set(store.read("llm_labels", version=before)["label_version"].to_pylist()) == {"v1"}
     pinned = Store(store.root).at(llm_labels=before)
     assert pinned.read("llm_labels").num_rows == 2 and pinned.versions_read == {"llm_labels": before}
+    for write in (
+        lambda: pinned.append("llm_labels", labels(["h2"])),
+        lambda: pinned.write("llm_labels", labels(["h2"])),
+        lambda: pinned.replace("llm_labels", labels(["h0"]), keys=("id",)),
+        lambda: pinned.compact("llm_labels"),
+        lambda: pinned.ensure("llm_labels"),
+    ):
+        with pytest.raises(StoreError, match=f"^llm_labels: this store reads version {before} of it"):
+            write()
+    assert store.read("llm_labels").num_rows == 4  # nothing written
+    pinned.append("headlines", headlines(1))  # the tables it does not pin are written as usual
     with pytest.raises(StoreError, match="has no version 99"):
         store.read("llm_labels", version=99)
 
