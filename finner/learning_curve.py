@@ -272,9 +272,9 @@ def plot_curve(results: Sequence[Result], store: Store, model: str, match: str =
         if labels in curves:
             points = sorted(curves[labels].items())
             sizes, f1 = [n for n, _ in points], [r.f1(match) for _, r in points]
-            # the 95% bootstrap interval of each point, where it has one
-            bounds = [(r.intervals[match].low, r.intervals[match].high) if match in r.intervals else (f, f) for f, (_, r) in zip(f1, points)]
-            low, high = [f - lo for f, (lo, _) in zip(f1, bounds)], [hi - f for f, (_, hi) in zip(f1, bounds)]
+            intervals = [r.intervals.get(match) for _, r in points]  # the 95% bootstrap interval, where a point has one
+            low = [f - i.low if i else 0.0 for f, i in zip(f1, intervals)]
+            high = [i.high - f if i else 0.0 for f, i in zip(f1, intervals)]
             ax.errorbar(sizes, f1, yerr=[low, high], fmt="o-", capsize=3, color=colour, label=f"{labels} labels")
     sizes = [size for curve in curves.values() for size in curve]
     if sizes and max(sizes) > 20 * min(sizes):  # 25 hand-labelled headlines to thousands of weak ones

@@ -22,8 +22,8 @@ writing tasks -> `predictions`.
 * **Write**: `map_batches` tasks turn scored batches into `predictions` rows and append every
   `--commit-batches` of them in one commit named after its ids, so a killed job loses only the
   batches in flight, a Ray retry of a committed batch changes nothing, and no actor waits on the
-  store. The stage ends by compacting the table's small files (`Store.compact`, in a worker of its own:
-  `finner.pipeline.worker`).
+  store. The stage ends by compacting the table's small files (`Store.compact`, in a worker of its
+  own: `finner.pipeline.worker`).
 * **Throughput**: each batch reports its preparation CPU seconds and the actor's busy seconds; the
   summary (headlines/s per CPU of preparation, per actor, for the job) is stored as
   `score_throughput` for the cost report, which says which side bounds the job.
