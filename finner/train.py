@@ -25,6 +25,7 @@ so every worker reports the same F1 and takes the same decisions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -250,16 +251,31 @@ def _all_reduce(values: list[float], op: str, device: Any) -> list[float]:
 def validate(model: FineTunable, valid: Iterable[Example], batch_size: int = 32, device: Any = None) -> PRF:
     """Exact-match entity P/R/F1 on `valid`, streamed `batch_size` rows at a time; under data
     parallelism each worker predicts every world-size-th row and the counts are summed, so every
-    worker returns the same numbers."""
+    worker returns the same numbers. It leaves every random generator as it found it, so how often
+    a run validates never changes what it learns."""
     rank, world = _world()
     prf, chunk = PRF(0, 0, 0), []
-    for index, row in enumerate(valid):
-        if index % world == rank:
-            chunk.append(row)
-        if len(chunk) == batch_size:
-            prf, chunk = prf + _score(model, chunk), []
-    prf += _score(model, chunk)
+    with _generators_kept():
+        for index, row in enumerate(valid):
+            if index % world == rank:
+                chunk.append(row)
+            if len(chunk) == batch_size:
+                prf, chunk = prf + _score(model, chunk), []
+        prf += _score(model, chunk)
     return PRF(*(int(c) for c in _all_reduce([prf.tp, prf.fp, prf.fn], "SUM", device)))
+
+
+@contextlib.contextmanager
+def _generators_kept() -> Iterator[None]:
+    """Python's, numpy's and torch's generators restored on leaving: a prediction's DataLoader draws
+    its seed from torch's, which would otherwise shift every dropout mask after it."""
+    import torch
+
+    python, numpy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+        yield
+    random.setstate(python)
+    np.random.set_state(numpy)
 
 
 def _score(model: FineTunable, rows: list[Example]) -> PRF:

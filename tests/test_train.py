@@ -267,6 +267,29 @@ def test_checkpoints_carry_the_training_state_except_after_the_last_step(tmp_pat
     assert finished(kept[-1][2], config, total) and not finished(kept[1][2], config, total)
 
 
+@pytest.mark.slow
+def test_how_often_a_run_validates_does_not_change_what_it_learns(tmp_path, real_headlines_path, company_listings_path):
+    """Validation predicts through a DataLoader, which draws its seed from torch's generator; were
+    that draw left in place, dropout after each validation would differ, and one seed would train a
+    different model for each `--eval-every` (a bench row could not change it without re-measuring)."""
+    import torch
+
+    from finner.models.registry import ModelSpec, build_model
+    from finner.train import fine_tune, in_memory_batches, seed_everything, steps_per_epoch
+    from tests.train_data import labelled_rows
+
+    rows = examples(pa.Table.from_pylist([{k: r[k] for k in ("id", "title", "spans")} for r in labelled_rows(real_headlines_path, company_listings_path, 6)]))
+    weights = []
+    for eval_every in (1, 4):
+        config = TrainConfig(epochs=2, batch_size=2, eval_every=eval_every, learning_rate=1e-4, warmup_ratio=0.0)
+        seed_everything(config.seed)
+        model = build_model(ModelSpec("gliner", offline=True))
+        fine_tune(model, in_memory_batches(model, rows[:4], config), lambda: rows[4:], config, steps_per_epoch(4, 1, 2), str(tmp_path / str(eval_every)), lambda metrics, checkpoint: None)
+        weights.append({k: v.clone() for k, v in model.model.state_dict().items()})
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 # Small settings so the runs finish in minutes on 2 CPU cores: fresh heads on the MiniLM encoder
 # learn from a couple of hundred headlines in a few epochs (2 workers x batch 2). SpanMarker's
 # head learns only with company spans up-weighted in its loss (the fresh-head default).
