@@ -10,7 +10,7 @@ sampled in their own stratum (see `finner.sample`) with null spans, so review st
 scratch. Headlines with no label row yet are not curated and are counted.
 
 Memory is bounded by a batch, not by the feed: no table is held whole and nothing is kept per
-headline. Both tables are cut into id ranges (`finner.ids.id_range_cuts`) of about
+headline. Both tables are cut into id ranges (`finner.ids.spill_pair_by_id_range`) of about
 `CurateConfig.batch_rows` headlines, each range spilled to a temporary folder in one streamed read
 of each table, and each range joined on its own (one label per headline, `finner.label.pick_latest`).
 Then passes over the joined ranges: the company names' mentions (clustered after the pass); the
@@ -23,7 +23,6 @@ Ranges are in id order and sorted within, so the tables' rows do not depend on h
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections import Counter
@@ -33,13 +32,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from finner import artifacts, schemas
 from finner.cluster import ClusterConfig, cluster_names
 from finner.config import Config, help_text
 from finner.errors import FinnerError
-from finner.ids import SPILL, id_range_cuts, read_spilled, spill_by_id_range
+from finner.ids import SPILL, read_spilled, spill_pair_by_id_range
 from finner.label import current_label_version, label_version_filter, pick_latest
 from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
@@ -125,7 +123,8 @@ def curate(
     with tempfile.TemporaryDirectory(prefix="finner-curate-") as folder, progress_bar(
         desc="curate", unit=" rows", total=len(PASSES) * headlines.count_rows(), enabled=progress
     ) as bar:
-        spilled = _spill(headlines, store.dataset("llm_labels"), label_version_filter(version), config.batch_rows, folder, bar)
+        labels = store.dataset("llm_labels")  # in table order within each range: `pick_latest` breaks ties by it
+        spilled = spill_pair_by_id_range(headlines, HEADLINE_COLUMNS, labels, LABEL_COLUMNS, config.batch_rows, folder, label_version_filter(version), bar.update)
         parts, mentions = _join(spilled, summary, bar)
         clustering = cluster_names(mentions, cluster_config)
         summary.names, summary.clusters, summary.pairs_scored = len(mentions), clustering.n_clusters, clustering.pairs_scored
@@ -169,19 +168,6 @@ class _Part:
 
     def read(self) -> pa.Table:
         return read_spilled(self.path)
-
-
-def _spill(headlines: pads.Dataset, labels: pads.Dataset, labels_filter: pc.Expression, batch_rows: int, folder: str, bar: Any) -> list[tuple[str, str]]:
-    """Each id range's headlines and labels (those `labels_filter` keeps) in files of their own
-    under `folder`, one streamed read of each table; the ranges are cut so the larger table has
-    about `batch_rows` rows in each. Rows keep their table order within a range (`pick_latest`
-    breaks ties by it)."""
-    rows = max(headlines.count_rows(), labels.count_rows(filter=labels_filter))
-    cuts = id_range_cuts(max(1, math.ceil(rows / batch_rows)))
-    paths = [(f"{folder}/headlines-{k}.arrow", f"{folder}/labels-{k}.arrow") for k in range(len(cuts) + 1)]
-    spill_by_id_range(headlines, HEADLINE_COLUMNS, cuts, [h for h, _ in paths], done=bar.update)
-    spill_by_id_range(labels, LABEL_COLUMNS, cuts, [l for _, l in paths], filter=labels_filter)
-    return paths
 
 
 def _join(spilled: list[tuple[str, str]], summary: CurateSummary, bar: Any) -> tuple[list[_Part], Counter]:

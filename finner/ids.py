@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -83,6 +84,28 @@ def spill_by_id_range(
     finally:
         for writer in writers:
             writer.close()
+
+
+def spill_pair_by_id_range(
+    left: pads.Dataset,
+    left_columns: Sequence[str],
+    right: pads.Dataset,
+    right_columns: Sequence[str],
+    batch_rows: int,
+    folder: str,
+    right_filter: pc.Expression | None = None,
+    done: Callable[[int], object] | None = None,
+) -> list[tuple[str, str]]:
+    """Two tables to be joined on `id`, spilled by the same id ranges into files of their own under
+    `folder` (`spill_by_id_range`, one streamed read of each; of `right`, the rows `right_filter`
+    keeps); returns each range's (left, right) paths. The ranges are cut so the larger table has
+    about `batch_rows` rows in each, so the join holds one range. `done` counts `left`'s rows."""
+    rows = max(left.count_rows(), right.count_rows(filter=right_filter))
+    cuts = id_range_cuts(max(1, math.ceil(rows / batch_rows)))
+    paths = [(f"{folder}/left-{k}.arrow", f"{folder}/right-{k}.arrow") for k in range(len(cuts) + 1)]
+    spill_by_id_range(left, left_columns, cuts, [l for l, _ in paths], done=done)
+    spill_by_id_range(right, right_columns, cuts, [r for _, r in paths], filter=right_filter)
+    return paths
 
 
 def read_spilled(path: str) -> pa.Table:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import math
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,7 +39,7 @@ from finner import artifacts
 from finner.config import Config, help_text
 from finner.embedded import GAZETTEER
 from finner.errors import FinnerError
-from finner.ids import id_range_cuts, read_spilled, spill_by_id_range
+from finner.ids import read_spilled, spill_pair_by_id_range
 from finner.metrics import company_key
 from finner.store import Store
 
@@ -336,14 +335,11 @@ def check_table(
 def scored_feed(store: Store, model_version: str, batch_rows: int) -> Iterator[pa.Table]:
     """Headlines joined with this model version's predictions, one id range of about `batch_rows`
     headlines at a time: one streamed read of each table spills their ranges to a temporary folder
-    (`spill_by_id_range`), so each table is read once and only one range is ever in memory."""
+    (`spill_pair_by_id_range`), so each table is read once and only one range is ever in memory."""
     headlines, predictions = store.dataset("headlines"), store.dataset("predictions")
-    cuts = id_range_cuts(max(1, math.ceil(headlines.count_rows() / batch_rows)))
+    version = pc.field("model_version") == model_version
     with tempfile.TemporaryDirectory(prefix="finner-ticker-check-") as folder:
-        paths = [(f"{folder}/headlines-{k}.arrow", f"{folder}/predictions-{k}.arrow") for k in range(len(cuts) + 1)]
-        spill_by_id_range(headlines, ("id", "title", "symbol"), cuts, [h for h, _ in paths])
-        version = pc.field("model_version") == model_version
-        spill_by_id_range(predictions, ("id", "spans", "companies"), cuts, [p for _, p in paths], filter=version)
+        paths = spill_pair_by_id_range(headlines, ("id", "title", "symbol"), predictions, ("id", "spans", "companies"), batch_rows, folder, version)
         for headlines_path, predictions_path in paths:
             part = read_spilled(predictions_path)
             if part.num_rows == 0:

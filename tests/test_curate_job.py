@@ -16,7 +16,7 @@ from finner import schemas
 from finner.cluster import ClusterConfig, cluster_names
 from finner.curate import CurateConfig, curate
 from finner.errors import FinnerError
-from finner.ids import id_range_cuts
+from finner.ids import id_range_cuts, read_spilled, spill_pair_by_id_range
 from finner.sample import SampleConfig, draw, stratum_of
 from finner.source import SourceConfig, ingest
 from finner.spans import company_names
@@ -286,6 +286,19 @@ def test_id_ranges_split_the_feed_evenly(two_version_store):
     assert cuts == sorted(cuts) and len(cuts) == 11 and id_range_cuts(1) == []
     sizes = Counter(sum(i >= c for c in cuts) for i in ids)
     assert len(sizes) == 12 and max(sizes.values()) < 2 * len(ids) / 12
+
+
+def test_a_spilled_pair_puts_each_id_in_the_same_range_of_both_tables(two_version_store, tmp_path):
+    store = two_version_store
+    old = pc.field("label_version") == "old"
+    paths = spill_pair_by_id_range(store.dataset("headlines"), ["id", "title"], store.dataset("llm_labels"), ["id", "status"], 40, str(tmp_path), old)
+    headlines, labels = [[read_spilled(p)["id"].to_pylist() for p in side] for side in zip(*paths)]
+    assert len(paths) > 2  # more rows than one range holds
+    assert sorted(sum(headlines, [])) == sorted(store.read("headlines")["id"].to_pylist())  # each row once
+    assert sorted(sum(labels, [])) == sorted(store.read("llm_labels", filter=old)["id"].to_pylist())  # only the filter's rows
+    range_of = {i: k for k, ids in enumerate(headlines) for i in ids}
+    joined = [(range_of[i], k) for k, ids in enumerate(labels) for i in ids if i in range_of]
+    assert joined and all(h == k for h, k in joined)  # a label sits in its headline's range
 
 
 def test_an_unknown_label_version_is_named_with_the_known_ones(two_version_store):
