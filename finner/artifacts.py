@@ -39,7 +39,7 @@ def put_artifact(store: Store, data: bytes, *parts: str) -> str:
 
 def model_name(kind: str, labels: str, name: str = "", rows: str = "sample") -> str:
     """A fine-tuned model's name in the store unless the user named it: `<kind>-<labels>`, and
-    `<kind>-<labels>-feed` for one trained on the whole feed (`jobs.train --rows feed`)."""
+    `<kind>-<labels>-<rows>` for one trained on the whole feed (`jobs.train --rows feed` or `all`)."""
     return name or (f"{kind}-{labels}" if rows == "sample" else f"{kind}-{labels}-{rows}")
 
 

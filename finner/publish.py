@@ -43,7 +43,7 @@ from finner.models.registry import GLINER, SPANMARKER, default_model, load_check
 from finner.roles import RULES_VERSION
 from finner.store import Store, filesystem_of
 from finner.tokens import TOKEN
-from finner.training_data import SAMPLE_ROWS, LabelSource
+from finner.training_data import ROW_SOURCES, SAMPLE_ROWS, LabelSource
 
 REPO_ROOT = GOLD_DIR.parents[2]  # the checkout: paths under it are written relative to it in cards
 TOKEN_ENV = "HF_TOKEN"  # the only place the token is read from; never printed
@@ -290,7 +290,7 @@ def model_card(name: str, summary: dict[str, Any], evaluation: Evaluation | None
         "",
         f"- Base: {base or 'a local encoder (' + str(spec.get('encoder')) + ')'}; {'a fresh entity head on it' if spec.get('encoder') or spec.get('offline') else 'its checkpoint, fine-tuned'}.",
         f"- Rows: {summary['train_rows']} training and {summary['valid_rows']} validation headlines "
-        f"({'the review sample' if summary.get('rows', SAMPLE_ROWS) == SAMPLE_ROWS else 'every labelled train-year headline of the feed'}; "
+        f"({ROW_SOURCES[summary.get('rows', SAMPLE_ROWS)]}; "
         f"{summary.get('twins_removed', 0)} title twins of held-out headlines left out).",
         f"- Labels: {LABEL_SOURCES.get(training_labels(summary), 'not recorded')}: label version `{labels['label_version'] or UNVERSIONED}`"
         + (f" ({labels['labeller']})" if labels.get("labeller") else "") + f"; human labels used in training: {human}.",

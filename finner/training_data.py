@@ -8,6 +8,9 @@
   among the held-out headlines: every headline of the validation and test years, the sample's
   valid/test rows, the store's `gold` table and the shipped real gold. The feed repeats a headline
   on other days and under other symbols, so a twin on the training side would leak the answer;
+* `--labels llm --rows all`: the same, of every year: only the title twins of the sample's
+  valid/test rows and of the gold are left out. About three times the real feed's train-year rows,
+  but the store's own test-year rows (`jobs.evaluate` on the sample) are then no longer unseen years;
 * `--labels gold`: the reviewed rows of the split, the train split less the same title twins as the sample's.
 
 A failed or invalid LLM label is not a "no company" label, so those rows are left out.
@@ -20,6 +23,7 @@ are kept as 64-bit hashes of their title keys (8 bytes a headline, sorted for bi
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
@@ -41,8 +45,13 @@ from finner.store import Store
 
 LLM_LABELS, GOLD_LABELS = "llm", "gold"  # where training labels come from
 LabelSource = Literal["llm", "gold"]
-SAMPLE_ROWS, FEED_ROWS = "sample", "feed"  # which headlines --labels llm trains on
-RowSource = Literal["sample", "feed"]
+SAMPLE_ROWS, FEED_ROWS, ALL_ROWS = "sample", "feed", "all"  # which headlines --labels llm trains on
+RowSource = Literal["sample", "feed", "all"]
+ROW_SOURCES = {  # what each --rows trains on, in words (model cards)
+    SAMPLE_ROWS: "the review sample",
+    FEED_ROWS: "every labelled train-year headline of the feed",
+    ALL_ROWS: "every labelled headline of the feed, of every year",
+}
 TRAIN_SPLIT, VALID_SPLIT = "train", "valid"
 ROW_COLUMNS = ["id", "title", "spans"]
 SCAN_ROWS = 16_384  # rows per batch a table is read in (here, and by the Ray Data readers)
@@ -96,10 +105,10 @@ class TwinFilter:
 
 @dataclass(frozen=True)
 class FeedSelection(TwinFilter):
-    """The training rows of a batch of the `spans` table: dated in the train years (UTC), no title twin."""
+    """The training rows of a batch of the `spans` table: dated in `first_year`..`last_year` (UTC), no title twin."""
 
-    first_year: int = 0
-    last_year: int = 0
+    first_year: int = datetime.MINYEAR
+    last_year: int = datetime.MAXYEAR
 
     def candidates(self, batch: pa.Table) -> pa.Table:
         years = pc.year(batch.column("date"))
@@ -252,14 +261,14 @@ def _gold_table_titles(store: Store) -> list[str]:
     return titles
 
 
-def held_out_titles(store: Store, years: SampleConfig) -> np.ndarray:
+def held_out_titles(store: Store, years: SampleConfig | None) -> np.ndarray:
     """Sorted, unique title hashes of every headline no feed row may share a title key with: the
-    headlines of the validation and test years, the sample's valid/test rows, every row of the
-    store's `gold` table and of the shipped real gold (`finner.gold.REAL_GOLD`)."""
-    ranges = [years.year_ranges()[split] for split in schemas.SPLITS if split != TRAIN_SPLIT]
+    headlines of the validation and test years (unless `years` is None), the sample's valid/test
+    rows, every row of the store's `gold` table and of the shipped real gold (`finner.gold.REAL_GOLD`)."""
+    ranges = [years.year_ranges()[split] for split in schemas.SPLITS if split != TRAIN_SPLIT] if years else []
     held = [year for first, last in ranges for year in range(first, last + 1)]
     parts = []
-    for batch in store.dataset("headlines").to_batches(columns=["title", "date"], batch_size=SCAN_ROWS):
+    for batch in store.dataset("headlines").to_batches(columns=["title", "date"], batch_size=SCAN_ROWS) if held else ():
         rows = batch.filter(pc.is_in(pc.year(batch.column("date")), pa.array(held, pa.int64())))
         parts.append(title_hashes(rows.column("title").to_pylist()))
     if store.exists("sample"):
@@ -288,35 +297,39 @@ def reviewed_held_out_titles(store: Store) -> np.ndarray:
     return np.unique(np.concatenate([sample_held_out_titles(store), title_hashes(held)]))
 
 
-def feed_rows(store: Store, limit: int = 0) -> RowSet:
-    """The feed's training rows (see the module docstring), the first `limit` when set."""
+def feed_rows(store: Store, limit: int = 0, every_year: bool = False) -> RowSet:
+    """The feed's training rows of the train years, or of `every_year` (`--rows all`; see the module
+    docstring), the first `limit` when set."""
     years = curated_years(store)
-    first, last = years.train_years
-    selection = FeedSelection(held_out_titles(store, years), first, last)
+    if every_year:
+        selection = FeedSelection(held_out_titles(store, None))
+    else:
+        selection = FeedSelection(held_out_titles(store, years), *years.train_years)
     return RowSet("spans", ("id", "title", "date", "spans"), selection, limit)
 
 
-def feed_train_rows(store: Store, limit: int = 0) -> pa.Table:
+def feed_train_rows(store: Store, limit: int = 0, every_year: bool = False) -> pa.Table:
     """(id, title, spans) of every feed training row, in memory: the learning curve's feed-sized
-    points (about 6k rows for the real headlines; at cluster scale stream `feed_rows` instead)."""
-    return feed_rows(store, limit).read(store)
+    points (about 6k rows of the train years for the real headlines; at cluster scale stream
+    `feed_rows` instead)."""
+    return feed_rows(store, limit, every_year).read(store)
 
 
 def training_rows(store: Store, labels: LabelSource, rows: RowSource, split: str, limit: int = 0) -> RowSet:
     """The rows a model trains (`split` train) or is validated (`valid`) on. Validation always uses
-    the sample's valid split, labelled like the training rows: the feed's validation years are held
-    out from training, and validating on all of them every few hundred steps would cost more than training."""
+    the sample's valid split, labelled like the training rows (no training row is a title twin of
+    one): validating on the feed's validation years every few hundred steps would cost more than training."""
     if labels not in (LLM_LABELS, GOLD_LABELS):
         raise FinnerError(f"unknown label source {labels!r}; expected {LLM_LABELS} or {GOLD_LABELS}")
-    if rows not in (SAMPLE_ROWS, FEED_ROWS):
-        raise FinnerError(f"unknown rows {rows!r}; expected {SAMPLE_ROWS} or {FEED_ROWS}")
+    if rows not in (SAMPLE_ROWS, FEED_ROWS, ALL_ROWS):
+        raise FinnerError(f"unknown rows {rows!r}; expected {SAMPLE_ROWS}, {FEED_ROWS} or {ALL_ROWS}")
     if labels == GOLD_LABELS:
-        if rows == FEED_ROWS:
-            raise FinnerError("--rows feed trains on the LLM's labels of the whole feed; reviewed gold labels cover the sample only (use --labels llm)")
+        if rows != SAMPLE_ROWS:
+            raise FinnerError(f"--rows {rows} trains on the LLM's labels of the whole feed; reviewed gold labels cover the sample only (use --labels llm)")
         select = HeldSelection(reviewed_held_out_titles(store)) if split == TRAIN_SPLIT else held_rows
         return RowSet("gold", (), select, limit, held=gold_labelled(store, split))
-    if rows == FEED_ROWS and split == TRAIN_SPLIT:
-        return feed_rows(store, limit)
+    if rows != SAMPLE_ROWS and split == TRAIN_SPLIT:
+        return feed_rows(store, limit, every_year=rows == ALL_ROWS)
     if not store.exists("sample"):
         raise FinnerError("no `sample` table in the store: run the curation stage (jobs.curate) first")
     select = SampleSelection(sample_held_out_titles(store)) if split == TRAIN_SPLIT else functools.partial(sample_rows, split=split)

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import finner.gold
@@ -148,15 +149,17 @@ def planted_gold(feed_store, tmp_path, monkeypatch) -> list[str]:
     return [row["title"] for row in planted]
 
 
-def expected_feed_rows(store: Store, gold_titles: list[str], limit: int | None = None) -> tuple[list[str], int]:
-    """The feed's first `limit` training rows worked out here from the tables (ids, in table order),
-    and how many train-year rows read up to the last of them are title twins of held-out headlines."""
-    held = {title_key(r["title"]) for r in store.read("headlines", columns=["title", "date"]).to_pylist() if r["date"].year in HELD_OUT_YEARS}
+def expected_feed_rows(store: Store, gold_titles: list[str], limit: int | None = None, years: range = TRAIN_YEARS) -> tuple[list[str], int]:
+    """The feed's first `limit` training rows of `years` worked out here from the tables (ids, in
+    table order), and how many rows of `years` read up to the last of them are title twins of
+    held-out headlines (the held-out years' headlines held out only when training on the train years)."""
+    held_years = HELD_OUT_YEARS if years == TRAIN_YEARS else ()
+    held = {title_key(r["title"]) for r in store.read("headlines", columns=["title", "date"]).to_pylist() if r["date"].year in held_years}
     held |= {title_key(r["title"]) for r in store.read("sample", columns=["title", "split"]).to_pylist() if r["split"] != "train"}
     held |= {title_key(t) for t in gold_titles}
     kept, twins = [], 0
     for row in store.read("spans", columns=["id", "title", "date"]).to_pylist():
-        if row["date"].year not in TRAIN_YEARS:
+        if row["date"].year not in years:
             continue
         if title_key(row["title"]) in held:
             twins += 1
@@ -182,6 +185,21 @@ def test_feed_rows_leave_out_held_out_years_splits_gold_and_their_title_twins(fe
     assert describe(feed_store, first).twins_removed == expected_feed_rows(feed_store, planted_gold, 10)[1] >= 3  # the planted ones are among them
     with pytest.raises(FinnerError, match="use --labels llm"):
         training_rows(feed_store, "gold", "feed", "train")
+
+
+def test_all_rows_add_every_year_and_still_leave_out_the_splits_and_gold_twins(feed_store, planted_gold):
+    kept, twins = expected_feed_rows(feed_store, planted_gold, years=range(1900, 2100))
+    stats = describe(feed_store, training_rows(feed_store, "llm", "all", "train"))
+    assert (stats.rows, stats.twins_removed) == (len(kept), twins)
+    train_years = describe(feed_store, training_rows(feed_store, "llm", "feed", "train")).rows
+    assert stats.rows > 2.5 * train_years  # the real feed's other years: about 10k more headlines
+    table = feed_train_rows(feed_store, every_year=True)
+    assert table.column("id").to_pylist() == kept
+    assert not set(table.column("title").to_pylist()) & set(planted_gold)
+    held = {title_key(t) for t in feed_store.read("sample", filter=pc.field("split") != "train").column("title").to_pylist()}
+    assert held and not {title_key(t) for t in table.column("title").to_pylist()} & held  # no twin of a validation row
+    with pytest.raises(FinnerError, match="--rows all trains on the LLM's labels"):
+        training_rows(feed_store, "gold", "all", "train")
 
 
 def test_a_stream_resumed_at_its_position_hands_out_exactly_the_batches_not_yet_trained():

@@ -96,7 +96,7 @@ class TrainJobConfig(Config):
     labels: LabelSource = field(default="llm", metadata=help_text("training labels: llm (the LLM's spans) or gold (reviewed spans)"))
     rows: RowSource = field(
         default=SAMPLE_ROWS,
-        metadata=help_text("training headlines: sample (the sample's train split) or feed (every LLM-labelled headline of the train years, title twins of held-out headlines removed)"),
+        metadata=help_text("training headlines: sample (the sample's train split), feed (every LLM-labelled headline of the train years, title twins of held-out headlines removed) or all (the same, of every year)"),
     )
     num_workers: int = field(default=1, metadata=help_text("Ray Train workers (data-parallel replicas; one per GPU)", at_least=1))
     gpu: Literal["auto", "yes", "no"] = field(
@@ -106,7 +106,7 @@ class TrainJobConfig(Config):
         default=0.0,
         metadata=help_text(f"CPUs per Ray Train worker; 0 = 1 per GPU worker, and CPU workers share what the cluster has less {DATA_CPU_RESERVE:g} left to Ray Data (at most 1 each)", at_least=0),
     )
-    name: str = field(default="", metadata=help_text("model name in the store (models/<name>); default: <kind>-<labels>, <kind>-<labels>-feed with --rows feed"))
+    name: str = field(default="", metadata=help_text("model name in the store (models/<name>); default: <kind>-<labels>, <kind>-<labels>-<rows> with --rows feed or all"))
     max_train_rows: int = field(default=0, metadata=help_text("train on the first N training rows only; 0 = all", at_least=0))
     record_rows: bool = field(default=False, metadata=help_text("write the ids every worker trained on, per epoch and batch, to the trained_rows table (an audit trail)"))
     force: bool = field(default=False, metadata=help_text("retrain even if the same run already finished"))
