@@ -4,6 +4,7 @@ companies, exact spans.
     python benchmarks/bench_quality.py                  # the whole protocol on a fresh store
     python benchmarks/bench_quality.py --quick          # the same protocol, small: a few hundred feed rows and steps
     python benchmarks/bench_quality.py --store DIR      # reuse a store: labels, curation and finished trainings are kept
+    python benchmarks/bench_quality.py --dev-only --seeds 0 --rows all   # a choice tried on dev: (a) only, no test part read
 
 The protocol, by itself on a fresh store: ingest the real feed (`../shared/data`), label it with the
 built-in labeller through its chat-completions server, curate; then, once per seed of `SEEDS`,
@@ -15,7 +16,9 @@ brokers, regulators, calendar words; its threshold chosen again on dev), what it
 (b) that model fine-tuned further on the dev part's human
 labels, each dev headline beside one of the feed's labelled headlines, its epoch and threshold
 chosen on `DEV_HELD_OUT` dev headlines it does not train on. Every choice is made on dev (or the
-sample's valid split); the test part is read once, at the end.
+sample's valid split); the test part is read once, at the end. `--dev-only` stops before it:
+(a) alone, each seed's F1 on the whole dev part at its threshold chosen there (optimistic, and the
+same for every choice compared), to try a choice without reading the test part.
 
 Every F1 comes with a seeded 95% paired bootstrap interval over the test headlines; a row trained
 with several seeds reports the mean over seeds, their sd and each seed's F1, and its interval is
@@ -39,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
 SEEDS = (0, 1, 2)  # the flagship rows' training seeds
+ROWS = "feed"  # (a)'s training headlines (`jobs.train --rows`)
 STEPS = 3000  # (a)'s training steps: two passes over the real feed's ~6k train-year headlines at batch 4
 QUICK_STEPS, QUICK_ROWS = 60, 480  # --quick: (a) on the feed's first rows only
 # (a): the `--real` pipeline's whole-feed model (a fresh head on the MiniLM encoder; jobs.pipeline DEMO_FIT_FLAGS)
@@ -64,14 +68,14 @@ def build_store(root: str) -> None:
             raise SystemExit(f"{job.__name__} failed; see {root}/logs")
 
 
-def train_on_labels(store, seed: int, steps: int, rows: int) -> dict:
+def train_on_labels(store, seed: int, steps: int, rows: int, source: str = ROWS) -> dict:
     """(a) with one seed, through Ray Train (the training job finds a finished run of the same rows
     and settings and does nothing); returns its train summary."""
     from finner import artifacts
     from jobs import train
 
-    name = f"gliner-llm-feed-seed{seed}" + (f"-rows{rows}" if rows else "")
-    argv = ["--store", store.root, "--rows", "feed", "--name", name, "--seed", str(seed), "--max-steps", str(steps), "--max-train-rows", str(rows), *ON_LABELS]
+    name = f"gliner-llm-{source}-seed{seed}" + (f"-rows{rows}" if rows else "")
+    argv = ["--store", store.root, "--rows", source, "--name", name, "--seed", str(seed), "--max-steps", str(steps), "--max-train-rows", str(rows), *ON_LABELS]
     if train.main(argv) != 0:
         raise SystemExit(f"training {name} failed; see {store.root}/logs/train.log")
     summary = store.get_json(artifacts.train_summary_key(name))
@@ -100,9 +104,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"(a) on the feed's first {QUICK_ROWS} training rows for {QUICK_STEPS} steps, (b) for {QUICK_PLUS_DEV_EPOCHS} epoch")
     parser.add_argument("--store", default=str(REPO / "finner-data-real"), help="store of the real feed (kept between runs: labels, curation and trained models are reused)")
     parser.add_argument("--max-steps", type=int, default=None, help=f"(a)'s training steps (default {STEPS}, {QUICK_STEPS} with --quick): choose it on dev")
+    parser.add_argument("--rows", choices=("feed", "all"), default=ROWS, help="(a)'s training headlines (jobs.train --rows): choose it on dev")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="training seeds")
+    parser.add_argument("--dev-only", action="store_true", help="(a) only, scored on the gold's dev part; the test part is not read")
     args = parser.parse_args()
     if args.max_steps is not None and args.max_steps < 1:
         parser.error("argument --max-steps: must be at least 1")
+    if min(args.seeds) < 0:
+        parser.error(f"argument --seeds: {min(args.seeds)} is below 0")
 
     import pyarrow as pa
 
@@ -114,7 +123,7 @@ def main() -> None:
     from finner.models.registry import load_checkpoint
     from finner.models.spacy_baseline import SpacyBaseline
     from finner.store import Store
-    from finner.training_data import GOLD_LABELS, feed_train_rows
+    from finner.training_data import ALL_ROWS, GOLD_LABELS, feed_train_rows
 
     started = time.perf_counter()
     store = Store(args.store)
@@ -124,15 +133,23 @@ def main() -> None:
     dev, test = subjects.split(DEV), subjects.split(TEST)
     steps = args.max_steps or (QUICK_STEPS if args.quick else STEPS)
     rows = QUICK_ROWS if args.quick else 0
-    feed = feed_train_rows(store, limit=rows)
-    print(f"feed: {feed.num_rows} labelled train-year headlines; gold dev {dev.num_rows}, test {test.num_rows}; seeds {list(SEEDS)}, {steps} steps", flush=True)
+    feed = feed_train_rows(store, limit=rows, every_year=args.rows == ALL_ROWS)
+    print(f"feed: {feed.num_rows} labelled headlines (--rows {args.rows}); gold dev {dev.num_rows}, test {test.num_rows}; seeds {args.seeds}, {steps} steps", flush=True)
+    if args.dev_only:
+        dev_f1 = {}
+        for seed in args.seeds:
+            summary = train_on_labels(store, seed, steps, rows, args.rows)
+            dev_f1[seed] = choose_threshold(load_checkpoint("gliner", summary["path"]), dev)
+            print(f"seed {seed}: (a) kept step {summary['best']['step']}; dev F1 {dev_f1[seed].prf.f1:.3f} at threshold {dev_f1[seed].threshold}", flush=True)
+        print(f"dev F1, mean of seeds {args.seeds}: {sum(c.prf.f1 for c in dev_f1.values()) / len(dev_f1):.3f} ({dev.num_rows} dev headlines; the test part was not read)")
+        return
 
     dev_sets = real_training_sets(store, gold, CurveConfig(gold="real", valid_rows=DEV_HELD_OUT))  # the learning curve's dev split
     human, dev_valid = dev_sets.train[GOLD_LABELS].cast(feed.schema), dev_sets.valid[GOLD_LABELS]
     plus_dev_options = PLUS_DEV | ({"epochs": QUICK_PLUS_DEV_EPOCHS} if args.quick else {})
     models: dict[str, dict[int, object]] = {ON_LABELS_ROW: {}, NO_RULES_ROW: {}, PLUS_DEV_ROW: {}}
-    for seed in SEEDS:
-        summary = train_on_labels(store, seed, steps, rows)
+    for seed in args.seeds:
+        summary = train_on_labels(store, seed, steps, rows, args.rows)
         print(f"seed {seed}: (a) {summary['train_rows']} feed rows, kept step {summary['best']['step']} (valid F1 {summary['best']['valid_f1']:.3f})", flush=True)
         beside = feed.take(random.Random(seed).sample(range(feed.num_rows), min(human.num_rows, feed.num_rows)))
         plus_dev = train_plus_dev(store, seed, summary["path"], pa.concat_tables([human, beside]), dev_valid, **plus_dev_options)

@@ -5,6 +5,7 @@
     python -m jobs.train --offline --num-workers 2           # no network: on the packaged MiniLM encoder
     python -m jobs.train --encoder /models/my-encoder        # no network: on any local encoder directory
     python -m jobs.train --rows feed --eval-every 2000       # weak supervision: every LLM-labelled train-year headline
+    python -m jobs.train --rows all                          # the same, every year (only the held-out rows' twins left out)
 
 Reads the `sample` table's train/valid splits, the train split less title twins of its valid/test
 rows and of the shipped real gold (and the `gold` table with `--labels gold`); with
