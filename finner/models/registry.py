@@ -18,7 +18,7 @@ from typing import Literal
 
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
-from finner.models.base import DEFAULT_THRESHOLD, NerModel, offline_encoder_dir, resolve_threshold
+from finner.models.base import DEFAULT_THRESHOLD, NerModel, offline_encoder_dir, offline_encoder_id, resolve_threshold
 from finner.models.gliner import DEFAULT_GLINER, GlinerModel
 from finner.models.spanmarker import DEFAULT_SPANMARKER, SpanMarkerModelAdapter
 
@@ -70,9 +70,11 @@ class ModelSpec(Config):
         return offline_encoder_dir() if self.offline else None
 
     def source(self) -> str:
-        """What the model is built from, for run summaries."""
-        encoder = self.encoder_dir()
-        return f"encoder:{encoder}" if encoder else (self.model or default_model(self.kind))
+        """What the model is built from, for run summaries and training fingerprints: a local
+        encoder by its path, the packaged one by name and version, else the checkpoint."""
+        if self.encoder or self.offline:
+            return f"encoder:{self.encoder or offline_encoder_id()}"
+        return self.model or default_model(self.kind)
 
 
 def model_class(kind: str) -> type[NerModel]:
