@@ -37,12 +37,6 @@ def put_artifact(store: Store, data: bytes, *parts: str) -> str:
     return location
 
 
-def model_name(kind: str, labels: str, name: str = "", rows: str = "sample") -> str:
-    """A fine-tuned model's name in the store unless the user named it: `<kind>-<labels>`, and
-    `<kind>-<labels>-<rows>` for one trained on the whole feed (`jobs.train --rows feed` or `all`)."""
-    return name or (f"{kind}-{labels}" if rows == "sample" else f"{kind}-{labels}-{rows}")
-
-
 def train_summary_key(name: str) -> str:
     return f"train-{name}"
 

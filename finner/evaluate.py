@@ -28,7 +28,7 @@ from finner.metrics import EXACT, MATCHES, PRF, check_rows, exact_prf, score
 from finner.models.base import NerModel, record_threshold, weights_digest
 from finner.models.registry import MODEL_KINDS, ModelSpec, build_model, load_checkpoint
 from finner.models.spacy_baseline import SpacyBaseline
-from finner.training_data import SAMPLE_ROWS, RowSource
+from finner.training_data import SAMPLE_ROWS, RowSource, model_name
 from finner.plots import pyplot, save_figure
 from finner.progress import progress_bar
 from finner.schemas import Span
@@ -436,7 +436,7 @@ def refuse_leaks(cfg: EvaluateConfig, store: Store, gold: Gold) -> None:
     if FINE_TUNED not in cfg.settings:
         return
     for kind in (k for k in cfg.models if k in COMPACT_MODELS):
-        name = artifacts.model_name(kind, cfg.train_labels, rows=cfg.train_rows)
+        name = model_name(kind, cfg.train_labels, rows=cfg.train_rows)
         overlap = ((store.get_json(artifacts.train_summary_key(name)) or {}).get("gold_overlap") or {}).get(gold.source, {})
         for split in cfg.splits:
             if overlap.get(split):
@@ -477,7 +477,7 @@ def compact_contenders(kind: str, cfg: EvaluateConfig, store: Store, gold: Gold,
         note = f"built on the local encoder {encoder}: its entity head is untrained, so zero-shot it has learned nothing" if encoder else f"hub checkpoint {spec.source()}"
         yield Contender(kind, ZERO_SHOT, model_predictor(build_model(spec), cfg.batch_size, progress), note=note)
     if FINE_TUNED in cfg.settings:
-        name = artifacts.model_name(kind, cfg.train_labels, rows=cfg.train_rows)
+        name = model_name(kind, cfg.train_labels, rows=cfg.train_rows)
         path = artifacts.trained_model_path(store, name)
         if path is None:
             print(f"{kind} ({FINE_TUNED}): no checkpoint {name!r} in the store; run jobs.train --kind {kind} --labels {cfg.train_labels} first")

@@ -43,7 +43,7 @@ from finner.models.registry import GLINER, SPANMARKER, default_model, load_check
 from finner.roles import RULES_VERSION
 from finner.store import Store, filesystem_of
 from finner.tokens import TOKEN
-from finner.training_data import ROW_SOURCES, SAMPLE_ROWS, LabelSource
+from finner.training_data import ROW_SOURCES, SAMPLE_ROWS, LabelSource, model_name
 
 REPO_ROOT = GOLD_DIR.parents[2]  # the checkout: paths under it are written relative to it in cards
 TOKEN_ENV = "HF_TOKEN"  # the only place the token is read from; never printed
@@ -182,7 +182,7 @@ def training_labels(summary: dict[str, Any]) -> str | None:
     if "labels" in summary:
         return summary["labels"]
     kind, rows = summary["spec"]["kind"], summary.get("rows", SAMPLE_ROWS)
-    return next((labels for labels in (LLM_LABELS, GOLD_LABELS) if summary["name"] == artifacts.model_name(kind, labels, rows=rows)), None)
+    return next((labels for labels in (LLM_LABELS, GOLD_LABELS) if summary["name"] == model_name(kind, labels, rows=rows)), None)
 
 
 def base_model(spec: dict[str, Any]) -> str | None:

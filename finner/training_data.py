@@ -57,6 +57,12 @@ ROW_COLUMNS = ["id", "title", "spans"]
 SCAN_ROWS = 16_384  # rows per batch a table is read in (here, and by the Ray Data readers)
 
 
+def model_name(kind: str, labels: LabelSource, name: str = "", rows: RowSource = SAMPLE_ROWS) -> str:
+    """A fine-tuned model's name in the store unless the user named it: `<kind>-<labels>`, and
+    `<kind>-<labels>-<rows>` for one trained on the whole feed (`jobs.train --rows feed` or `all`)."""
+    return name or (f"{kind}-{labels}" if rows == SAMPLE_ROWS else f"{kind}-{labels}-{rows}")
+
+
 def title_hashes(titles: Iterable[str]) -> np.ndarray:
     """64-bit hashes of the titles' normalised keys: two titles collide when their keys are equal
     (and, with odds of about n²/2⁶⁵, by chance: a chance collision only holds one more row out)."""

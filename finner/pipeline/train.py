@@ -74,7 +74,7 @@ from finner.pipeline.cli import init_ray
 from finner.progress import progress_bar, say
 from finner.store import Store, filesystem_of
 from finner.train import RESUME_DIR, SCORE_METRIC, Resume, examples, fine_tune, seed_everything, steps_per_epoch, total_training_steps
-from finner.training_data import SAMPLE_ROWS, TRAIN_SPLIT, VALID_SPLIT, LabelSource, RowSet, RowSource, describe, gold_parts, training_rows
+from finner.training_data import SAMPLE_ROWS, TRAIN_SPLIT, VALID_SPLIT, LabelSource, RowSet, RowSource, describe, gold_parts, model_name, training_rows
 
 RUN_FINGERPRINT = "[0-9a-f]{12}"  # the run name's suffix: stable_hash(data and settings, length=12)
 TRAIN, VALID = "train", "valid"  # the Trainer's dataset names
@@ -259,7 +259,7 @@ def train_on_ray(spec: ModelSpec, config: TrainConfig, job: TrainJobConfig, stor
     from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    name = artifacts.model_name(spec.kind, job.labels, job.name, job.rows)
+    name = model_name(spec.kind, job.labels, job.name, job.rows)
     train_rows = training_rows(store, job.labels, job.rows, TRAIN_SPLIT, job.max_train_rows)
     valid_rows = training_rows(store, job.labels, job.rows, VALID_SPLIT)
     train, valid = describe(store, train_rows, gold_parts(store)), describe(store, valid_rows)
