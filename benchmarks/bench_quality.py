@@ -41,8 +41,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
+
+from finner.training_data import ALL_ROWS, FEED_ROWS  # noqa: E402 (after the path)
+
 SEEDS = (0, 1, 2)  # the flagship rows' training seeds
-ROWS = "feed"  # (a)'s training headlines (`jobs.train --rows`)
+ROWS = FEED_ROWS  # (a)'s training headlines (`jobs.train --rows`)
 STEPS = 3000  # (a)'s training steps: two passes over the real feed's ~6k train-year headlines at batch 4
 QUICK_STEPS, QUICK_ROWS = 60, 480  # --quick: (a) on the feed's first rows only
 # (a): the `--real` pipeline's whole-feed model (a fresh head on the MiniLM encoder; jobs.pipeline DEMO_FIT_FLAGS)
@@ -74,7 +77,7 @@ def train_on_labels(store, seed: int, steps: int, rows: int, source: str = ROWS)
     from finner import artifacts
     from jobs import train
 
-    name = f"gliner-llm-{source}-seed{seed}" + (f"-rows{rows}" if rows else "")
+    name = f"gliner-llm-{source}-seed{seed}" + (f"-steps{steps}" if steps != STEPS else "") + (f"-rows{rows}" if rows else "")  # a trial keeps the protocol's models
     argv = ["--store", store.root, "--rows", source, "--name", name, "--seed", str(seed), "--max-steps", str(steps), "--max-train-rows", str(rows), *ON_LABELS]
     if train.main(argv) != 0:
         raise SystemExit(f"training {name} failed; see {store.root}/logs/train.log")
@@ -104,7 +107,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"(a) on the feed's first {QUICK_ROWS} training rows for {QUICK_STEPS} steps, (b) for {QUICK_PLUS_DEV_EPOCHS} epoch")
     parser.add_argument("--store", default=str(REPO / "finner-data-real"), help="store of the real feed (kept between runs: labels, curation and trained models are reused)")
     parser.add_argument("--max-steps", type=int, default=None, help=f"(a)'s training steps (default {STEPS}, {QUICK_STEPS} with --quick): choose it on dev")
-    parser.add_argument("--rows", choices=("feed", "all"), default=ROWS, help="(a)'s training headlines (jobs.train --rows): choose it on dev")
+    parser.add_argument("--rows", choices=(FEED_ROWS, ALL_ROWS), default=ROWS, help="(a)'s training headlines (jobs.train --rows): choose it on dev")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="training seeds")
     parser.add_argument("--dev-only", action="store_true", help="(a) only, scored on the gold's dev part; the test part is not read")
     args = parser.parse_args()
@@ -123,7 +126,7 @@ def main() -> None:
     from finner.models.registry import load_checkpoint
     from finner.models.spacy_baseline import SpacyBaseline
     from finner.store import Store
-    from finner.training_data import ALL_ROWS, GOLD_LABELS, feed_train_rows
+    from finner.training_data import GOLD_LABELS, feed_train_rows
 
     started = time.perf_counter()
     store = Store(args.store)
@@ -135,31 +138,31 @@ def main() -> None:
     rows = QUICK_ROWS if args.quick else 0
     feed = feed_train_rows(store, limit=rows, every_year=args.rows == ALL_ROWS)
     print(f"feed: {feed.num_rows} labelled headlines (--rows {args.rows}); gold dev {dev.num_rows}, test {test.num_rows}; seeds {args.seeds}, {steps} steps", flush=True)
-    if args.dev_only:
-        dev_f1 = {}
-        for seed in args.seeds:
-            summary = train_on_labels(store, seed, steps, rows, args.rows)
-            dev_f1[seed] = choose_threshold(load_checkpoint("gliner", summary["path"]), dev)
-            print(f"seed {seed}: (a) kept step {summary['best']['step']}; dev F1 {dev_f1[seed].prf.f1:.3f} at threshold {dev_f1[seed].threshold}", flush=True)
-        print(f"dev F1, mean of seeds {args.seeds}: {sum(c.prf.f1 for c in dev_f1.values()) / len(dev_f1):.3f} ({dev.num_rows} dev headlines; the test part was not read)")
-        return
-
     dev_sets = real_training_sets(store, gold, CurveConfig(gold="real", valid_rows=DEV_HELD_OUT))  # the learning curve's dev split
     human, dev_valid = dev_sets.train[GOLD_LABELS].cast(feed.schema), dev_sets.valid[GOLD_LABELS]
     plus_dev_options = PLUS_DEV | ({"epochs": QUICK_PLUS_DEV_EPOCHS} if args.quick else {})
-    models: dict[str, dict[int, object]] = {ON_LABELS_ROW: {}, NO_RULES_ROW: {}, PLUS_DEV_ROW: {}}
+    models: dict[str, dict[int, object]] = {ON_LABELS_ROW: {}} if args.dev_only else {ON_LABELS_ROW: {}, NO_RULES_ROW: {}, PLUS_DEV_ROW: {}}
+    dev_f1: dict[int, float] = {}
     for seed in args.seeds:
         summary = train_on_labels(store, seed, steps, rows, args.rows)
         print(f"seed {seed}: (a) {summary['train_rows']} feed rows, kept step {summary['best']['step']} (valid F1 {summary['best']['valid_f1']:.3f})", flush=True)
-        beside = feed.take(random.Random(seed).sample(range(feed.num_rows), min(human.num_rows, feed.num_rows)))
-        plus_dev = train_plus_dev(store, seed, summary["path"], pa.concat_tables([human, beside]), dev_valid, **plus_dev_options)
-        for row, path, choose_on in ((ON_LABELS_ROW, summary["path"], dev), (NO_RULES_ROW, summary["path"], dev), (PLUS_DEV_ROW, plus_dev, dev_valid)):
+        paths = {ON_LABELS_ROW: (summary["path"], dev), NO_RULES_ROW: (summary["path"], dev)}
+        if not args.dev_only:
+            beside = feed.take(random.Random(seed).sample(range(feed.num_rows), min(human.num_rows, feed.num_rows)))
+            paths[PLUS_DEV_ROW] = (train_plus_dev(store, seed, summary["path"], pa.concat_tables([human, beside]), dev_valid, **plus_dev_options), dev_valid)
+        for row in models:
+            path, choose_on = paths[row]
             model = load_checkpoint("gliner", path)
             model.subject_rules = row != NO_RULES_ROW
             chosen = choose_threshold(model, choose_on)
             model.threshold = chosen.threshold
             print(f"seed {seed}: {row} threshold {chosen.threshold} (exact F1 {chosen.prf.f1:.3f} on {choose_on.num_rows} dev headlines)", flush=True)
             models[row][seed] = model
+            if row == ON_LABELS_ROW:
+                dev_f1[seed] = chosen.prf.f1
+    if args.dev_only:
+        print(f"dev F1 of (a), mean of seeds {args.seeds}: {sum(dev_f1.values()) / len(dev_f1):.3f} ({dev.num_rows} dev headlines; the test part was not read)")
+        return
 
     # The test part, read once: every row scored on the same headlines, the same resamples.
     bootstrap = BootstrapConfig()
