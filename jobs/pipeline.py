@@ -32,12 +32,14 @@ import pyarrow.compute as pc
 from finner.artifacts import PLOTS_DIR, REPORTS_DIR
 from finner.config import Config, ConfigError, add_config_args, help_text
 from finner.errors import FinnerError
+from finner.gold import GOLD_REAL
 from finner.label import ResponseFormat
 from finner.models.registry import MODEL_KINDS, ModelKind
 from finner.pipeline import cli
 from finner.progress import say
 from finner.schemas import GOLD_SUBMITTED, TABLES
 from finner.store import Store, StoreConfig
+from finner.training_data import FEED_ROWS, GOLD_LABELS, LLM_LABELS, SAMPLE_ROWS
 
 ARGILLA_URL_ENV = "ARGILLA_API_URL"
 DEMO_EPOCHS = 3
@@ -92,7 +94,7 @@ class PipelineConfig(Config):
                 self,
                 path=self.path or str(SHARED_DATA / "benzinga_headlines.parquet"),
                 listings=self.listings or str(SHARED_DATA / "company_listings.csv"),
-                gold=self.gold or "real",
+                gold=self.gold or GOLD_REAL,
                 offline=True if self.offline is None else self.offline,
                 epochs=self.epochs or REAL_EPOCHS,
                 learning_curve=True,
@@ -161,10 +163,18 @@ def _has_gold(store: Store) -> bool:
     return bool(store.ids("gold", filter=pc.field("status") == GOLD_SUBMITTED))
 
 
+def _training_source(cfg: PipelineConfig, store: Store) -> tuple[str, str]:
+    """(labels, rows) the models train on: reviewed gold where there is some (the sample's rows);
+    else the LLM's labels, of every labelled train-year headline on the real feed (weak
+    supervision), of the sample otherwise."""
+    if _has_gold(store):
+        return GOLD_LABELS, SAMPLE_ROWS
+    return LLM_LABELS, FEED_ROWS if cfg.gold == GOLD_REAL else SAMPLE_ROWS
+
+
 def train_argv(cfg, store):
-    labels = "gold" if _has_gold(store) else "llm"
-    rows = ["--rows", "feed"] if cfg.gold == "real" else []  # weak supervision: every labelled train-year headline
-    return [["--kind", kind, "--labels", labels, *rows, "--num-workers", str(cfg.train_workers), *_fit_flags(cfg, kind)] for kind in cfg.models]
+    labels, rows = _training_source(cfg, store)
+    return [["--kind", kind, "--labels", labels, "--rows", rows, "--num-workers", str(cfg.train_workers), *_fit_flags(cfg, kind)] for kind in cfg.models]
 
 
 NO_GOLD = "no reviewed gold yet (review-pull found no submitted rows): skipped"
@@ -182,9 +192,8 @@ def _gold(cfg: PipelineConfig) -> list[str]:
 def evaluate_argv(cfg, store):
     if _no_gold(cfg, store):
         return NO_GOLD
-    gold = _gold(cfg)
-    labels = ["--train-labels", "gold" if _has_gold(store) else "llm"] + (["--train-rows", "feed"] if cfg.gold == "real" else [])
-    return [["--models", *cfg.models, "spacy", "llm", *gold, *labels, *_offline(cfg)]]
+    labels, rows = _training_source(cfg, store)
+    return [["--models", *cfg.models, "spacy", "llm", *_gold(cfg), "--train-labels", labels, "--train-rows", rows, *_offline(cfg)]]
 
 
 def learning_curve_argv(cfg, store):
@@ -192,7 +201,7 @@ def learning_curve_argv(cfg, store):
         return "learning curve not asked for (--learning-curve)"
     if _no_gold(cfg, store):
         return NO_GOLD
-    points = DEMO_CURVE_FLAGS if cfg.embedded else REAL_CURVE_FLAGS if cfg.gold == "real" else []
+    points = DEMO_CURVE_FLAGS if cfg.embedded else REAL_CURVE_FLAGS if cfg.gold == GOLD_REAL else []
     return [["--kind", cfg.models[0], *_gold(cfg), *points, *_fit_flags(cfg, cfg.models[0])]]
 
 

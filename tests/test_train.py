@@ -202,6 +202,24 @@ def test_all_rows_add_every_year_and_still_leave_out_the_splits_and_gold_twins(f
         training_rows(feed_store, "gold", "all", "train")
 
 
+def test_the_pipeline_trains_and_evaluates_on_rows_it_has_labels_for(store):
+    """`jobs.pipeline --real` trains on the LLM's labels of the whole feed until reviewed gold
+    exists; gold covers the sample only, so then the sample's rows (never `--labels gold --rows
+    feed`, which the training job refuses), and the evaluation looks for the same model."""
+    from jobs.pipeline import PipelineConfig, evaluate_argv, train_argv
+
+    real = PipelineConfig(real=True).with_demo_defaults()
+
+    def sources() -> tuple[list[str], list[str]]:
+        (train,), (evaluate,) = train_argv(real, store)[:1], evaluate_argv(real, store)
+        return train[train.index("--labels") : train.index("--rows") + 2], evaluate[evaluate.index("--train-labels") : evaluate.index("--train-rows") + 2]
+
+    assert sources() == (["--labels", "llm", "--rows", "feed"], ["--train-labels", "llm", "--train-rows", "feed"])
+    reviewed = {"id": "a", "split": "train", "title": "Apple Rallies", "status": schemas.GOLD_SUBMITTED, "spans": [], "annotator": "r", "submitted_at": dt.datetime(2024, 1, 2)}
+    store.write("gold", pa.Table.from_pylist([reviewed], schema=schemas.GOLD))
+    assert sources() == (["--labels", "gold", "--rows", "sample"], ["--train-labels", "gold", "--train-rows", "sample"])
+
+
 def test_a_stream_resumed_at_its_position_hands_out_exactly_the_batches_not_yet_trained():
     from finner.train import Position, _batch_stream
 
