@@ -432,7 +432,7 @@ def main() -> None:
         "model": {**model, "train_rows": args.train_rows, "train_steps": args.train_steps},
         "cpus": os.cpu_count(),
         "stages": {str(n): {s: {**asdict(r), "per_s": r.per_s} for s, r in runs.items()} for n, runs in results.items()},
-    "files_per_100k_rows": {str(n): files_per_100k(list(runs.values())[-1].tables, n) for n, runs in results.items()},
+        "files_per_100k_rows": {str(n): files_per_100k(list(runs.values())[-1].tables, n) for n, runs in results.items()},
         "bench": figures,
         "failed": failed,
     }
