@@ -372,7 +372,7 @@ def test_other_engines_read_the_tables(store):
     assert pl.read_delta(store.table_uri("headlines"), version=0).height == 5
     # duckdb's own delta_scan needs its `delta` extension (downloaded on first use); here it scans the
     # table's Arrow dataset, which delta-rs builds from the log
-    dataset = DeltaTable(store.table_uri("headlines")).to_pyarrow_dataset()
+    dataset = DeltaTable(store.table_uri("headlines")).to_pyarrow_dataset()  # noqa: F841 (duckdb reads it by name)
     assert duckdb.sql("select count(*), count(distinct id) from dataset where symbol = 'AAPL'").fetchall() == [(7, 7)]
 
 
