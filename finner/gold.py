@@ -2,7 +2,8 @@
 
 * `review`: the submitted rows of the store's `gold` table (people in Argilla);
 * `real`: the hand-labelled real Benzinga headlines shipped with finner (`finner/data/gold/`, with
-  its guideline and README), split `dev` (tune on it) and `test` (report on it);
+  its guideline and README), split `dev` (tune on it), `dev2` (choose on it: drawn later, from the
+  held-out years, and no labeller rule was ever fitted to it) and `test` (report on it);
 * a path: any JSONL file of that shape;
 * `embedded`: the embedded demo feed's generated ground truth (a smoke test, not a quality figure).
 
@@ -37,7 +38,7 @@ from finner.store import Store
 GOLD_DIR = Path(__file__).parent / "data" / "gold"
 REAL_GOLD = GOLD_DIR / "benzinga_real.jsonl"
 GUIDELINE = GOLD_DIR / "GUIDELINE.md"
-DEV, TEST = "dev", "test"  # the real gold's splits
+DEV, DEV2, TEST = "dev", "dev2", "test"  # the real gold's splits
 GOLD_AUTO, GOLD_REVIEW, GOLD_EMBEDDED, GOLD_REAL = "auto", "review", "embedded", "real"
 GOLD_SOURCES = (GOLD_AUTO, GOLD_REVIEW, GOLD_EMBEDDED, GOLD_REAL)
 GOLD_COLUMNS = ("id", "split", "title", "spans")
@@ -193,10 +194,13 @@ def load_gold(store: Store, source: str = GOLD_AUTO) -> Gold:
 # -- drawing a set to label by hand ------------------------------------------------------------
 
 
-def draw_sample(path: str, n: int, seed: int, years: range = range(2010, 2021), dev_fraction: float = 0.4) -> list[dict]:
+def draw_sample(
+    path: str, n: int, seed: int, years: range = range(2010, 2021), dev_fraction: float = 0.4, dev_split: str = DEV, exclude: frozenset[str] = frozenset()
+) -> list[dict]:
     """Headlines to label by hand: the same number per UTC year, symbols taken round-robin within a
-    year (so the feed's dominant tickers do not crowd the rest out), no two with the same title key;
-    the first `dev_fraction` of each year's draw is `dev`, the rest `test`."""
+    year (so the feed's dominant tickers do not crowd the rest out), no two with the same title key
+    and none whose title key is in `exclude` (an earlier draw's, so a later part shares no headline
+    with it); the first `dev_fraction` of each year's draw is `dev_split`, the rest `test`."""
     raw = pq.read_table(path).to_pylist()
     headlines, _ = normalize_rows(raw, path, 0, SourceConfig())
     rng = random.Random(seed)
@@ -205,7 +209,7 @@ def draw_sample(path: str, n: int, seed: int, years: range = range(2010, 2021), 
     seen: set[str] = set()
     for row in headlines:
         key = title_key(row["title"])
-        if row["date"].year not in years or key in seen:
+        if row["date"].year not in years or key in seen or key in exclude:
             continue
         seen.add(key)
         by_year_symbol[row["date"].year][row["symbol"] or ""].append(row)
@@ -222,5 +226,5 @@ def draw_sample(path: str, n: int, seed: int, years: range = range(2010, 2021), 
                     taken.append(queues[symbol].pop())
         n_dev = round(len(taken) * dev_fraction)
         for i, row in enumerate(taken):
-            drawn.append({"id": row["id"], "split": DEV if i < n_dev else TEST, "title": row["title"], "date": row["date"].isoformat(), "symbol": row["symbol"]})
+            drawn.append({"id": row["id"], "split": dev_split if i < n_dev else TEST, "title": row["title"], "date": row["date"].isoformat(), "symbol": row["symbol"]})
     return drawn
