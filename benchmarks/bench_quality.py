@@ -107,16 +107,30 @@ def train_plus_dev(store, seed: int, start: str, rows, valid, **options) -> str:
     return best
 
 
+def labeller_result(store, part, bootstrap):
+    """The built-in labeller's row on a gold part: its labels of those headlines, read from the store."""
+    from finner.evaluate import ZERO_SHOT, evaluate, llm_predictions
+
+    return evaluate(LABELLER, ZERO_SHOT, part, llm_predictions(store, part.column("id").to_pylist()), bootstrap=bootstrap)[0]
+
+
+def seeds_result(row: str, part, by_seed: dict, bootstrap):
+    """One trained row on a gold part: each seed's model scored there, as one row over the seeds."""
+    from finner.evaluate import FINE_TUNED, evaluate, over_seeds
+
+    titles = part.column("title").to_pylist()
+    return over_seeds({seed: evaluate(row, FINE_TUNED, part, model.predict(titles), bootstrap=bootstrap)[0] for seed, model in by_seed.items()}, bootstrap)
+
+
 def print_dev2(store, dev2, by_seed: dict) -> None:
     """The labeller and (a) on the `dev2` part, at (a)'s thresholds chosen on dev: each F1 and the
     model − labeller difference (mean over seeds), with their 95% intervals."""
     from finner.bootstrap import BootstrapConfig
-    from finner.evaluate import FINE_TUNED, ZERO_SHOT, comparisons, evaluate, llm_predictions, over_seeds
+    from finner.evaluate import comparisons
     from finner.metrics import EXACT
 
-    bootstrap, titles = BootstrapConfig(), dev2.column("title").to_pylist()
-    labeller = evaluate(LABELLER, ZERO_SHOT, dev2, llm_predictions(store, dev2.column("id").to_pylist()), bootstrap=bootstrap)[0]
-    model = over_seeds({seed: evaluate(ON_LABELS_ROW, FINE_TUNED, dev2, m.predict(titles), bootstrap=bootstrap)[0] for seed, m in by_seed.items()}, bootstrap)
+    bootstrap = BootstrapConfig()
+    labeller, model = labeller_result(store, dev2, bootstrap), seeds_result(ON_LABELS_ROW, dev2, by_seed, bootstrap)
     difference = next(c.difference for c in comparisons([labeller, model], LABELLER, bootstrap) if c.match == EXACT)
     print(f"dev2 ({dev2.num_rows} headlines): labeller F1 {labeller.f1_text(EXACT)}, (a) F1 {model.f1_text(EXACT)}")
     print(f"dev2: (a) - labeller {difference.value:+.3f} [{difference.interval.low:+.3f}, {difference.interval.high:+.3f}]", flush=True)
@@ -139,7 +153,7 @@ def main() -> None:
     import pyarrow as pa
 
     from finner.bootstrap import BootstrapConfig
-    from finner.evaluate import FINE_TUNED, ZERO_SHOT, choose_threshold, comparisons, evaluate, llm_predictions, markdown_comparisons, over_seeds, write_metrics
+    from finner.evaluate import ZERO_SHOT, choose_threshold, comparisons, evaluate, markdown_comparisons, write_metrics
     from finner.gold import DEV, DEV2, TEST, load_gold
     from finner.learning_curve import CurveConfig, real_training_sets
     from finner.metrics import EXACT
@@ -190,11 +204,10 @@ def main() -> None:
     bootstrap = BootstrapConfig()
     titles = test.column("title").to_pylist()
     results = [
-        *evaluate(LABELLER, ZERO_SHOT, test, llm_predictions(store, test.column("id").to_pylist()), bootstrap=bootstrap),
+        labeller_result(store, test, bootstrap),
         *evaluate("spacy", ZERO_SHOT, test, SpacyBaseline.load().predict(titles), bootstrap=bootstrap),
+        *(seeds_result(row, test, by_seed, bootstrap) for row, by_seed in models.items()),
     ]
-    for row, by_seed in models.items():
-        results.append(over_seeds({seed: evaluate(row, FINE_TUNED, test, model.predict(titles), bootstrap=bootstrap)[0] for seed, model in by_seed.items()}, bootstrap))
     write_metrics(store, results, stage=STAGE)
     differences = {c.model: c.difference for c in comparisons(results, LABELLER, bootstrap) if c.match == EXACT}  # means over seeds
 
