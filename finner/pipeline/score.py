@@ -257,7 +257,9 @@ def write_task(batch: pa.Table, store_root: str, version: str, names: dict[str, 
 
 
 def name_map(store: Store) -> dict[str, str]:
-    """Name -> cluster representative from the curation stage's `spans` table, when it exists."""
+    """Name -> cluster representative from the curation stage's `spans` table, when it exists. Run
+    in a worker (`in_worker`): the scan's buffers grow with the feed and Arrow's allocator keeps
+    them, so the driver only receives the names (docs/scale.md)."""
     return name_map_from_spans(store.dataset("spans").to_batches(columns=["spans"])) if store.exists("spans") else {}  # streamed: one batch at a time
 
 
@@ -319,7 +321,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
     )
     dataset = dataset.map_batches(
         write_task,
-        fn_kwargs={"store_root": store.root, "version": version, "names": name_map(store)},
+        fn_kwargs={"store_root": store.root, "version": version, "names": in_worker(name_map, store)},
         batch_size=run.commit_batches,
         batch_format="pyarrow",
         **write_task_options(),
