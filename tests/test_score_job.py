@@ -16,7 +16,7 @@ from finner.store import Store
 from finner.testing.feeds import write_scaled_feed
 from tests.conftest import REPO, run_module, kill_group
 
-ROWS, BATCH = 96, 16
+ROWS, BATCH, COMMIT_BATCHES = 96, 8, 2  # a block (and a commit) of two batches: the cut the job makes
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def checkpoint(tmp_path_factory) -> str:
 
 
 def score_args(store: Store, checkpoint: str) -> list[str]:
-    return ["--store", store.root, "--model", checkpoint, "--batch-rows", str(BATCH), "--commit-batches", "1", "--threads", "2", "--no-report"]
+    return ["--store", store.root, "--model", checkpoint, "--batch-rows", str(BATCH), "--commit-batches", str(COMMIT_BATCHES), "--threads", "2", "--no-report"]
 
 
 def parts(store: Store) -> int:

@@ -4,8 +4,11 @@ writing tasks -> `predictions`.
 * **Read**: the committed `headlines` (id, title only) minus the ids already scored by the same
   `model_version`, streamed by Ray Data tasks (`finner.pipeline.todo`), so a re-run only scores
   what is left (resumable, idempotent) and the driver holds no headline; the stream is cut into
-  one block per batch of `batch_rows` (`in_batches`), so idle actors take the next one and each
-  batch's summary reaches the driver (progress) as soon as it is written.
+  one block per commit (`commit_batches` batches of `batch_rows`: `in_batches`), so idle actors
+  take the next one and each commit's summary reaches the driver (progress) as soon as it is
+  written. A block of one batch would be small enough for Ray to keep in its owner's memory, the
+  driver's, instead of the object store, and the queue of blocks waiting for slow actors would
+  grow the driver with the feed (docs/scale.md).
 * **Runtime**: `--runtime auto` is resolved first (`finner.score.choose_runtime`): torch on GPUs;
   on CPUs the fastest runtime whose spans agree with torch's on the feed's first headlines. The
   check runs in a one-CPU Ray task whose process exits after it, so the driver never loads a
@@ -299,7 +302,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
     store.ensure("predictions")
     if not config.forward_rows:  # the preparation tasks cut forward batches for the actors' device
         config = dataclasses.replace(config, forward_rows=default_forward_rows("cuda" if gpus else "cpu"))
-    dataset = in_batches(todo, run.batch_rows)
+    dataset = in_batches(todo, run.batch_rows * run.commit_batches)  # one block per commit: see the module docstring
     if run.prepare == "tasks":
         # With CPU actors of --task-cpus CPUs, Ray Data fuses this stage into the actors' (equal
         # resources): each actor then prepares its batches in its own process, as well on CPUs.

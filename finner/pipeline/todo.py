@@ -139,5 +139,8 @@ def in_batches(todo: Todo, rows: int) -> Any:
     up to a whole file, and an actor task takes whole blocks and hands its results on only when it
     ends, so without the cut one task would score or label a file before anything is committed or
     counted. Ray Data's streaming repartition cuts them; its tasks take one CPU each (it takes no
-    resource arguments), which leaves a CPU actor pool one CPU short of the cluster's to run them."""
+    resource arguments), which leaves a CPU actor pool one CPU short of the cluster's to run them.
+    Ray keeps a block under its inline size (100 KiB) in the memory of the process that owns it,
+    the driver, not in the object store: where blocks queue up in front of slow actors, `rows`
+    should make blocks larger than that."""
     return todo.dataset.repartition(target_num_rows_per_block=rows, strict=True)
