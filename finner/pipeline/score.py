@@ -64,7 +64,7 @@ from finner.score import (
     remembered_runtime_choice,
     title_spans,
 )
-from finner.store import Store
+from finner.store import BOUNDED_SCAN, Store
 
 @dataclass(frozen=True)
 class ScoreRunConfig(Config):
@@ -274,14 +274,18 @@ def _use_gpus(run: ScoreRunConfig) -> bool:
     return run.gpus == "yes"
 
 
+def _choice_on_feed_head(store: Store, config: ScoreConfig, rows: int, min_f1: float, gpus: bool) -> RuntimeChoice | None:
+    """`remembered_runtime_choice` on the feed's first `rows` titles; None when there is no headline.
+    A bounded scan (`BOUNDED_SCAN`): pyarrow's default read-ahead decodes most of the title column."""
+    sample = store.dataset("headlines").head(rows, columns=["title"], **BOUNDED_SCAN)["title"].to_pylist()
+    return remembered_runtime_choice(store, config, sample, min_f1, gpus=gpus) if sample else None
+
+
 def runtime_choice(store: Store, config: ScoreConfig, run: ScoreRunConfig, gpus: bool) -> RuntimeChoice | None:
-    """`remembered_runtime_choice` on the feed's first `run.agreement_rows` titles (only those are
-    read), in a one-CPU Ray task whose worker exits after it: the models it loads never live in the
-    driver, nor in a worker kept for later tasks. None when there is no headline."""
-    sample = store.dataset("headlines").head(run.agreement_rows, columns=["title"])["title"].to_pylist()
-    if not sample:
-        return None
-    return in_worker(remembered_runtime_choice, store, config, sample, 1.0 - run.agreement_tolerance, gpus=gpus)
+    """`remembered_runtime_choice` on the feed's first `run.agreement_rows` titles, read and checked in
+    a one-CPU Ray task whose worker exits after it: neither the models it loads nor the scan's
+    buffers ever live in the driver, nor in a worker kept for later tasks. None when there is no headline."""
+    return in_worker(_choice_on_feed_head, store, config, run.agreement_rows, 1.0 - run.agreement_tolerance, gpus)
 
 
 def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress: bool = True) -> ScoreSummary:
