@@ -84,7 +84,12 @@ class ScoreRunConfig(Config):
     task_cpus: float = field(default=1.0, metadata=help_text("CPUs reserved per preparation task", more_than=0))
     batch_rows: int = field(default=512, metadata=help_text("headlines per batch", at_least=1))
     commit_batches: int = field(
-        default=4, metadata=help_text("scored batches per commit to the predictions table: fewer, larger commits cost less; a killed job loses the uncommitted ones", at_least=1)
+        default=4,
+        metadata=help_text(
+            "scored batches per commit to the predictions table, and per block of headlines an actor takes: "
+            "fewer, larger commits cost less; a killed job loses the uncommitted ones",
+            at_least=1,
+        ),
     )
     limit: int = field(default=0, metadata=help_text("score at most this many headlines in this run; 0 = all not yet scored", at_least=0))
     agreement_rows: int = field(
