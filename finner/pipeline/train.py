@@ -82,7 +82,11 @@ IDS_COLUMN = "finner_row_ids"  # beside the model inputs of a batch: the ids of 
 DATA_CPUS = 0.25  # CPUs of each Ray Data read task or encoder actor
 DATA_CPU_RESERVE = 0.5  # CPUs CPU workers leave to Ray Data (one encoder actor and one read task) when they size themselves
 BLOCK_BYTES = 2**20  # most bytes in a Ray Data block (~40 encoded GLiNER batches of 4): a worker maps whole blocks, prefetching some
-INGEST_BYTES = 16 * BLOCK_BYTES  # the object store the training stream may fill ahead of the workers: how far encoding runs ahead
+# The object store the training stream may fill ahead of the workers: how far encoding runs ahead. Large
+# enough for a whole epoch of a real training set (~35 MiB for the real feed's 5.7k train-year rows):
+# Ray Data 2.60's scheduling loop polls without pause while this budget holds it back and no task
+# runs, so a budget smaller than the epoch keeps the stream's coordinator busy on a core of its own.
+INGEST_BYTES = 256 * BLOCK_BYTES
 PREFETCH_BATCHES = 4  # batches a worker fetches ahead of the one it trains on
 SHUFFLE_BATCHES = 16  # batches a worker shuffles among before training on them
 PROGRESS_WRITE_S = 5.0  # rank 0 writes the step it reached at most this often
