@@ -28,6 +28,7 @@ asks for a whole CPU per task, which no node has left. Hence `--node-cpus` 2 by 
 The job's code is the installed finner (no `working_dir`: the fake provider's nodes share one
 session folder, see tests/test_autoscaling.py). Resumable like the pipeline: the same command
 again submits the same job, which keeps what it finished; its figures then cover that run only.
+Each run's job log stays under `--out` as `job-<submission id>.log`, a stopped run's included.
 """
 
 from __future__ import annotations
@@ -122,15 +123,18 @@ def main() -> None:
         before = table_stats(store)
         job = cluster.submit("jobs.pipeline", *base, "--only", *STAGES, "--stage-args", f"score={score}", env_vars=argilla.env)
         began, driver_peak = time.monotonic(), 0
-        while (status := cluster.status(job)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
-            if pid := cluster.driver_pid(job):
-                driver_peak = max(driver_peak, process_memory(pid)[0])
-            if time.monotonic() - began > JOB_TIMEOUT_S:
-                cluster.stop_job(job)
-            time.sleep(SAMPLE_EVERY_S * 8)
+        job_log = out / f"job-{job}.log"
+        try:
+            while (status := cluster.status(job)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+                if pid := cluster.driver_pid(job):
+                    driver_peak = max(driver_peak, process_memory(pid)[0])
+                if time.monotonic() - began > JOB_TIMEOUT_S:
+                    cluster.stop_job(job)
+                time.sleep(SAMPLE_EVERY_S * 8)
+        finally:  # a run stopped midway keeps its log too: the stages it finished are timed only there
+            logs = cluster.logs(job)
+            job_log.write_text(logs)
         seconds = time.monotonic() - began
-        logs = cluster.logs(job)
-        (out / "job.log").write_text(logs)
         workers = {n["node_id"] for n in cluster.nodes() if n["resources_total"].get("CPU", 0) > 0}
         actor_nodes = {a["node_id"] for a in cluster.actors() if a["node_id"] in workers}
     done = stage_seconds(logs)
@@ -144,9 +148,9 @@ def main() -> None:
     (out / "bench_scale_cluster.json").write_text(json.dumps(report, indent=2))
     for stage in STAGES:
         print(f"  {stage:<12} {done[stage]:8.1f} s" if stage in done else f"  {stage:<12} not finished")
-    print(f"job {job}: {status} in {seconds:.0f} s on {args.nodes} nodes of {args.node_cpus} CPUs; driver peak {driver_peak / 2**20:.0f} MiB; log {out / 'job.log'}")
+    print(f"job {job}: {status} in {seconds:.0f} s on {args.nodes} nodes of {args.node_cpus} CPUs; driver peak {driver_peak / 2**20:.0f} MiB; log {job_log}")
     if status != "SUCCEEDED":
-        raise SystemExit(f"the job ended {status}: see {out / 'job.log'}")
+        raise SystemExit(f"the job ended {status}: see {job_log}")
     print(f"BENCH scale_cluster_seconds {seconds:.1f}")
     if "score" in done:
         print(f"BENCH scale_cluster_score_per_s {scored / done['score']:.3f}")
