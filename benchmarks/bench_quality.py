@@ -179,7 +179,7 @@ def main() -> None:
     dev_f1: dict[int, float] = {}
     for seed in args.seeds:
         summary = train_on_labels(store, seed, steps, rows, args.rows)
-        print(f"seed {seed}: (a) {summary['train_rows']} feed rows, kept step {summary['best']['step']} (valid F1 {summary['best']['valid_f1']:.3f})", flush=True)
+        print(f"seed {seed}: (a) {summary['train_rows']} training headlines (--rows {args.rows}), kept step {summary['best']['step']} (valid F1 {summary['best']['valid_f1']:.3f})", flush=True)
         paths = {ON_LABELS_ROW: (summary["path"], dev), NO_RULES_ROW: (summary["path"], dev)}
         if not args.dev_only:
             beside = feed.take(random.Random(seed).sample(range(feed.num_rows), min(human.num_rows, feed.num_rows)))
