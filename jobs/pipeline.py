@@ -39,7 +39,7 @@ from finner.pipeline import cli
 from finner.progress import say
 from finner.schemas import GOLD_SUBMITTED, TABLES
 from finner.store import Store, StoreConfig
-from finner.training_data import FEED_ROWS, GOLD_LABELS, LLM_LABELS, SAMPLE_ROWS
+from finner.training_data import ALL_ROWS, GOLD_LABELS, LLM_LABELS, SAMPLE_ROWS
 
 ARGILLA_URL_ENV = "ARGILLA_API_URL"
 DEMO_EPOCHS = 3
@@ -165,11 +165,11 @@ def _has_gold(store: Store) -> bool:
 
 def _training_source(cfg: PipelineConfig, store: Store) -> tuple[str, str]:
     """(labels, rows) the models train on: reviewed gold where there is some (the sample's rows);
-    else the LLM's labels, of every labelled train-year headline on the real feed (weak
-    supervision), of the sample otherwise."""
+    else the LLM's labels, of every labelled headline of the real feed (weak supervision; the
+    gold's and the sample's valid/test title twins left out), of the sample otherwise."""
     if _has_gold(store):
         return GOLD_LABELS, SAMPLE_ROWS
-    return LLM_LABELS, FEED_ROWS if cfg.gold == GOLD_REAL else SAMPLE_ROWS
+    return LLM_LABELS, ALL_ROWS if cfg.gold == GOLD_REAL else SAMPLE_ROWS
 
 
 def train_argv(cfg, store):

@@ -214,7 +214,7 @@ def test_the_pipeline_trains_and_evaluates_on_rows_it_has_labels_for(store):
         (train,), (evaluate,) = train_argv(real, store)[:1], evaluate_argv(real, store)
         return train[train.index("--labels") : train.index("--rows") + 2], evaluate[evaluate.index("--train-labels") : evaluate.index("--train-rows") + 2]
 
-    assert sources() == (["--labels", "llm", "--rows", "feed"], ["--train-labels", "llm", "--train-rows", "feed"])
+    assert sources() == (["--labels", "llm", "--rows", "all"], ["--train-labels", "llm", "--train-rows", "all"])
     reviewed = {"id": "a", "split": "train", "title": "Apple Rallies", "status": schemas.GOLD_SUBMITTED, "spans": [], "annotator": "r", "submitted_at": dt.datetime(2024, 1, 2)}
     store.write("gold", pa.Table.from_pylist([reviewed], schema=schemas.GOLD))
     assert sources() == (["--labels", "gold", "--rows", "sample"], ["--train-labels", "gold", "--train-rows", "sample"])
