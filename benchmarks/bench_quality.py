@@ -23,7 +23,8 @@ same for every choice compared), to try a choice without reading the test part.
 
 Both modes then score the labeller and (a) at that threshold on the gold's `dev2` part, the
 second dev part: drawn later, from 2017–2020 (years `--rows feed` never trains on; `all` trains on
-their other headlines), and no labeller rule was ever fitted to it (the labeller's rules were written on `dev`, where it scores far above its test F1),
+their other headlines), and no labeller rule was ever fitted to it (the labeller's rules were
+written on `dev`, where it scores far above its test F1),
 so `dev2`'s model − labeller, with its interval, is what a choice aimed at the margin is judged on.
 
 Every F1 comes with a seeded 95% paired bootstrap interval over the test headlines; a row trained
@@ -49,9 +50,10 @@ sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
 
 from finner.training_data import ALL_ROWS, FEED_ROWS  # noqa: E402 (after the path)
+from jobs.pipeline import REAL_FEED_ROWS  # noqa: E402
 
 SEEDS = (0, 1, 2)  # the flagship rows' training seeds
-ROWS = ALL_ROWS  # (a)'s training headlines (`jobs.train --rows`): ahead of `feed` on both dev parts (docs/results.md)
+ROWS = REAL_FEED_ROWS  # (a)'s training headlines (`jobs.train --rows`): the `--real` pipeline's
 STEPS = 3000  # (a)'s training steps: 0.8 of a pass over the real feed's ~15k labelled headlines at batch 4
 QUICK_STEPS, QUICK_ROWS = 60, 480  # --quick: (a) on the feed's first rows only
 # (a): the `--real` pipeline's whole-feed model (a fresh head on the MiniLM encoder; jobs.pipeline DEMO_FIT_FLAGS)
