@@ -308,7 +308,7 @@ def run_size(rows: int, workdir: Path, argilla: Argilla | None, model: dict, arg
         before = table_stats(store)
         run = run_stage(stage, argv, here / f"{stage}.log", env_with(extra))
         run.tables = table_stats(store)
-        run.rows = _counted_rows(stage, rows, before, run.tables)
+        run.rows = _counted_rows(stage, rows, before, run.tables, store)
         if stage in WORK_TABLE and (earlier := before.get(WORK_TABLE[stage], {}).get("rows", 0)):
             run.note = f"resumed: {earlier:,} headlines were done by a run cut off before; the figures are this run's {run.rows:,}"
         if stage == "score":
@@ -328,13 +328,13 @@ def run_size(rows: int, workdir: Path, argilla: Argilla | None, model: dict, arg
     return runs
 
 
-def _counted_rows(stage: str, feed_rows: int, before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> int:
+def _counted_rows(stage: str, feed_rows: int, before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], store: Store) -> int:
     """What a stage's throughput counts: feed rows read, headlines (labelled and scored: those this
-    run added), or sample records pushed."""
+    run added), or sample records sent (a resumed push sends only what the server lacks)."""
     if stage == "ingest":
         return feed_rows
     if stage == "review":
-        return after.get("sample", {}).get("rows", 0)
+        return sum((store.get_json(artifacts.REVIEW_PUSH_KEY) or {}).get("sent", {}).values())
     if stage in WORK_TABLE:
         table = WORK_TABLE[stage]
         return after.get(table, {}).get("rows", 0) - before.get(table, {}).get("rows", 0)

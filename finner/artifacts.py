@@ -21,6 +21,7 @@ LABEL_RUN_KEY = "label_run"  # the latest labeling run's label identity (what do
 CURATE_KEY = "curate"
 TICKER_CHECK_KEY = "ticker_check"
 ALIASES_KEY = "ticker_aliases"
+REVIEW_PUSH_KEY = "review_push"  # the latest review push's records sent and held unchanged, per split
 
 
 def versions_key(stage: str) -> str:
@@ -35,6 +36,11 @@ def put_artifact(store: Store, data: bytes, *parts: str) -> str:
     with filesystem.open_output_stream(path) as out:
         out.write(data)
     return location
+
+
+def review_push_ledger_key(workspace: str, dataset: str) -> str:
+    """The batches an Argilla dataset holds as the review push last sent them (`review.PushLedger`)."""
+    return f"review_push-{workspace}-{dataset}"
 
 
 def train_summary_key(name: str) -> str:

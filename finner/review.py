@@ -9,7 +9,9 @@ Reviewers correct pre-filled spans (5-10 s a headline instead of 30 s from scrat
   suggestion on an optional `model_span_label` question. Records are tagged and pushed
   **disagreement first**: LLM output invalid, or LLM and compact model disagree, come before
   the rest (metadata `priority` 0, `review_reason` says why), so a reviewer sorting by
-  `priority` spends the first hour where the labels are least certain.
+  `priority` spends the first hour where the labels are least certain. A ledger in the store
+  names the batches each dataset already holds, so a re-run or a push resumed after a stop sends
+  only what changed (a whole-feed sample is ~45k records, tens of minutes to send).
 * **pull** turns submitted responses into the `gold` table (discarded records are kept as
   discarded; records nobody answered yet are reported, never read as "no company"). The
   table is rebuilt from the server each time, so pulling twice gives the same table.
@@ -39,6 +41,7 @@ from finner import artifacts, schemas
 from finner.config import Config, help_text
 from finner.errors import FinnerError
 from finner.gold import GUIDELINE
+from finner.ids import stable_hash
 from finner.metrics import exact_prf
 from finner.progress import progress_bar
 from finner.schemas import make_span
@@ -80,6 +83,7 @@ class ReviewConfig(Config):
     llm_model: str = field(default="llm", metadata=help_text("suggestion agent when `llm_labels` has no model name for a headline"))
     model_suggestions: bool = field(default=True, metadata=help_text("show the compact model's spans (`predictions` table, when present) as a second suggestion"))
     batch_size: int = field(default=200, metadata=help_text("records per upsert request", at_least=1))
+    resend: bool = field(default=False, metadata=help_text("send every record, even the batches the store's ledger says the dataset holds unchanged (after records were edited or deleted on the server)"))
 
     def name_of(self, split: str) -> str:
         return self.dataset_name.format(split=split)
@@ -238,6 +242,7 @@ def review_reason(llm_status: str | None, llm_spans: list[dict] | None, model_sp
 @dataclass
 class PushSummary:
     pushed: Counter = field(default_factory=Counter)  # split -> records sent
+    unchanged: Counter = field(default_factory=Counter)  # split -> records not sent: the dataset holds them as they are
     reasons: Counter = field(default_factory=Counter)  # review_reason -> records
     dropped_overlaps: int = 0
     model_suggestions: int = 0
@@ -247,8 +252,13 @@ class PushSummary:
     def line(self) -> str:
         per_split = ", ".join(f"{s}={n}" for s, n in self.pushed.items()) or "nothing"
         reasons = ", ".join(f"{r}={n}" for r, n in sorted(self.reasons.items(), key=lambda kv: PRIORITY[kv[0]]))
-        return (f"pushed {sum(self.pushed.values())} records ({per_split}) with suggestions from label version {self.label_version}; review order: {reasons}; "
+        held = f"; {sum(self.unchanged.values())} already held unchanged ({', '.join(f'{s}={n}' for s, n in self.unchanged.items())})" if self.unchanged else ""
+        return (f"pushed {sum(self.pushed.values())} records ({per_split}){held} with suggestions from label version {self.label_version}; review order: {reasons}; "
                 f"{self.model_suggestions} compact-model suggestions; {self.dropped_overlaps} overlapping LLM spans dropped")
+
+    def record(self) -> dict:
+        """What `artifacts.REVIEW_PUSH_KEY` keeps of the latest push."""
+        return {"sent": dict(self.pushed), "unchanged": dict(self.unchanged), "label_version": self.label_version}
 
 
 # Columns push() puts beside the sample's, aligned with its rows (null where the table has none).
@@ -347,11 +357,56 @@ def push(store: Store, client, cfg: ReviewConfig) -> PushSummary:
         with_model_question = has_question(dataset, MODEL_QUESTION)
         ordered = rows.sort_by([("_priority", "ascending"), ("id", "ascending")])
         batch_size = min(cfg.batch_size, client.api.records.MAX_RECORDS_PER_UPSERT_BULK)
+        ledger = PushLedger(store, artifacts.review_push_ledger_key(cfg.workspace, dataset.name), str(dataset.id), cfg.resend)
         for batch in progress_bar(ordered.to_batches(max_chunksize=batch_size), total=math.ceil(ordered.num_rows / batch_size),
                                   desc=f"push {dataset.name}", unit=" batches"):
-            upsert(client, dataset, build_records(batch.to_pylist(), cfg, with_model_question, summary))
-        summary.pushed[split] += ordered.num_rows
+            batch_rows = batch.to_pylist()
+            records = build_records(batch_rows, cfg, with_model_question, summary)
+            digest = ledger.track([with_model_question, cfg.llm_model, batch_rows])
+            if digest in ledger:
+                summary.unchanged[split] += batch.num_rows
+                continue
+            upsert(client, dataset, records)
+            ledger.add(digest)
+            summary.pushed[split] += batch.num_rows
+        ledger.keep_only_current()
+    store.put_json(artifacts.REVIEW_PUSH_KEY, summary.record())
     return summary
+
+
+class PushLedger:
+    """The batches one Argilla dataset holds as this store last sent them (`_meta`), by content digest.
+
+    Written after every upsert, so a push stopped half-way resumes where it stopped; a batch whose
+    rows, suggestions or order changed has a new digest and is sent again. Tied to the dataset's
+    server id: a dataset deleted and created anew starts empty.
+    """
+
+    def __init__(self, store: Store, key: str, dataset_id: str, resend: bool = False):
+        self.store, self.key, self.dataset_id = store, key, dataset_id
+        kept = store.get_json(key) or {}
+        self.held = set(kept.get("batches", [])) if kept.get("dataset_id") == dataset_id and not resend else set()
+        self.current: list[str] = []  # this push's batches, in order
+
+    def track(self, content) -> str:
+        """The digest of one batch's content, remembered as part of this push."""
+        digest = stable_hash(content, length=32)
+        self.current.append(digest)
+        return digest
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self.held
+
+    def add(self, digest: str) -> None:
+        self.held.add(digest)
+        self._save(sorted(self.held))
+
+    def keep_only_current(self) -> None:
+        """Forget batches this push no longer has (older labels, older order): the ledger stays the size of the sample."""
+        self._save(self.current)
+
+    def _save(self, batches: list[str]) -> None:
+        self.store.put_json(self.key, {"dataset_id": self.dataset_id, "batches": batches})
 
 
 def upsert(client, dataset, records: list) -> None:

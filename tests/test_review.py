@@ -8,6 +8,7 @@ answers through the same REST endpoint the Argilla UI uses, with its own API key
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 from collections import Counter
 import os
@@ -26,7 +27,7 @@ import pytest
 from tests.argilla_reviewer import answer
 from tests.argilla_reviewer import reviewer as new_reviewer
 from tests.conftest import REPO, run_module
-from finner import schemas
+from finner import artifacts, schemas
 from finner.errors import FinnerError
 from finner.ids import headline_id
 from finner.review import (
@@ -341,9 +342,24 @@ def test_push_review_pull_round_trip(argilla, client, review_store, tables):
         assert line.startswith(f"{split}: {summary.pushed[split]} records, ") and f"{n_sub} submitted" in line
         assert "LLM vs gold so far: P=" in line
 
-    # Re-push after review: same records, suggestions updated in place, answers kept.
+    # Re-push after review: the ledger knows the server holds every batch as it is, so nothing is sent.
     again = push(review_store, client, CFG)
-    assert again.pushed == summary.pushed
+    assert not again.pushed and again.unchanged == summary.pushed
+    assert again.reasons == summary.reasons and again.model_suggestions == summary.model_suggestions
+    assert review_store.get_json(artifacts.REVIEW_PUSH_KEY)["unchanged"] == dict(summary.pushed)
+    assert "already held unchanged" in again.line()
+
+    # A push stopped after its first batches resumes: the ledger as it stood then sends only the rest.
+    key = artifacts.review_push_ledger_key(CFG.workspace, CFG.name_of("train"))
+    ledger = review_store.get_json(key)
+    review_store.put_json(key, {**ledger, "batches": ledger["batches"][:3]})
+    resumed = push(review_store, client, CFG)
+    assert resumed.pushed == {"train": summary.pushed["train"] - 3 * CFG.batch_size}
+    assert review_store.get_json(key) == ledger
+
+    # --resend sends everything again: same records, suggestions updated in place, answers kept.
+    resent = push(review_store, client, dataclasses.replace(CFG, resend=True))
+    assert resent.pushed == summary.pushed and not resent.unchanged
     assert len(list(iter_records(client, train))) == summary.pushed["train"]
     pull(review_store, client, CFG)
     assert review_store.read("gold").equals(gold)
