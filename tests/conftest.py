@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from finner.store import Store
+from tests.ray_cluster import ray_cluster  # noqa: F401 (a fixture, for every module)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -285,6 +285,6 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A 2-CPU local Ray head shared by the tests of one module (import this fixture into the module)."""
+    """A 2-CPU local Ray head shared by the tests of one module (every module's, through conftest)."""
     with LocalRayCluster() as cluster:
         yield cluster

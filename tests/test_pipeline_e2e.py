@@ -22,7 +22,6 @@ from finner.review_server.launcher import LocalArgilla, LocalArgillaConfig
 from finner.store import Store
 from finner.testing.chat_server import FaultyServerConfig, serve_chat, stats
 from tests.argilla_reviewer import answer, reviewer
-from tests.ray_cluster import ray_cluster  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 

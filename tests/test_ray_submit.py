@@ -9,7 +9,6 @@ import pytest
 from finner.source import SourceConfig, ingest
 from finner.store import Store
 from tests.conftest import run_module
-from tests.ray_cluster import ray_cluster  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
