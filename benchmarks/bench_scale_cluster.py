@@ -28,12 +28,14 @@ asks for a whole CPU per task, which no node has left. Hence `--node-cpus` 2 by 
 The job's code is the installed finner (no `working_dir`: the fake provider's nodes share one
 session folder, see tests/test_autoscaling.py). Resumable like the pipeline: the same command
 again submits the same job, which keeps what it finished; its figures then cover that run only.
+`--from STAGE` submits the stages from STAGE on, for a run stopped after the earlier ones finished.
 Each run's job log stays under `--out` as `job-<submission id>.log`, a stopped run's included.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--out", default="finner-data/bench-scale-cluster", help="work folder: feed, store, logs, the JSON")
     parser.add_argument("--model", default="", help="GLiNER checkpoint to score with; none: an untrained one on the packaged encoder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the feed")
+    parser.add_argument("--from", dest="first", choices=STAGES, default=STAGES[0], help="first stage to run (a stopped run of this --out finished those before it)")
     args = parser.parse_args()
     stop_on_signals()  # `kill` as well as Ctrl-C stops the servers and clusters it started
     sys.stdout.reconfigure(line_buffering=True)
@@ -114,14 +117,17 @@ def main() -> None:
         write_scaled_feed(HEADLINES, LISTINGS, rows, partial, seed=args.seed)
         partial.replace(feed)
     model = args.model or untrained_checkpoint(str(out / "untrained-gliner"))
-    with Argilla(out / "argilla") as argilla, LocalRayCluster(num_cpus=0, autoscaling_config=cluster_config(args.nodes, args.node_cpus), env={"PYTHONPATH": str(REPO)}) as cluster:
-        if argilla is None:
+    stages = STAGES[STAGES.index(args.first):]
+    pushes = "review-push" in stages
+    with Argilla(out / "argilla") if pushes else contextlib.nullcontext() as argilla, \
+            LocalRayCluster(num_cpus=0, autoscaling_config=cluster_config(args.nodes, args.node_cpus), env={"PYTHONPATH": str(REPO)}) as cluster:
+        if pushes and argilla is None:
             raise SystemExit("error: the review push needs the local Argilla environment (`make argilla-venv`)")
         wait_for_nodes(cluster, args.nodes)
         base = ["--store", store.root, "--path", str(feed), "--listings", str(LISTINGS)]
         score = " ".join(["--model", model, *SCORE_FLAGS, "--onnx-cache", str(out / "onnx"), "--quiet"])
         before = table_stats(store)
-        job = cluster.submit("jobs.pipeline", *base, "--only", *STAGES, "--stage-args", f"score={score}", env_vars=argilla.env)
+        job = cluster.submit("jobs.pipeline", *base, "--only", *stages, "--stage-args", f"score={score}", env_vars=argilla.env if pushes else None)
         began, driver_peak = time.monotonic(), 0
         job_log = out / f"job-{job}.log"
         try:
@@ -141,12 +147,12 @@ def main() -> None:
     tables = table_stats(store)
     scored = tables.get("predictions", {}).get("rows", 0) - before.get("predictions", {}).get("rows", 0)  # by this run
     report = {
-        "rows": rows, "nodes": args.nodes, "node_cpus": args.node_cpus, "model": model, "status": status,
+        "rows": rows, "nodes": args.nodes, "node_cpus": args.node_cpus, "model": model, "stages": list(stages), "status": status,
         "seconds": seconds, "stage_seconds": done, "driver_peak_rss": driver_peak,
         "actor_nodes": len(actor_nodes), "tables": tables,
     }  # fmt: skip
     (out / "bench_scale_cluster.json").write_text(json.dumps(report, indent=2))
-    for stage in STAGES:
+    for stage in stages:
         print(f"  {stage:<12} {done[stage]:8.1f} s" if stage in done else f"  {stage:<12} not finished")
     print(f"job {job}: {status} in {seconds:.0f} s on {args.nodes} nodes of {args.node_cpus} CPUs; driver peak {driver_peak / 2**20:.0f} MiB; log {job_log}")
     if status != "SUCCEEDED":
