@@ -3,7 +3,10 @@
 Runs the three steps of the case study's "Dataset sampling and splitting" in order: spans of the
 LLM's strings (`finner.spans`), clusters of the normalized company names (`finner.cluster`), the
 stratified sample and its date splits (`finner.sample`). Pure over the store's tables and seeded,
-so a re-run on the same inputs writes the same two tables (each replaced atomically).
+so a re-run on the same inputs would write the same two tables (each replaced atomically): it keeps
+them instead, when the last curation read the same table versions with the same settings and its
+tables are still the latest (`force` curates again). A resumed pipeline then skips a finished
+curation, minutes at 900k headlines.
 
 Only `ok` labels carry companies. `invalid_output` / `failed` labels get no spans row; they may be
 sampled in their own stratum (see `finner.sample`) with null spans, so review starts them from
@@ -23,11 +26,12 @@ Ranges are in id order and sorted within, so the tables' rows do not depend on h
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
@@ -82,10 +86,12 @@ class CurateSummary:
     pairs_scored: int = 0
     sample: SampleSummary = field(default_factory=SampleSummary)
     plot: str | None = None  # where the per-year chart of the sample was written
+    kept: bool = False  # the last curation's tables, kept: it read the same inputs
 
     def lines(self) -> list[str]:
         labels = ", ".join(f"{status} {n}" for status, n in sorted(self.labels.items()))
-        out = [
+        out = ["kept the last curation: it read the same headlines, labels and settings (--force: curate again)"] if self.kept else []
+        out += [
             f"labels of version {self.label_version or '(unversioned)'}",
             f"headlines: {self.headlines}; labels: {labels}; not labeled yet: {self.not_labeled}"
             + (f"; labels with no headline (ignored): {self.orphan_labels}" if self.orphan_labels else ""),
@@ -102,6 +108,15 @@ class CurateSummary:
         out["sample"] = {k: dict(v) for k, v in vars(self.sample).items()}
         return out
 
+    @classmethod
+    def from_dict(cls, record: dict) -> CurateSummary | None:
+        """The summary `as_dict` wrote; None when it has other fields (written by another version)."""
+        counters = {f.name for f in fields(cls) if f.default_factory is Counter}
+        if set(record) != {f.name for f in fields(cls)} or set(record["sample"]) != {f.name for f in fields(SampleSummary)}:
+            return None
+        values = {k: Counter(v) if k in counters else v for k, v in record.items() if k != "sample"}
+        return cls(**values, sample=SampleSummary(**{k: Counter(v) for k, v in record["sample"].items()}))
+
 
 def curate(
     store: Store,
@@ -110,14 +125,19 @@ def curate(
     config: CurateConfig = CurateConfig(),
     progress: bool = True,
     label_version: str = "",
+    force: bool = False,
 ) -> CurateSummary:
     """Write the `spans` and `sample` tables from `headlines` and the `llm_labels` of one label
-    version (`label_version`, default the latest labeling run's); return the counts."""
+    version (`label_version`, default the latest labeling run's); return the counts. Unless
+    `force`, a curation of the same inputs keeps the last one's tables and returns its counts."""
     if not store.exists("headlines"):
         raise FinnerError(f"no `headlines` table in {store.root}: run the ingest stage first")
     if not store.exists("llm_labels"):
         raise FinnerError(f"no `llm_labels` table in {store.root}: run the labeling stage first")
     version = current_label_version(store, label_version)
+    inputs = _inputs(store, version, cluster_config, sample_config)
+    if not force and (kept := _kept(store, inputs)) is not None:
+        return kept
     summary = CurateSummary(label_version=version)
     headlines = store.dataset("headlines")
     with tempfile.TemporaryDirectory(prefix="finner-curate-") as folder, progress_bar(
@@ -134,7 +154,42 @@ def curate(
         chosen = _draw(parts, representative, sample_config, cluster_sizes, bounds, bar)
         store.write("sample", _sample(parts, chosen, sample_config, summary.sample, bar))
     summary.plot = plot_sample(summary.sample, sample_config, store)
-    store.put_json(artifacts.CURATE_KEY, {"summary": summary.as_dict(), "cluster": asdict(cluster_config), "sample": asdict(sample_config)})
+    store.put_json(
+        artifacts.CURATE_KEY,
+        {"summary": summary.as_dict(), "cluster": asdict(cluster_config), "sample": asdict(sample_config), "inputs": inputs, "outputs": _outputs(store)},
+    )
+    return summary
+
+
+def _version(store: Store, name: str) -> int | None:
+    """The version of a table that `store` reads (its pinned one, else the latest)."""
+    return store.pinned.get(name, store.version(name))
+
+
+def _inputs(store: Store, label_version: str | None, cluster_config: ClusterConfig, sample_config: SampleConfig) -> dict:
+    """What a curation's tables follow from, as JSON values (compared with the stored record)."""
+    inputs = {
+        "headlines": _version(store, "headlines"),
+        "llm_labels": _version(store, "llm_labels"),
+        "label_version": label_version,
+        "cluster": asdict(cluster_config),
+        "sample": asdict(sample_config),
+    }
+    return json.loads(json.dumps(inputs, default=str))
+
+
+def _outputs(store: Store) -> dict:
+    return {name: store.version(name) for name in ("spans", "sample")}
+
+
+def _kept(store: Store, inputs: dict) -> CurateSummary | None:
+    """The last curation's summary when it read `inputs` and its tables are still the latest."""
+    record = store.get_json(artifacts.CURATE_KEY) or {}
+    if record.get("inputs") != inputs or record.get("outputs") != _outputs(store):
+        return None
+    summary = CurateSummary.from_dict(record["summary"])
+    if summary is not None:
+        summary.kept = True
     return summary
 
 

@@ -159,13 +159,27 @@ def test_sample_splits_and_summary(curated):
     assert store.get_json("curate")["summary"]["sample"]["sampled"] == dict(splits)
 
 
-def test_rerun_writes_the_same_tables(curated):
-    store, _ = curated
-    before = {t: store.read(t).to_pylist() for t in ("spans", "sample")}
-    assert curate_job.main(["--store", store.root, "--quiet"]) == 0
-    assert {t: store.read(t).to_pylist() for t in ("spans", "sample")} == before
-    assert curate_job.main(["--store", store.root, "--quiet", "--seed", "1"]) == 0
+def test_rerun_keeps_or_writes_the_same_tables(curated):
+    store, first_output = curated
+    tables = ("spans", "sample")
+    before = {t: store.read(t).to_pylist() for t in tables}
+    versions = {t: store.version(t) for t in tables}
+    def summary_lines(output: str) -> list[str]:
+        return [line for line in output.splitlines() if not line.startswith("curate: details in")]
+
+    again = run_module("jobs.curate", "--store", store.root, "--quiet")  # same inputs: kept, not rewritten
+    assert again.returncode == 0 and summary_lines(again.stdout)[0].startswith("kept the last curation")
+    assert summary_lines(again.stdout)[1:] == summary_lines(first_output)  # the counts of the curation it kept
+    assert {t: store.version(t) for t in tables} == versions
+    forced = run_module("jobs.curate", "--store", store.root, "--quiet", "--force")
+    assert forced.returncode == 0 and summary_lines(forced.stdout) == summary_lines(first_output)
+    assert {t: store.version(t) for t in tables} == {t: v + 1 for t, v in versions.items()}
+    assert {t: store.read(t).to_pylist() for t in tables} == before
+    assert curate_job.main(["--store", store.root, "--quiet", "--seed", "1"]) == 0  # another setting: curated again
     assert store.read("sample").to_pylist() != before["sample"]  # the seed does matter
+    store.write("sample", store.read("sample").slice(0, 3))  # a table changed since: curated again
+    assert curate_job.main(["--store", store.root, "--quiet", "--seed", "1"]) == 0
+    assert store.read("sample").num_rows > 3
 
 
 def test_missing_labels_and_bad_flags_fail_in_one_line(tmp_path):
@@ -273,7 +287,7 @@ def test_the_tables_do_not_depend_on_the_number_of_id_ranges(two_version_store):
     config = SampleConfig(seed=5, sample_unlabeled=False)
     results = []
     for batch_rows in (1_000_000, 97):  # one range; 31 ranges
-        summary = curate(store, sample_config=config, config=CurateConfig(batch_rows=batch_rows), progress=False, label_version="old")
+        summary = curate(store, sample_config=config, config=CurateConfig(batch_rows=batch_rows), progress=False, label_version="old", force=True)
         tables = [store.read(t).to_pylist() for t in ("spans", "sample")]  # in table order: the order training reads
         results.append(({k: v for k, v in summary.as_dict().items() if k != "plot"}, *tables))
     assert results[0] == results[1]
