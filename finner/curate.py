@@ -154,27 +154,15 @@ def curate(
         chosen = _draw(parts, representative, sample_config, cluster_sizes, bounds, bar)
         store.write("sample", _sample(parts, chosen, sample_config, summary.sample, bar))
     summary.plot = plot_sample(summary.sample, sample_config, store)
-    store.put_json(
-        artifacts.CURATE_KEY,
-        {"summary": summary.as_dict(), "cluster": asdict(cluster_config), "sample": asdict(sample_config), "inputs": inputs, "outputs": _outputs(store)},
-    )
+    store.put_json(artifacts.CURATE_KEY, {"summary": summary.as_dict(), **inputs, "wrote": _outputs(store)})
     return summary
 
 
-def _version(store: Store, name: str) -> int | None:
-    """The version of a table that `store` reads (its pinned one, else the latest)."""
-    return store.pinned.get(name, store.version(name))
-
-
 def _inputs(store: Store, label_version: str | None, cluster_config: ClusterConfig, sample_config: SampleConfig) -> dict:
-    """What a curation's tables follow from, as JSON values (compared with the stored record)."""
-    inputs = {
-        "headlines": _version(store, "headlines"),
-        "llm_labels": _version(store, "llm_labels"),
-        "label_version": label_version,
-        "cluster": asdict(cluster_config),
-        "sample": asdict(sample_config),
-    }
+    """What a curation's tables follow from, as JSON values: the settings and the table versions
+    (pinned or latest) and labels it read, as its `_meta` record holds them."""
+    read = {name: store.delta(name).version() for name in ("headlines", "llm_labels")}
+    inputs = {"cluster": asdict(cluster_config), "sample": asdict(sample_config), "read": {**read, "label_version": label_version}}
     return json.loads(json.dumps(inputs, default=str))
 
 
@@ -185,7 +173,7 @@ def _outputs(store: Store) -> dict:
 def _kept(store: Store, inputs: dict) -> CurateSummary | None:
     """The last curation's summary when it read `inputs` and its tables are still the latest."""
     record = store.get_json(artifacts.CURATE_KEY) or {}
-    if record.get("inputs") != inputs or record.get("outputs") != _outputs(store):
+    if any(record.get(key) != value for key, value in inputs.items()) or record.get("wrote") != _outputs(store):
         return None
     summary = CurateSummary.from_dict(record["summary"])
     if summary is not None:
