@@ -15,9 +15,9 @@ kept is the best on the sample's valid split, validated every `--max-steps`/3 st
 threshold chosen on the gold's dev part, and reported again without the subject rules (`finner.roles`:
 brokers, regulators, calendar words; its threshold chosen again on dev), what it learned by itself;
 (b) that model fine-tuned further on the dev part's human
-labels, each dev headline beside one of the feed's labelled headlines, its epoch and threshold
-chosen on `DEV_HELD_OUT` dev headlines it does not train on. Every choice is made on dev (or the
-sample's valid split); the test part is read once, at the end. `--dev-only` stops before it:
+labels (all of dev), each dev headline beside one of the feed's labelled headlines, its epoch and
+threshold chosen on the gold's `dev2` part, which it does not train on. Every choice is made on a
+dev part (or the sample's valid split); the test part is read once, at the end. `--dev-only` stops before it:
 (a) alone, each seed's F1 on the whole dev part at its threshold chosen there (optimistic, and the
 same for every choice compared), to try a choice without reading the test part.
 
@@ -58,7 +58,6 @@ STEPS = 3000  # (a)'s training steps: 0.8 of a pass over the real feed's ~15k la
 QUICK_STEPS, QUICK_ROWS = 60, 480  # --quick: (a) on the feed's first rows only
 # (a): the `--real` pipeline's whole-feed model (a fresh head on the MiniLM encoder; jobs.pipeline DEMO_FIT_FLAGS)
 ON_LABELS = ["--offline", "--learning-rate", "5e-5", "--head-learning-rate", "1e-3", "--epochs", "1000"]  # steps, not epochs, end it
-DEV_HELD_OUT = 40  # dev headlines (b) does not train on: its epoch and threshold are chosen on them
 PLUS_DEV = {"epochs": 3, "learning_rate": 2e-5, "head_learning_rate": 1e-4, "batch_size": 8, "warmup_ratio": 0.1}  # (b): a trained head, small steps
 QUICK_PLUS_DEV_EPOCHS = 1
 STAGE = "bench_quality"  # metrics.stage of the rows written here
@@ -158,12 +157,11 @@ def main() -> None:
     from finner.bootstrap import BootstrapConfig
     from finner.evaluate import ZERO_SHOT, choose_threshold, comparisons, evaluate, markdown_comparisons, write_metrics
     from finner.gold import DEV, DEV2, TEST, load_gold
-    from finner.learning_curve import CurveConfig, real_training_sets
     from finner.metrics import EXACT
     from finner.models.registry import load_checkpoint
     from finner.models.spacy_baseline import SpacyBaseline
     from finner.store import Store
-    from finner.training_data import GOLD_LABELS, feed_train_rows
+    from finner.training_data import ROW_COLUMNS, feed_train_rows
 
     started = time.perf_counter()
     store = Store(args.store)
@@ -175,8 +173,7 @@ def main() -> None:
     rows = QUICK_ROWS if args.quick else 0
     feed = feed_train_rows(store, limit=rows, every_year=args.rows == ALL_ROWS)
     print(f"feed: {feed.num_rows} labelled headlines (--rows {args.rows}); gold dev {dev.num_rows}, test {test.num_rows}; seeds {args.seeds}, {steps} steps", flush=True)
-    dev_sets = real_training_sets(store, gold, CurveConfig(gold="real", valid_rows=DEV_HELD_OUT))  # the learning curve's dev split
-    human, dev_valid = dev_sets.train[GOLD_LABELS].cast(feed.schema), dev_sets.valid[GOLD_LABELS]
+    human, plus_dev_valid = dev.select(ROW_COLUMNS).cast(feed.schema), dev2.select(ROW_COLUMNS)  # (b) trains on dev, is chosen on dev2
     plus_dev_options = PLUS_DEV | ({"epochs": QUICK_PLUS_DEV_EPOCHS} if args.quick else {})
     models: dict[str, dict[int, object]] = {ON_LABELS_ROW: {}} if args.dev_only else {ON_LABELS_ROW: {}, NO_RULES_ROW: {}, PLUS_DEV_ROW: {}}
     dev_f1: dict[int, float] = {}
@@ -186,7 +183,7 @@ def main() -> None:
         paths = {ON_LABELS_ROW: (summary["path"], dev), NO_RULES_ROW: (summary["path"], dev)}
         if not args.dev_only:
             beside = feed.take(random.Random(seed).sample(range(feed.num_rows), min(human.num_rows, feed.num_rows)))
-            paths[PLUS_DEV_ROW] = (train_plus_dev(store, seed, summary["path"], pa.concat_tables([human, beside]), dev_valid, **plus_dev_options), dev_valid)
+            paths[PLUS_DEV_ROW] = (train_plus_dev(store, seed, summary["path"], pa.concat_tables([human, beside]), plus_dev_valid, **plus_dev_options), plus_dev_valid)
         for row in models:
             path, choose_on = paths[row]
             model = load_checkpoint("gliner", path)
