@@ -407,11 +407,6 @@ def fine_tune(
         return
     stream = _batch_stream(batches, resume.position if resume else Position())
     trainer = _streaming(model.trainer(config, work_dir, total_steps), stream)
-    # With tqdm off, transformers prints every log to stdout; logging is off, so that is only its
-    # end-of-training dict. What finner reports goes through `report` and the training log.
-    from transformers import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)
     trainer.add_callback(_checkpoints(model, valid, config, epoch_steps, total_steps, report, stream, resume, keep_training_state, on_step))
     trainer.train()
 
