@@ -16,12 +16,14 @@ threshold chosen on the gold's dev part, and reported again without the subject 
 brokers, regulators, calendar words; its threshold chosen again on dev), what it learned by itself;
 (b) that model fine-tuned further on the dev part's human
 labels (all of dev), each dev headline beside one of the feed's labelled headlines, its epoch and
-threshold chosen on the gold's `dev2` part, which it does not train on. Every choice is made on a
+threshold chosen on the gold's `dev2` part, which it does not train on; and, with 3 seeds or more,
+(a)'s seed models as one majority vote (`finner.models.ensemble`: a span is kept where most of
+them predict it, each at its own threshold), one model's cost per member. Every choice is made on a
 dev part (or the sample's valid split); the test part is read once, at the end. `--dev-only` stops before it:
 (a) alone, each seed's F1 on the whole dev part at its threshold chosen there (optimistic, and the
 same for every choice compared), to try a choice without reading the test part.
 
-Both modes then score the labeller and (a) at that threshold on the gold's `dev2` part, the
+Both modes then score the labeller, (a) at that threshold and (a)'s vote on the gold's `dev2` part, the
 second dev part: drawn later, from 2017–2020 (years `--rows feed` never trains on; `all` trains on
 their other headlines), and no labeller rule was ever fitted to it (the labeller's rules were
 written on `dev`, where it scores far above its test F1),
@@ -33,7 +35,7 @@ that of the mean. `model - labeller` and `labels + dev - labeller` are the mean 
 the interval of the difference (the same resamples for both sides). Rows go to the store's
 `metrics` table (stage `bench_quality`). Ends with `BENCH real_test_f1_<row>` lines (the mean over
 seeds), `_sd`, `_ci_low`, `_ci_high`, and `BENCH real_test_f1_model_minus_labeller` with its
-`_ci_low` and `_ci_high`.
+`_ci_low` and `_ci_high` (and the same for `model_plus_dev` and `model_vote`).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ QUICK_PLUS_DEV_EPOCHS = 1
 STAGE = "bench_quality"  # metrics.stage of the rows written here
 LABELLER, ON_LABELS_ROW, PLUS_DEV_ROW = "labeller", "model_on_labels", "model_on_labels_plus_dev"
 NO_RULES_ROW = "model_on_labels_no_rules"  # (a) without the subject rules (`finner.roles`): what it learned by itself
+VOTE_ROW = "model_on_labels_vote"  # (a)'s seed models as one (`finner.models.ensemble.MajorityVote`), with 3 seeds or more
+VOTE_MIN_SEEDS = 3
 
 
 def build_store(root: str) -> None:
@@ -124,18 +128,30 @@ def seeds_result(row: str, part, by_seed: dict, bootstrap):
     return over_seeds({seed: evaluate(row, FINE_TUNED, part, model.predict(titles), bootstrap=bootstrap)[0] for seed, model in by_seed.items()}, bootstrap)
 
 
+def vote_result(part, by_seed: dict, bootstrap):
+    """(a)'s seed models as one majority vote on a gold part, or None with too few seeds for one."""
+    from finner.evaluate import FINE_TUNED, evaluate
+    from finner.models.ensemble import MajorityVote
+
+    if len(by_seed) < VOTE_MIN_SEEDS:
+        return None
+    return evaluate(VOTE_ROW, FINE_TUNED, part, MajorityVote(list(by_seed.values())).predict(part.column("title").to_pylist()), bootstrap=bootstrap)[0]
+
+
 def print_dev2(store, dev2, by_seed: dict) -> None:
-    """The labeller and (a) on the `dev2` part, at (a)'s thresholds chosen on dev: each F1 and the
-    model − labeller difference (mean over seeds), with their 95% intervals."""
+    """The labeller, (a) and (a)'s vote on the `dev2` part, at (a)'s thresholds chosen on dev: each
+    F1 and the difference from the labeller (for (a), the mean over seeds), with their 95% intervals."""
     from finner.bootstrap import BootstrapConfig
     from finner.evaluate import comparisons
     from finner.metrics import EXACT
 
     bootstrap = BootstrapConfig()
-    labeller, model = labeller_result(store, dev2, bootstrap), seeds_result(ON_LABELS_ROW, dev2, by_seed, bootstrap)
-    difference = next(c.difference for c in comparisons([labeller, model], LABELLER, bootstrap) if c.match == EXACT)
-    print(f"dev2 ({dev2.num_rows} headlines): labeller F1 {labeller.f1_text(EXACT)}, (a) F1 {model.f1_text(EXACT)}")
-    print(f"dev2: (a) - labeller {difference.value:+.3f} [{difference.interval.low:+.3f}, {difference.interval.high:+.3f}]", flush=True)
+    rows = [labeller_result(store, dev2, bootstrap), seeds_result(ON_LABELS_ROW, dev2, by_seed, bootstrap), vote_result(dev2, by_seed, bootstrap)]
+    rows = [r for r in rows if r is not None]
+    print(f"dev2 ({dev2.num_rows} headlines): " + ", ".join(f"{r.model} F1 {r.f1_text(EXACT)}" for r in rows))
+    for c in comparisons(rows, LABELLER, bootstrap):
+        if c.match == EXACT:
+            print(f"dev2: {c.model} - labeller {c.difference.value:+.3f} [{c.difference.interval.low:+.3f}, {c.difference.interval.high:+.3f}]", flush=True)
 
 
 def main() -> None:
@@ -208,6 +224,8 @@ def main() -> None:
         *evaluate("spacy", ZERO_SHOT, test, SpacyBaseline.load().predict(titles), bootstrap=bootstrap),
         *(seeds_result(row, test, by_seed, bootstrap) for row, by_seed in models.items()),
     ]
+    vote = vote_result(test, models[ON_LABELS_ROW], bootstrap)
+    results += [vote] if vote else []
     write_metrics(store, results, stage=STAGE)
     differences = {c.model: c.difference for c in comparisons(results, LABELLER, bootstrap) if c.match == EXACT}  # means over seeds
 
@@ -226,7 +244,9 @@ def main() -> None:
             print(f"BENCH real_test_f1_{r.model}_sd {r.spreads[EXACT].sd:.4f}")
         print(f"BENCH real_test_f1_{r.model}_ci_low {r.intervals[EXACT].low:.4f}")
         print(f"BENCH real_test_f1_{r.model}_ci_high {r.intervals[EXACT].high:.4f}")
-    for row, label in ((ON_LABELS_ROW, "model_minus_labeller"), (PLUS_DEV_ROW, "model_plus_dev_minus_labeller")):
+    for row, label in ((ON_LABELS_ROW, "model_minus_labeller"), (PLUS_DEV_ROW, "model_plus_dev_minus_labeller"), (VOTE_ROW, "model_vote_minus_labeller")):
+        if row not in differences:
+            continue
         diff = differences[row]
         print(f"BENCH real_test_f1_{label} {diff.value:.4f}")
         print(f"BENCH real_test_f1_{label}_ci_low {diff.interval.low:.4f}")
