@@ -15,8 +15,10 @@ kept is the best on the sample's valid split, validated every `--max-steps`/3 st
 threshold chosen on the gold's dev part, and reported again without the subject rules (`finner.roles`:
 brokers, regulators, calendar words; its threshold chosen again on dev), what it learned by itself;
 (b) that model fine-tuned further on the dev part's human
-labels (all of dev), each dev headline beside one of the feed's labelled headlines, its epoch and
-threshold chosen on the gold's `dev2` part, which it does not train on; and, with 3 seeds or more,
+labels (all of dev), each dev headline beside one of the feed's labelled headlines, its epoch chosen
+on the gold's `dev2` part, which it does not train on, and its threshold by `PLUS_DEV_FOLDS`-fold
+cross-validation over dev (each fold predicted by (a) fine-tuned the same way on the other folds):
+`dev2` holds 2017–2020 only, dev every year as the feed does; and, with 3 seeds or more,
 (a)'s seed models as one majority vote (`finner.models.ensemble`: a span is kept where most of
 them predict it, each at its own threshold), one model's cost per member. Every choice is made on a
 dev part (or the sample's valid split); the test part is read once, at the end. `--dev-only` stops before it:
@@ -62,6 +64,7 @@ QUICK_STEPS, QUICK_ROWS = 60, 480  # --quick: (a) on the feed's first rows only
 ON_LABELS = ["--offline", "--learning-rate", "5e-5", "--head-learning-rate", "1e-3", "--epochs", "1000"]  # steps, not epochs, end it
 PLUS_DEV = {"epochs": 3, "learning_rate": 2e-5, "head_learning_rate": 1e-4, "batch_size": 8, "warmup_ratio": 0.1}  # (b): a trained head, small steps
 QUICK_PLUS_DEV_EPOCHS = 1
+PLUS_DEV_FOLDS, QUICK_PLUS_DEV_FOLDS = 5, 2  # (b)'s threshold: cross-validated over dev
 STAGE = "bench_quality"  # metrics.stage of the rows written here
 LABELLER, ON_LABELS_ROW, PLUS_DEV_ROW = "labeller", "model_on_labels", "model_on_labels_plus_dev"
 NO_RULES_ROW = "model_on_labels_no_rules"  # (a) without the subject rules (`finner.roles`): what it learned by itself
@@ -99,18 +102,49 @@ def train_on_labels(store, seed: int, steps: int, rows: int, source: str = ROWS)
 
 
 def train_plus_dev(store, seed: int, start: str, rows, valid, **options) -> str:
-    """(b) with one seed: (a)'s checkpoint `start` fine-tuned further in this process (or reused);
-    returns the best checkpoint's path."""
+    """(b) with one seed: (a)'s checkpoint `start` fine-tuned further in this process on `rows`,
+    its best epoch on `valid` kept (or reused); returns the best checkpoint's path."""
     from finner.ids import stable_hash
     from finner.models.registry import load_checkpoint
     from finner.train import fit_locally, seed_everything
 
-    out = store.artifact(STAGE, f"{PLUS_DEV_ROW}-{stable_hash([start, rows.column('id').to_pylist(), options, seed], length=12)}")
+    out = store.artifact(STAGE, f"{PLUS_DEV_ROW}-{stable_hash([start, rows.column('id').to_pylist(), valid.column('id').to_pylist(), options, seed], length=12)}")
     best = os.path.join(out, "best")
     if not os.path.isdir(best):
         seed_everything(seed)
         fit_locally(load_checkpoint("gliner", start), rows, valid, out, seed=seed, **options)
     return best
+
+
+def beside_feed(feed, seed: int, count: int):
+    """`count` of the feed's labelled headlines, drawn with `seed`, for human-labelled ones to train beside."""
+    return feed.take(random.Random(seed).sample(range(feed.num_rows), min(count, feed.num_rows)))
+
+
+def plus_dev_threshold(store, seed: int, start: str, human, feed, folds: int, **options) -> tuple[float, float]:
+    """(b)'s threshold, chosen over dev's headlines of every year: each of `folds` folds of dev is
+    predicted by (a) fine-tuned as (b) on the other folds; returns the threshold with the best exact
+    F1 over all of dev so predicted (the higher on a tie) and that F1."""
+    import pyarrow as pa
+
+    from finner.evaluate import THRESHOLDS
+    from finner.metrics import exact_prf
+    from finner.models.registry import load_checkpoint
+
+    order = list(range(human.num_rows))
+    random.Random(0).shuffle(order)
+    gold, predicted = [], {t: [] for t in THRESHOLDS}
+    for k in range(folds):
+        held = sorted(order[k::folds])
+        rest, part = sorted(set(order) - set(held)), human.take(held)
+        model = load_checkpoint("gliner", train_plus_dev(store, seed, start, pa.concat_tables([human.take(rest), beside_feed(feed, seed, len(rest))]), part, **options))
+        gold += part.column("spans").to_pylist()
+        for threshold in THRESHOLDS:
+            model.threshold = threshold
+            predicted[threshold] += model.predict(part.column("title").to_pylist())
+    f1 = {t: exact_prf(gold, predicted[t]).f1 for t in THRESHOLDS}
+    best = max(THRESHOLDS, key=lambda t: (f1[t], t))
+    return best, f1[best]
 
 
 def labeller_result(store, part, bootstrap):
@@ -189,27 +223,30 @@ def main() -> None:
     rows = QUICK_ROWS if args.quick else 0
     feed = feed_train_rows(store, limit=rows, every_year=args.rows == ALL_ROWS)
     print(f"feed: {feed.num_rows} labelled headlines (--rows {args.rows}); gold dev {dev.num_rows}, test {test.num_rows}; seeds {args.seeds}, {steps} steps", flush=True)
-    human, plus_dev_valid = dev.select(ROW_COLUMNS).cast(feed.schema), dev2.select(ROW_COLUMNS)  # (b) trains on dev, is chosen on dev2
+    human, plus_dev_valid = dev.select(ROW_COLUMNS).cast(feed.schema), dev2.select(ROW_COLUMNS)  # (b) trains on dev, its epoch is chosen on dev2
     plus_dev_options = PLUS_DEV | ({"epochs": QUICK_PLUS_DEV_EPOCHS} if args.quick else {})
+    folds = QUICK_PLUS_DEV_FOLDS if args.quick else PLUS_DEV_FOLDS
     models: dict[str, dict[int, object]] = {ON_LABELS_ROW: {}} if args.dev_only else {ON_LABELS_ROW: {}, NO_RULES_ROW: {}, PLUS_DEV_ROW: {}}
     dev_f1: dict[int, float] = {}
     for seed in args.seeds:
         summary = train_on_labels(store, seed, steps, rows, args.rows)
         print(f"seed {seed}: (a) {summary['train_rows']} training headlines (--rows {args.rows}), kept step {summary['best']['step']} (valid F1 {summary['best']['valid_f1']:.3f})", flush=True)
-        paths = {ON_LABELS_ROW: (summary["path"], dev), NO_RULES_ROW: (summary["path"], dev)}
+        paths = {ON_LABELS_ROW: summary["path"], NO_RULES_ROW: summary["path"]}
         if not args.dev_only:
-            beside = feed.take(random.Random(seed).sample(range(feed.num_rows), min(human.num_rows, feed.num_rows)))
-            paths[PLUS_DEV_ROW] = (train_plus_dev(store, seed, summary["path"], pa.concat_tables([human, beside]), plus_dev_valid, **plus_dev_options), plus_dev_valid)
+            paths[PLUS_DEV_ROW] = train_plus_dev(store, seed, summary["path"], pa.concat_tables([human, beside_feed(feed, seed, human.num_rows)]), plus_dev_valid, **plus_dev_options)
         for row in models:
-            path, choose_on = paths[row]
-            model = load_checkpoint("gliner", path)
+            model = load_checkpoint("gliner", paths[row])
             model.subject_rules = row != NO_RULES_ROW
-            chosen = choose_threshold(model, choose_on)
-            model.threshold = chosen.threshold
-            print(f"seed {seed}: {row} threshold {chosen.threshold} (exact F1 {chosen.prf.f1:.3f} on {choose_on.num_rows} dev headlines)", flush=True)
+            if row == PLUS_DEV_ROW:
+                model.threshold, f1 = plus_dev_threshold(store, seed, summary["path"], human, feed, folds, **plus_dev_options)
+                where = f"{dev.num_rows} dev headlines, {folds}-fold"
+            else:
+                chosen = choose_threshold(model, dev)
+                model.threshold, f1, where = chosen.threshold, chosen.prf.f1, f"{dev.num_rows} dev headlines"
+            print(f"seed {seed}: {row} threshold {model.threshold} (exact F1 {f1:.3f} on {where})", flush=True)
             models[row][seed] = model
             if row == ON_LABELS_ROW:
-                dev_f1[seed] = chosen.prf.f1
+                dev_f1[seed] = f1
     print(f"dev F1 of (a), mean of seeds {args.seeds}: {sum(dev_f1.values()) / len(dev_f1):.3f} ({dev.num_rows} dev headlines)")
     print_dev2(store, dev2, models[ON_LABELS_ROW])
     if args.dev_only:
