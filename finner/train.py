@@ -396,17 +396,25 @@ def fine_tune(
     resume: Resume | None = None,
     keep_training_state: bool = True,
     on_step: Callable[[int], None] | None = None,
+    trainer_summary: bool = True,
 ) -> None:
     """Train `model` in place for `config.epochs` epochs of `epoch_steps` steps (at most
     `config.max_steps`) on `batches`,
     validating on the rows `valid()` yields and reporting as it goes (see the module docstring); a
     `resume`d run takes the remaining steps only. Without `keep_training_state` checkpoints hold
-    the model alone (a run that will not be resumed). `on_step(step)` follows every step (progress)."""
+    the model alone (a run that will not be resumed). `on_step(step)` follows every step (progress).
+    Without `trainer_summary` transformers does not print its end-of-training dict (with tqdm off it
+    prints its logs to stdout: a Ray Train worker's go to the training log, an in-process fit's would
+    land between the caller's lines)."""
     total_steps = total_training_steps(config, epoch_steps)
     if finished(resume, config, total_steps):
         return
     stream = _batch_stream(batches, resume.position if resume else Position())
     trainer = _streaming(model.trainer(config, work_dir, total_steps), stream)
+    if not trainer_summary:
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     trainer.add_callback(_checkpoints(model, valid, config, epoch_steps, total_steps, report, stream, resume, keep_training_state, on_step))
     trainer.train()
 
@@ -448,5 +456,5 @@ def fit_locally(model: FineTunable, train: pa.Table, valid: pa.Table, output_dir
     keep = KeepBest(output_dir)
     with tempfile.TemporaryDirectory(prefix="finner-train-") as work_dir:
         epoch_steps = steps_per_epoch(len(rows), 1, config.batch_size)
-        fine_tune(model, in_memory_batches(model, rows, config), lambda: valid_rows, config, epoch_steps, work_dir, keep, keep_training_state=False)
+        fine_tune(model, in_memory_batches(model, rows, config), lambda: valid_rows, config, epoch_steps, work_dir, keep, keep_training_state=False, trainer_summary=False)
     return keep.best_dir

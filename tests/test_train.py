@@ -264,7 +264,7 @@ def test_early_start_asks_for_its_epoch_before_the_trainer_does_and_hands_out_th
     with pytest.raises(FinnerError, match="the shard is gone"):  # raised in the thread that uses the rows
         next(EarlyStart(broken, 0)(0))
 @pytest.mark.slow
-def test_patience_stops_training_after_validations_without_gain(tmp_path, real_headlines_path, company_listings_path):
+def test_patience_stops_training_after_validations_without_gain(tmp_path, capsys, real_headlines_path, company_listings_path):
     """With a vanishing learning rate a step changes nothing, so the first validation after step 0
     scores the same F1: no gain, and patience 1 stops the run there (of 3 epochs of 4 steps)."""
     from finner.models.registry import ModelSpec, build_model
@@ -278,6 +278,7 @@ def test_patience_stops_training_after_validations_without_gain(tmp_path, real_h
     assert [e["step"] for e in history] == [0, 2]
     assert history[0]["valid_f1"] == history[1]["valid_f1"]
     assert (tmp_path / "best" / "gliner_config.json").exists() and not (tmp_path / "best" / "resume").exists()
+    assert "train_runtime" not in capsys.readouterr().out  # an in-process fit keeps transformers' end-of-training dict off stdout
 
 
 @pytest.mark.slow
