@@ -1,10 +1,11 @@
 """Several trained models as one: a span is kept where most of them predict it.
 
-Models trained with different seeds disagree on the headlines none of them is sure of (seed to
-seed, one F1 on the real gold moves by ~0.01); a span that most of them predict is kept, one that
-only one of them predicts is not. Each member predicts at its own threshold, through its own subject
-rules. Majority spans never overlap: members' spans are flat, so two overlapping spans would need
-more votes than there are members. It costs one prediction per member.
+Models trained with different seeds disagree on the headlines none of them is sure of, which is
+where one seed's F1 differs from another's; a span that most of them predict is kept, one that only
+one of them predicts is not. Each member predicts at its own threshold, through its own subject
+rules. When each member's spans are flat (none overlaps another, as GLiNER's flat decoding gives),
+majority spans are flat too: two overlapping ones would need more votes than there are members. It
+costs one prediction per member.
 """
 
 from __future__ import annotations
