@@ -121,30 +121,22 @@ def beside_feed(feed, seed: int, count: int):
     return feed.take(random.Random(seed).sample(range(feed.num_rows), min(count, feed.num_rows)))
 
 
-def plus_dev_threshold(store, seed: int, start: str, human, feed, folds: int, **options) -> tuple[float, float]:
+def plus_dev_threshold(store, seed: int, start: str, human, feed, folds: int, **options):
     """(b)'s threshold, chosen over dev's headlines of every year: each of `folds` folds of dev is
-    predicted by (a) fine-tuned as (b) on the other folds; returns the threshold with the best exact
-    F1 over all of dev so predicted (the higher on a tie) and that F1."""
+    predicted by (a) fine-tuned as (b) on the other folds (`choose_pooled_threshold`)."""
     import pyarrow as pa
 
-    from finner.evaluate import THRESHOLDS
-    from finner.metrics import exact_prf
+    from finner.evaluate import choose_pooled_threshold
     from finner.models.registry import load_checkpoint
 
     order = list(range(human.num_rows))
     random.Random(0).shuffle(order)
-    gold, predicted = [], {t: [] for t in THRESHOLDS}
+    parts = []
     for k in range(folds):
         held = sorted(order[k::folds])
         rest, part = sorted(set(order) - set(held)), human.take(held)
-        model = load_checkpoint("gliner", train_plus_dev(store, seed, start, pa.concat_tables([human.take(rest), beside_feed(feed, seed, len(rest))]), part, **options))
-        gold += part.column("spans").to_pylist()
-        for threshold in THRESHOLDS:
-            model.threshold = threshold
-            predicted[threshold] += model.predict(part.column("title").to_pylist())
-    f1 = {t: exact_prf(gold, predicted[t]).f1 for t in THRESHOLDS}
-    best = max(THRESHOLDS, key=lambda t: (f1[t], t))
-    return best, f1[best]
+        parts.append((load_checkpoint("gliner", train_plus_dev(store, seed, start, pa.concat_tables([human.take(rest), beside_feed(feed, seed, len(rest))]), part, **options)), part))
+    return choose_pooled_threshold(parts)
 
 
 def labeller_result(store, part, bootstrap):
@@ -154,22 +146,28 @@ def labeller_result(store, part, bootstrap):
     return evaluate(LABELLER, ZERO_SHOT, part, llm_predictions(store, part.column("id").to_pylist()), bootstrap=bootstrap)[0]
 
 
-def seeds_result(row: str, part, by_seed: dict, bootstrap):
-    """One trained row on a gold part: each seed's model scored there, as one row over the seeds."""
+def predict_each(by_seed: dict, part) -> dict:
+    """Each seed's model's spans for a gold part's titles, once for every row scored from them."""
+    titles = part.column("title").to_pylist()
+    return {seed: model.predict(titles) for seed, model in by_seed.items()}
+
+
+def seeds_result(row: str, part, predicted: dict, bootstrap):
+    """One trained row on a gold part: each seed's predictions (`predict_each`) scored, as one row over the seeds."""
     from finner.evaluate import FINE_TUNED, evaluate, over_seeds
 
-    titles = part.column("title").to_pylist()
-    return over_seeds({seed: evaluate(row, FINE_TUNED, part, model.predict(titles), bootstrap=bootstrap)[0] for seed, model in by_seed.items()}, bootstrap)
+    return over_seeds({seed: evaluate(row, FINE_TUNED, part, spans, bootstrap=bootstrap)[0] for seed, spans in predicted.items()}, bootstrap)
 
 
-def vote_result(part, by_seed: dict, bootstrap):
-    """(a)'s seed models as one majority vote on a gold part, or None with too few seeds for one."""
+def vote_result(part, predicted: dict, bootstrap):
+    """(a)'s seed models as one majority vote on a gold part (over their `predict_each`
+    predictions), or None with too few seeds for one."""
     from finner.evaluate import FINE_TUNED, evaluate
-    from finner.models.ensemble import MajorityVote
+    from finner.models.ensemble import majority_spans
 
-    if len(by_seed) < VOTE_MIN_SEEDS:
+    if len(predicted) < VOTE_MIN_SEEDS:
         return None
-    return evaluate(VOTE_ROW, FINE_TUNED, part, MajorityVote(list(by_seed.values())).predict(part.column("title").to_pylist()), bootstrap=bootstrap)[0]
+    return evaluate(VOTE_ROW, FINE_TUNED, part, majority_spans(part.column("title").to_pylist(), list(predicted.values())), bootstrap=bootstrap)[0]
 
 
 def print_dev2(store, dev2, by_seed: dict) -> None:
@@ -180,7 +178,8 @@ def print_dev2(store, dev2, by_seed: dict) -> None:
     from finner.metrics import EXACT
 
     bootstrap = BootstrapConfig()
-    rows = [labeller_result(store, dev2, bootstrap), seeds_result(ON_LABELS_ROW, dev2, by_seed, bootstrap), vote_result(dev2, by_seed, bootstrap)]
+    predicted = predict_each(by_seed, dev2)
+    rows = [labeller_result(store, dev2, bootstrap), seeds_result(ON_LABELS_ROW, dev2, predicted, bootstrap), vote_result(dev2, predicted, bootstrap)]
     rows = [r for r in rows if r is not None]
     print(f"dev2 ({dev2.num_rows} headlines): " + ", ".join(f"{r.model} F1 {r.f1_text(EXACT)}" for r in rows))
     for c in comparisons(rows, LABELLER, bootstrap):
@@ -238,11 +237,10 @@ def main() -> None:
             model = load_checkpoint("gliner", paths[row])
             model.subject_rules = row != NO_RULES_ROW
             if row == PLUS_DEV_ROW:
-                model.threshold, f1 = plus_dev_threshold(store, seed, summary["path"], human, feed, folds, **plus_dev_options)
-                where = f"{dev.num_rows} dev headlines, {folds}-fold"
+                chosen, where = plus_dev_threshold(store, seed, summary["path"], human, feed, folds, **plus_dev_options), f"{dev.num_rows} dev headlines, {folds}-fold"
             else:
-                chosen = choose_threshold(model, dev)
-                model.threshold, f1, where = chosen.threshold, chosen.prf.f1, f"{dev.num_rows} dev headlines"
+                chosen, where = choose_threshold(model, dev), f"{dev.num_rows} dev headlines"
+            model.threshold, f1 = chosen.threshold, chosen.prf.f1
             print(f"seed {seed}: {row} threshold {model.threshold} (exact F1 {f1:.3f} on {where})", flush=True)
             models[row][seed] = model
             if row == ON_LABELS_ROW:
@@ -256,12 +254,13 @@ def main() -> None:
     # The test part, read once: every row scored on the same headlines, the same resamples.
     bootstrap = BootstrapConfig()
     titles = test.column("title").to_pylist()
+    predicted = {row: predict_each(by_seed, test) for row, by_seed in models.items()}
     results = [
         labeller_result(store, test, bootstrap),
         *evaluate("spacy", ZERO_SHOT, test, SpacyBaseline.load().predict(titles), bootstrap=bootstrap),
-        *(seeds_result(row, test, by_seed, bootstrap) for row, by_seed in models.items()),
+        *(seeds_result(row, test, predicted[row], bootstrap) for row in models),
     ]
-    vote = vote_result(test, models[ON_LABELS_ROW], bootstrap)
+    vote = vote_result(test, predicted[ON_LABELS_ROW], bootstrap)
     results += [vote] if vote else []
     write_metrics(store, results, stage=STAGE)
     differences = {c.model: c.difference for c in comparisons(results, LABELLER, bootstrap) if c.match == EXACT}  # means over seeds

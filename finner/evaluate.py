@@ -505,9 +505,20 @@ class ThresholdChoice:
 def choose_threshold(model: NerModel, gold: pa.Table) -> ThresholdChoice:
     """The span-score threshold of `THRESHOLDS` with the best exact F1 on `gold`'s rows (the dev
     part: a test part chosen on would no longer be a test); the higher one on a tie."""
-    titles, spans = gold.column("title").to_pylist(), gold.column("spans").to_pylist()
+    return choose_pooled_threshold([(model, gold)])
+
+
+def choose_pooled_threshold(parts: Sequence[tuple[NerModel, pa.Table]]) -> ThresholdChoice:
+    """`choose_threshold` over several gold parts at once, each predicted by its own model (folds
+    of a cross-validation, each by the model that did not train on it): the best exact F1 over all
+    their rows together."""
+    spans = [s for _, gold in parts for s in gold.column("spans").to_pylist()]
+    titles = [gold.column("title").to_pylist() for _, gold in parts]
     scored = []
     for threshold in THRESHOLDS:
-        model.threshold = threshold  # type: ignore[attr-defined]
-        scored.append(ThresholdChoice(threshold, exact_prf(spans, model.predict(titles))))
+        predicted = []
+        for (model, _), part_titles in zip(parts, titles):
+            model.threshold = threshold  # type: ignore[attr-defined]
+            predicted += model.predict(part_titles)
+        scored.append(ThresholdChoice(threshold, exact_prf(spans, predicted)))
     return max(scored, key=lambda c: (c.prf.f1, c.threshold))

@@ -6,44 +6,29 @@ from __future__ import annotations
 import pytest
 
 from finner.errors import FinnerError
-from finner.models.base import NerModel
 from finner.models.ensemble import MajorityVote
 from finner.models.registry import ModelSpec, build_model
-from finner.schemas import make_span
+from tests.scored_spans import ScoredSpans
 
 TITLE = "Apple And Microsoft Beat, Intel Misses"
 
 
-class FixedSpans(NerModel):
-    """A model of our own interface that predicts given words of `TITLE` with given scores."""
-
-    kind = "fixed"
-
-    def __init__(self, *scored_words: tuple[str, float]) -> None:
-        self.spans = [make_span(TITLE, TITLE.index(w), TITLE.index(w) + len(w), score=score) for w, score in scored_words]
-
-    def predict(self, titles):
-        return [list(self.spans) if t == TITLE else [] for t in titles]
-
-    def save(self, path):
-        raise NotImplementedError  # never saved here
-
-    @classmethod
-    def load(cls, path, **_):
-        raise NotImplementedError
+def title_model(*scored_words: tuple[str, float]) -> ScoredSpans:
+    """A model that predicts given words of `TITLE` with given scores."""
+    return ScoredSpans({TITLE: list(scored_words)})
 
 
 def test_vote_keeps_the_spans_most_members_predict_with_their_mean_score():
-    vote = MajorityVote([FixedSpans(("Apple", 0.9), ("Intel", 0.4)), FixedSpans(("Apple", 0.7), ("Microsoft", 0.8)), FixedSpans(("Microsoft", 0.6), ("Intel", 0.5))])
+    vote = MajorityVote([title_model(("Apple", 0.9), ("Intel", 0.4)), title_model(("Apple", 0.7), ("Microsoft", 0.8)), title_model(("Microsoft", 0.6), ("Intel", 0.5))])
     voted = vote.predict([TITLE, "Nothing here"])
     assert [(s["text"], round(s["score"], 6)) for s in voted[0]] == [("Apple", 0.8), ("Microsoft", 0.7), ("Intel", 0.45)]
     assert voted[1] == []
 
 
 def test_a_span_needs_more_than_half_the_members():
-    two = MajorityVote([FixedSpans(("Apple", 0.9)), FixedSpans(("Microsoft", 0.8))])
+    two = MajorityVote([title_model(("Apple", 0.9)), title_model(("Microsoft", 0.8))])
     assert two.predict([TITLE]) == [[]]  # one vote of two is not a majority
-    four = MajorityVote([FixedSpans(("Apple", 0.9))] * 2 + [FixedSpans(("Apple", 0.9), ("Intel", 0.5))] * 2)
+    four = MajorityVote([title_model(("Apple", 0.9))] * 2 + [title_model(("Apple", 0.9), ("Intel", 0.5))] * 2)
     assert [s["text"] for s in four.predict([TITLE])[0]] == ["Apple"]  # two votes of four are not either
 
 

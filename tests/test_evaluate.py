@@ -13,6 +13,8 @@ from finner.evaluate import (
     FINE_TUNED,
     ZERO_SHOT,
     Result,
+    choose_pooled_threshold,
+    choose_threshold,
     evaluate,
     llm_predictions,
     markdown_details,
@@ -23,6 +25,7 @@ from finner.evaluate import (
 )
 from finner.gold import GOLD_EMBEDDED, GOLD_REVIEW, embedded_truth, load_gold
 from finner.metrics import COMPANY, EXACT, OVERLAP, PRF, company_prf, exact_prf, name_key, overlap_prf, score
+from tests.scored_spans import ScoredSpans
 
 
 def span(start: int, end: int, text: str = "") -> dict:
@@ -271,3 +274,20 @@ def test_embedded_gold_refuses_a_sample_from_another_feed(store):
         load_gold(store, GOLD_EMBEDDED)
     with pytest.raises(FinnerError, match="no gold"):
         load_gold(store)
+
+
+def test_pooled_threshold_is_chosen_over_every_part_together():
+    """Fold A's model needs a threshold of 0.6 to drop a wrong span, fold B's loses two right spans
+    above 0.4: alone each part prefers its own threshold; pooled, B's two spans outweigh A's one."""
+
+    def part(*rows):
+        return pa.Table.from_pylist([{"title": t, "spans": [schemas.make_span(t, t.index(w), t.index(w) + len(w)) for w in words]} for t, words in rows])
+
+    a_title, b_title = "Apple Beats, Dow Falls", "Intel And AMD Rise"
+    fold_a, fold_b = part((a_title, ["Apple"])), part((b_title, ["Intel", "AMD"]))
+    model_a = ScoredSpans({a_title: [("Apple", 0.9), ("Dow", 0.55)]})  # choose_threshold sets each threshold
+    model_b = ScoredSpans({b_title: [("Intel", 0.45), ("AMD", 0.45)]})
+    assert choose_threshold(model_a, fold_a).threshold == 0.7
+    assert choose_threshold(model_b, fold_b).threshold == 0.4
+    pooled = choose_pooled_threshold([(model_a, fold_a), (model_b, fold_b)])
+    assert pooled.threshold == 0.4 and pooled.prf.f1 == pytest.approx(6 / 7)  # 3 right, Dow wrong, none missed

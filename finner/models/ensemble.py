@@ -23,6 +23,20 @@ from finner.schemas import Span, make_span
 MEMBERS_FILE = "finner_vote.json"  # the members' kinds, folders and thresholds in a saved vote
 
 
+def majority_spans(titles: list[str], predictions: Sequence[list[list[Span]]]) -> list[list[Span]]:
+    """The vote over predictions already made: for each title, the spans that more than half of
+    `predictions` (one list per member, in title order) hold, scored with their voters' mean."""
+    majority = len(predictions) / 2
+    voted: list[list[Span]] = []
+    for title, *found in zip(titles, *predictions):
+        scores: dict[tuple[int, int], list[float]] = {}
+        for spans in found:
+            for s in spans:
+                scores.setdefault((s["start"], s["end"]), []).append(s["score"] or 0.0)
+        voted.append([make_span(title, start, end, score=sum(v) / len(v)) for (start, end), v in sorted(scores.items()) if len(v) > majority])
+    return voted
+
+
 class MajorityVote(NerModel):
     """The spans that more than half of `members` predict (same start and end), each scored with
     the mean of its voters' scores."""
@@ -35,15 +49,7 @@ class MajorityVote(NerModel):
         self.members = list(members)
 
     def predict(self, titles: list[str]) -> list[list[Span]]:
-        voted: list[list[Span]] = []
-        for title, *predictions in zip(titles, *(m.predict(titles) for m in self.members)):
-            scores: dict[tuple[int, int], list[float]] = {}
-            for spans in predictions:
-                for s in spans:
-                    scores.setdefault((s["start"], s["end"]), []).append(s["score"] or 0.0)
-            majority = len(self.members) / 2
-            voted.append([make_span(title, start, end, score=sum(v) / len(v)) for (start, end), v in sorted(scores.items()) if len(v) > majority])
-        return voted
+        return majority_spans(titles, [m.predict(titles) for m in self.members])
 
     def save(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
