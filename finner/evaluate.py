@@ -25,7 +25,7 @@ from finner.errors import FinnerError
 from finner.gold import DEV, GOLD_AUTO, GOLD_SOURCES, Gold
 from finner.label import ChatClient, LabelConfig, ResponseFormat, current_label_version, label_rows, latest_labels
 from finner.metrics import EXACT, MATCHES, PRF, check_rows, exact_prf, score
-from finner.models.base import NerModel, record_threshold, weights_digest
+from finner.models.base import NerModel, ThresholdedModel, record_threshold, weights_digest
 from finner.models.registry import MODEL_KINDS, ModelSpec, build_model, load_checkpoint
 from finner.models.spacy_baseline import SpacyBaseline
 from finner.training_data import SAMPLE_ROWS, RowSource, model_name
@@ -491,7 +491,7 @@ def compact_contenders(kind: str, cfg: EvaluateConfig, store: Store, gold: Gold,
         if cfg.threshold is None and dev.num_rows:
             chosen = choose_threshold(model, dev)
             record_threshold(path, chosen.threshold, chosen_on=f"{gold.description}: dev part, {dev.num_rows} headlines", f1=chosen.prf.f1)
-            model.threshold = chosen.threshold  # type: ignore[attr-defined]
+            model.threshold = chosen.threshold
             note += f"; threshold {chosen.threshold} chosen on the gold's dev part (exact F1 {chosen.prf.f1:.3f} there)"
         yield Contender(kind, FINE_TUNED, model_predictor(model, cfg.batch_size, progress), note=note)
 
@@ -502,23 +502,17 @@ class ThresholdChoice:
     prf: PRF  # exact match, on the rows it was chosen on
 
 
-def choose_threshold(model: NerModel, gold: pa.Table) -> ThresholdChoice:
+def choose_threshold(model: ThresholdedModel, gold: pa.Table) -> ThresholdChoice:
     """The span-score threshold of `THRESHOLDS` with the best exact F1 on `gold`'s rows (the dev
     part: a test part chosen on would no longer be a test); the higher one on a tie."""
     return choose_pooled_threshold([(model, gold)])
 
 
-def choose_pooled_threshold(parts: Sequence[tuple[NerModel, pa.Table]]) -> ThresholdChoice:
+def choose_pooled_threshold(parts: Sequence[tuple[ThresholdedModel, pa.Table]]) -> ThresholdChoice:
     """`choose_threshold` over several gold parts at once, each predicted by its own model (folds
     of a cross-validation, each by the model that did not train on it): the best exact F1 over all
     their rows together."""
     spans = [s for _, gold in parts for s in gold.column("spans").to_pylist()]
-    titles = [gold.column("title").to_pylist() for _, gold in parts]
-    scored = []
-    for threshold in THRESHOLDS:
-        predicted = []
-        for (model, _), part_titles in zip(parts, titles):
-            model.threshold = threshold  # type: ignore[attr-defined]
-            predicted += model.predict(part_titles)
-        scored.append(ThresholdChoice(threshold, exact_prf(spans, predicted)))
+    swept = [model.predict_at_thresholds(gold.column("title").to_pylist(), THRESHOLDS) for model, gold in parts]
+    scored = [ThresholdChoice(t, exact_prf(spans, [s for part in swept for s in part[t]])) for t in THRESHOLDS]
     return max(scored, key=lambda c: (c.prf.f1, c.threshold))

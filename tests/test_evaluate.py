@@ -285,7 +285,7 @@ def test_pooled_threshold_is_chosen_over_every_part_together():
 
     a_title, b_title = "Apple Beats, Dow Falls", "Intel And AMD Rise"
     fold_a, fold_b = part((a_title, ["Apple"])), part((b_title, ["Intel", "AMD"]))
-    model_a = ScoredSpans({a_title: [("Apple", 0.9), ("Dow", 0.55)]})  # choose_threshold sets each threshold
+    model_a = ScoredSpans({a_title: [("Apple", 0.9), ("Dow", 0.55)]})  # scores either side of the thresholds
     model_b = ScoredSpans({b_title: [("Intel", 0.45), ("AMD", 0.45)]})
     assert choose_threshold(model_a, fold_a).threshold == 0.7
     assert choose_threshold(model_b, fold_b).threshold == 0.4

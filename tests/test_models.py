@@ -107,6 +107,31 @@ def test_subject_rules_off_gives_the_models_own_spans(kind, offline_models):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["gliner", "spanmarker"])
+def test_a_threshold_sweep_from_one_prediction_keeps_each_thresholds_spans(kind, offline_models):
+    """`choose_threshold` predicts once, at the lowest threshold, and filters by score: at every
+    threshold that gives what predicting at it gives, at thresholds equal to a span's score (the
+    comparison's edge), a hair below one (the same in gliner's float32) and between two (where a
+    span one threshold drops frees its overlaps)."""
+    import numpy as np
+
+    model = offline_models[kind]
+    titles = TITLES + ["Goldman Sachs Upgrades Tesla, Cuts Ford To Neutral", "Microsoft And Alphabet Lead Nasdaq Higher; Netflix Slips"]
+    kept = model.threshold
+    model.threshold = 0.0
+    scores = sorted({s["score"] for spans in model.predict(titles) for s in spans})
+    thresholds = scores[::3] + [float(np.nextafter(s, 0.0)) for s in scores[1::3]] + [(a + b) / 2 for a, b in zip(scores[1::3], scores[2::3])]
+    swept = model.predict_at_thresholds(titles, thresholds)
+    direct = {}
+    for t in thresholds:
+        model.threshold = t
+        direct[t] = model.predict(titles)
+    model.threshold = kept
+    assert swept == direct
+    assert len({str(spans) for spans in direct.values()}) > len(thresholds) // 2, "thresholds too close: the check would be vacuous"
+
+
+@pytest.mark.slow
 def test_spanmarker_tags_use_the_model_label_scheme(offline_models):
     from finner.models.spanmarker import iob_tags
 

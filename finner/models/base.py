@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,28 @@ class NerModel(abc.ABC):
     @abc.abstractmethod
     def load(cls, path: str, **options: Any) -> "NerModel":
         """Load a checkpoint written by `save` (or a hub id / local pretrained path)."""
+
+
+class ThresholdedModel(NerModel):
+    """A model that keeps the spans whose score passes its `threshold`, and whose decoding makes a
+    threshold sweep one prediction: overlaps are resolved greedily from the highest score down, so
+    the spans a lower threshold adds never displace one above a higher threshold, and the spans
+    at a threshold are those at a lower one that pass it."""
+
+    threshold: float
+
+    @staticmethod
+    @abc.abstractmethod
+    def passes(score: float, threshold: float) -> bool:
+        """Whether a span of this score is kept at this threshold, exactly as `predict` decides it."""
+
+    def predict_at_thresholds(self, titles: list[str], thresholds: Sequence[float]) -> dict[float, list[list[Span]]]:
+        """`predict` at each of `thresholds`, from one prediction at the lowest (its own spans,
+        filtered by score, then the subject rules); the model's threshold is left as it was."""
+        threshold, rules = self.threshold, self.subject_rules
+        self.threshold, self.subject_rules = min(thresholds), False
+        try:
+            own = self.predict(titles)
+        finally:
+            self.threshold, self.subject_rules = threshold, rules
+        return {t: [self.subjects(title, [s for s in spans if self.passes(s["score"], t)]) for title, spans in zip(titles, own)] for t in thresholds}

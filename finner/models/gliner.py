@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finner.errors import FinnerError
-from finner.models.base import NerModel, best_device, local_checkpoint
+from finner.models.base import ThresholdedModel, best_device, local_checkpoint
 from finner.models.train_config import Example, TrainConfig, hf_arguments
 from finner.schemas import COMPANY, Span, make_span
 from finner.tokens import char_to_token_span, word_tokens
@@ -111,7 +111,7 @@ def _strict_trainer_class() -> type:
     return StrictGlinerTrainer
 
 
-class GlinerModel(NerModel):
+class GlinerModel(ThresholdedModel):
     """A GLiNER model predicting `company` spans above `threshold`, the guideline's subjects
     (`finner.roles.subject_companies`)."""
 
@@ -151,6 +151,11 @@ class GlinerModel(NerModel):
             self.subjects(title, [make_span(title, e["start"], e["end"], score=e["score"]) for e in entities])
             for title, entities in zip(titles, found)
         ]
+
+    @staticmethod
+    def passes(score: float, threshold: float) -> bool:
+        """gliner keeps a span score above the threshold compared in the scores' float32."""
+        return score > float(np.float32(threshold))
 
     def save(self, path: str) -> None:
         self.model.save_pretrained(path)

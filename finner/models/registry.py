@@ -18,12 +18,12 @@ from typing import Literal
 
 from finner.config import Config, ConfigError, help_text
 from finner.errors import FinnerError
-from finner.models.base import DEFAULT_THRESHOLD, NerModel, offline_encoder_dir, offline_encoder_id, resolve_threshold
+from finner.models.base import DEFAULT_THRESHOLD, ThresholdedModel, offline_encoder_dir, offline_encoder_id, resolve_threshold
 from finner.models.gliner import DEFAULT_GLINER, GlinerModel
 from finner.models.spanmarker import DEFAULT_SPANMARKER, SpanMarkerModelAdapter
 
 GLINER, SPANMARKER = GlinerModel.kind, SpanMarkerModelAdapter.kind
-MODEL_CLASSES: dict[str, type[NerModel]] = {GLINER: GlinerModel, SPANMARKER: SpanMarkerModelAdapter}
+MODEL_CLASSES: dict[str, type[ThresholdedModel]] = {GLINER: GlinerModel, SPANMARKER: SpanMarkerModelAdapter}
 DEFAULT_MODELS = {GLINER: DEFAULT_GLINER, SPANMARKER: DEFAULT_SPANMARKER}
 MODEL_KINDS = tuple(MODEL_CLASSES)
 ModelKind = Literal["gliner", "spanmarker"]
@@ -77,13 +77,13 @@ class ModelSpec(Config):
         return self.model or default_model(self.kind)
 
 
-def model_class(kind: str) -> type[NerModel]:
+def model_class(kind: str) -> type[ThresholdedModel]:
     if kind not in MODEL_CLASSES:
         raise FinnerError(f"unknown model kind {kind!r}; expected one of {list(MODEL_KINDS)}")
     return MODEL_CLASSES[kind]
 
 
-def build_model(spec: ModelSpec) -> NerModel:
+def build_model(spec: ModelSpec) -> ThresholdedModel:
     """The adapter `spec` describes, on CUDA when present."""
     cls = model_class(spec.kind)
     encoder = spec.encoder_dir()
@@ -92,7 +92,7 @@ def build_model(spec: ModelSpec) -> NerModel:
     return load_checkpoint(spec.kind, spec.model or default_model(spec.kind), threshold=spec.threshold)
 
 
-def load_checkpoint(kind: str, path: str, threshold: float | None = None) -> NerModel:
+def load_checkpoint(kind: str, path: str, threshold: float | None = None) -> ThresholdedModel:
     """A checkpoint written by `NerModel.save` or `jobs.train` (or a hub id) of the given kind,
     predicting above `threshold`: by default the one chosen for it on gold (`resolve_threshold`)."""
     return model_class(kind).load(path, threshold=resolve_threshold(path, threshold))

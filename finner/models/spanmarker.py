@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finner.errors import FinnerError
-from finner.models.base import NerModel, best_device, local_checkpoint
+from finner.models.base import ThresholdedModel, best_device, local_checkpoint
 from finner.models.train_config import Example, TrainConfig, hf_arguments
 from finner.schemas import COMPANY, Span, make_span
 from finner.tokens import char_to_token_span, token_to_char_span, word_tokens
@@ -68,8 +68,8 @@ def iob_tags(config: Any, title: str, spans: Sequence[Span], row: str = "") -> d
     return {"tokens": [token for token, _, _ in tokens], "ner_tags": tags}
 
 
-class SpanMarkerModelAdapter(NerModel):
-    """A SpanMarker model predicting company spans (its organisation label) above `threshold`."""
+class SpanMarkerModelAdapter(ThresholdedModel):
+    """A SpanMarker model predicting company spans (its organisation label) scored at least `threshold`."""
 
     kind = "spanmarker"
 
@@ -121,11 +121,15 @@ class SpanMarkerModelAdapter(NerModel):
         for i, entities in zip(todo, found):
             title, tokens = titles[i], tokenized[i]
             for e in entities:
-                if e["label"] != self.company_label or e["score"] < self.threshold:
+                if e["label"] != self.company_label or not self.passes(e["score"], self.threshold):
                     continue
                 start, end = token_to_char_span(tokens, e["word_start_index"], e["word_end_index"] - 1)
                 out[i].append(make_span(title, start, end, score=e["score"]))
         return [self.subjects(title, spans) for title, spans in zip(titles, out)]
+
+    @staticmethod
+    def passes(score: float, threshold: float) -> bool:
+        return score >= threshold
 
     def save(self, path: str) -> None:
         self.model.save_pretrained(path)
