@@ -21,6 +21,7 @@ LABEL_RUN_KEY = "label_run"  # the latest labeling run's label identity (what do
 CURATE_KEY = "curate"
 TICKER_CHECK_KEY = "ticker_check"
 ALIASES_KEY = "ticker_aliases"
+RELABEL_KEY = "relabel"  # {"teacher", "version"}: the teacher_spans version finner.relabel last wrote in the feed's order
 REVIEW_PUSH_KEY = "review_push"  # the latest review push's records sent and held unchanged, per split
 
 

@@ -29,6 +29,7 @@ import random
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -49,9 +50,10 @@ from finner.progress import progress_bar
 from finner.roles import RULES_VERSION
 from finner.store import Store
 from finner.train import fit_locally, seed_everything, steps_per_epoch
-from finner.training_data import GOLD_LABELS, LLM_LABELS, ROW_COLUMNS, LabelSource, feed_train_rows, llm_labelled
+from finner.training_data import GOLD_LABELS, LLM_LABELS, ROW_COLUMNS, feed_train_rows, llm_labelled
 
 STAGE = "learning_curve"
+CurveLabels = Literal["llm", "gold"]  # the label sources a curve compares (LLM_LABELS, GOLD_LABELS)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class CurveConfig(Config):
 
     sizes: tuple[int, ...] = field(default=(100, 250, 500, 1000), metadata=help_text("training-set sizes (sizes above the rows available are skipped)", at_least=1))
     include_all: bool = field(default=True, metadata=help_text("add points trained on the whole shared pool and on every row a label source has"))
-    labels: tuple[LabelSource, ...] = field(default=(LLM_LABELS, GOLD_LABELS), metadata=help_text("training-label sources to draw curves for: llm, gold"))
+    labels: tuple[CurveLabels, ...] = field(default=(LLM_LABELS, GOLD_LABELS), metadata=help_text("training-label sources to draw curves for: llm, gold"))
     shuffle_seed: int = field(default=0, metadata=help_text("seed of the shuffle that orders the training headlines (subsets are prefixes)", at_least=0))
     gold: str = field(default=GOLD_AUTO, metadata=help_text("gold: review (the gold table), real (the shipped hand-labelled headlines), embedded (the demo feed's truth), auto"))
     split: str = field(default="test", metadata=help_text("split every point is scored on"))

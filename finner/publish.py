@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import tempfile
-import typing
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from finner.models.registry import GLINER, SPANMARKER, default_model, load_check
 from finner.roles import RULES_VERSION
 from finner.store import Store, filesystem_of
 from finner.tokens import TOKEN
-from finner.training_data import ROW_SOURCES, SAMPLE_ROWS, LabelSource, model_name
+from finner.training_data import GOLD_LABELS, LLM_LABELS, ROW_SOURCES, SAMPLE_ROWS, TEACHER_LABELS, model_name
 
 REPO_ROOT = GOLD_DIR.parents[2]  # the checkout: paths under it are written relative to it in cards
 TOKEN_ENV = "HF_TOKEN"  # the only place the token is read from; never printed
@@ -57,8 +56,11 @@ UNVERSIONED = "(unversioned)"  # labels written before labels carried a version
 FEED_SPLIT, GOLD_SPLIT = "feed", "gold"
 DATASET_DIR = "dataset"  # <store>/publish/dataset, beside <store>/publish/models/<name>
 DATASET_MARKER = "dataset_dict.json"  # what DatasetDict.save_to_disk writes first
-LLM_LABELS, GOLD_LABELS = typing.get_args(LabelSource)  # jobs.train --labels
-LABEL_SOURCES = {LLM_LABELS: "an LLM labeller", GOLD_LABELS: "human review (gold)"}
+LABEL_SOURCES = {  # jobs.train --labels
+    LLM_LABELS: "an LLM labeller",
+    GOLD_LABELS: "human review (gold)",
+    TEACHER_LABELS: "a trained model's labels of the feed (self-training: jobs.relabel; the teacher learned from an LLM labeller)",
+}
 TAGS = ("named-entity-recognition", "finance", "financial-news", "company-names", "finner")
 
 
@@ -178,11 +180,11 @@ def evaluation_of(store: Store, kind: str, checkpoint: str) -> tuple[Evaluation 
 
 
 def training_labels(summary: dict[str, Any]) -> str | None:
-    """`llm` or `gold`: the labels a run trained on (records older than the field: read off the default name)."""
+    """`llm`, `gold` or `teacher`: the labels a run trained on (records older than the field: read off the default name)."""
     if "labels" in summary:
         return summary["labels"]
     kind, rows = summary["spec"]["kind"], summary.get("rows", SAMPLE_ROWS)
-    return next((labels for labels in (LLM_LABELS, GOLD_LABELS) if summary["name"] == model_name(kind, labels, rows=rows)), None)
+    return next((labels for labels in LABEL_SOURCES if summary["name"] == model_name(kind, labels, rows=rows)), None)
 
 
 def base_model(spec: dict[str, Any]) -> str | None:

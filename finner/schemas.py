@@ -160,6 +160,17 @@ TRAINED_ROWS = pa.schema(
     ]
 )
 
+# `jobs.relabel`: a teacher model's labels of the feed's training headlines (`jobs.train --labels teacher`).
+TEACHER_SPANS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("date", TIMESTAMP, nullable=False),
+        pa.field("spans", SPANS),
+        pa.field("teacher", pa.string(), nullable=False),  # the teacher's fingerprint (`finner.relabel`)
+    ]
+)
+
 # Every table the store knows, by the name it lives under.
 TABLES: dict[str, pa.Schema] = {
     "headlines": HEADLINES,
@@ -171,6 +182,7 @@ TABLES: dict[str, pa.Schema] = {
     "predictions": PREDICTIONS,
     "metrics": METRICS,
     "trained_rows": TRAINED_ROWS,
+    "teacher_spans": TEACHER_SPANS,
 }
 
 # Values that cross stage boundaries.

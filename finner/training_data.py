@@ -11,7 +11,9 @@
 * `--labels llm --rows all`: the same, of every year: only the title twins of the sample's
   valid/test rows and of the gold are left out. About three times the real feed's train-year rows,
   but the store's own test-year rows (`jobs.evaluate` on the sample) are then no longer unseen years;
-* `--labels gold`: the reviewed rows of the split, the train split less the same title twins as the sample's.
+* `--labels gold`: the reviewed rows of the split, the train split less the same title twins as the sample's;
+* `--labels teacher --rows feed|all`: the rows `--labels llm` trains on, labelled by a trained model
+  instead (the `teacher_spans` table `jobs.relabel` writes: self-training), validated as `llm` is.
 
 A failed or invalid LLM label is not a "no company" label, so those rows are left out.
 
@@ -43,8 +45,9 @@ from finner.ids import stable_hash, title_key
 from finner.sample import SampleConfig
 from finner.store import Store
 
-LLM_LABELS, GOLD_LABELS = "llm", "gold"  # where training labels come from
-LabelSource = Literal["llm", "gold"]
+LLM_LABELS, GOLD_LABELS, TEACHER_LABELS = "llm", "gold", "teacher"  # where training labels come from
+LabelSource = Literal["llm", "gold", "teacher"]
+TEACHER_TABLE = "teacher_spans"  # `--labels teacher`: a trained model's labels of the feed's rows (`finner.relabel`)
 SAMPLE_ROWS, FEED_ROWS, ALL_ROWS = "sample", "feed", "all"  # which headlines --labels llm trains on
 RowSource = Literal["sample", "feed", "all"]
 ROW_SOURCES = {  # what each --rows trains on, in words (model cards)
@@ -104,14 +107,18 @@ class TwinFilter:
     def twins(self, candidates: pa.Table) -> np.ndarray:
         return _is_in(title_hashes(candidates.column("title").to_pylist()), self.held_out)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def kept(self, batch: pa.Table) -> pa.Table:
+        """The batch's selected rows, every column."""
         rows = self.candidates(batch)
-        return rows.filter(pa.array(~self.twins(rows))).select(ROW_COLUMNS)
+        return rows.filter(pa.array(~self.twins(rows)))
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.kept(batch).select(ROW_COLUMNS)
 
 
 @dataclass(frozen=True)
 class FeedSelection(TwinFilter):
-    """The training rows of a batch of the `spans` table: dated in `first_year`..`last_year` (UTC), no title twin."""
+    """The training rows of a batch of the `spans` table (or `teacher_spans`): dated in `first_year`..`last_year` (UTC), no title twin."""
 
     first_year: int = datetime.MINYEAR
     last_year: int = datetime.MAXYEAR
@@ -303,15 +310,18 @@ def reviewed_held_out_titles(store: Store) -> np.ndarray:
     return np.unique(np.concatenate([sample_held_out_titles(store), title_hashes(held)]))
 
 
-def feed_rows(store: Store, limit: int = 0, every_year: bool = False) -> RowSet:
+def feed_rows(store: Store, limit: int = 0, every_year: bool = False, labels: LabelSource = LLM_LABELS) -> RowSet:
     """The feed's training rows of the train years, or of `every_year` (`--rows all`; see the module
-    docstring), the first `limit` when set."""
+    docstring), the first `limit` when set; with the LLM's labels, or with `--labels teacher` the
+    teacher's (the same selection: a row relabelled before the held-out headlines changed is still held out)."""
     years = curated_years(store)
     if every_year:
         selection = FeedSelection(held_out_titles(store, None))
     else:
         selection = FeedSelection(held_out_titles(store, years), *years.train_years)
-    return RowSet("spans", ("id", "title", "date", "spans"), selection, limit)
+    if labels == TEACHER_LABELS and not store.exists(TEACHER_TABLE):
+        raise FinnerError(f"no `{TEACHER_TABLE}` table in the store: relabel the feed with a trained model first (jobs.relabel)")
+    return RowSet(TEACHER_TABLE if labels == TEACHER_LABELS else "spans", ("id", "title", "date", "spans"), selection, limit)
 
 
 def feed_train_rows(store: Store, limit: int = 0, every_year: bool = False) -> pa.Table:
@@ -324,9 +334,10 @@ def feed_train_rows(store: Store, limit: int = 0, every_year: bool = False) -> p
 def training_rows(store: Store, labels: LabelSource, rows: RowSource, split: str, limit: int = 0) -> RowSet:
     """The rows a model trains (`split` train) or is validated (`valid`) on. Validation always uses
     the sample's valid split, labelled like the training rows (no training row is a title twin of
-    one): validating on the feed's validation years every few hundred steps would cost more than training."""
-    if labels not in (LLM_LABELS, GOLD_LABELS):
-        raise FinnerError(f"unknown label source {labels!r}; expected {LLM_LABELS} or {GOLD_LABELS}")
+    one; by the LLM for `--labels teacher`): validating on the feed's validation years every few
+    hundred steps would cost more than training."""
+    if labels not in (LLM_LABELS, GOLD_LABELS, TEACHER_LABELS):
+        raise FinnerError(f"unknown label source {labels!r}; expected {LLM_LABELS}, {GOLD_LABELS} or {TEACHER_LABELS}")
     if rows not in (SAMPLE_ROWS, FEED_ROWS, ALL_ROWS):
         raise FinnerError(f"unknown rows {rows!r}; expected {SAMPLE_ROWS}, {FEED_ROWS} or {ALL_ROWS}")
     if labels == GOLD_LABELS:
@@ -334,8 +345,10 @@ def training_rows(store: Store, labels: LabelSource, rows: RowSource, split: str
             raise FinnerError(f"--rows {rows} trains on the LLM's labels of the whole feed; reviewed gold labels cover the sample only (use --labels llm)")
         select = HeldSelection(reviewed_held_out_titles(store)) if split == TRAIN_SPLIT else held_rows
         return RowSet("gold", (), select, limit, held=gold_labelled(store, split))
+    if labels == TEACHER_LABELS and rows == SAMPLE_ROWS:
+        raise FinnerError(f"--labels {TEACHER_LABELS} trains on a teacher's labels of the whole feed (jobs.relabel): use --rows {FEED_ROWS} or {ALL_ROWS}")
     if rows != SAMPLE_ROWS and split == TRAIN_SPLIT:
-        return feed_rows(store, limit, every_year=rows == ALL_ROWS)
+        return feed_rows(store, limit, every_year=rows == ALL_ROWS, labels=labels)
     if not store.exists("sample"):
         raise FinnerError("no `sample` table in the store: run the curation stage (jobs.curate) first")
     select = SampleSelection(sample_held_out_titles(store)) if split == TRAIN_SPLIT else functools.partial(sample_rows, split=split)

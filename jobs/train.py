@@ -6,6 +6,7 @@
     python -m jobs.train --encoder /models/my-encoder        # no network: on any local encoder directory
     python -m jobs.train --rows feed --eval-every 2000       # weak supervision: every LLM-labelled train-year headline
     python -m jobs.train --rows all                          # the same, every year (only the held-out rows' twins left out)
+    python -m jobs.train --labels teacher --rows all         # self-training: a trained model's labels of them (jobs.relabel)
 
 Reads the `sample` table's train/valid splits, the train split less title twins of its valid/test
 rows and of the shipped real gold (and the `gold` table with `--labels gold`); with

@@ -97,7 +97,7 @@ PROGRESS_POLL_S = 2.0  # the driver's progress bar reads it this often
 class TrainJobConfig(Config):
     """Where the training rows come from and how the run is spread over Ray."""
 
-    labels: LabelSource = field(default="llm", metadata=help_text("training labels: llm (the LLM's spans) or gold (reviewed spans)"))
+    labels: LabelSource = field(default="llm", metadata=help_text("training labels: llm (the LLM's spans), gold (reviewed spans) or teacher (a trained model's spans of the feed, written by jobs.relabel; with --rows feed or all)"))
     rows: RowSource = field(
         default=SAMPLE_ROWS,
         metadata=help_text("training headlines: sample (the sample's train split), feed (every LLM-labelled headline of the train years, title twins of held-out headlines removed) or all (the same, of every year)"),
