@@ -72,9 +72,9 @@ def relabel(store: Store, teacher: NerModel, fingerprint: str, every_year: bool 
     rows = feed_rows(store, limit=limit, every_year=every_year)
     total = describe(store, rows).rows
     reused = relabelled = changed = 0
-    predicted: dict[str, list[Span]] = {}  # the feed repeats a headline under other symbols and days
     with progress_bar(desc="relabel", total=total, enabled=progress) as bar:
         for kept in _selected(store, rows):
+            predicted: dict[str, list[Span]] = {}  # the feed repeats a headline under other symbols, mostly nearby
             todo = kept.filter(pc.invert(pc.is_in(kept.column("id"), pa.array(sorted(done), pa.string()))))
             reused += kept.num_rows - todo.num_rows
             bar.update(kept.num_rows - todo.num_rows)

@@ -5,10 +5,11 @@ a student to train on instead of the LLM's labels (self-training).
     python -m jobs.relabel --teacher models/gliner-s0 models/gliner-s1 models/gliner-s2    # their majority vote
     python -m jobs.train --labels teacher --rows all --name gliner-student                 # then the student
 
-Each teacher predicts at the threshold chosen for it on gold (`jobs.evaluate`), else `--threshold`,
-with the subject rules off: the student learns the models' own spans, and predicts through the rules
-as they do. Writes the `teacher_spans` table (resumable: a re-run with the same teachers skips the
-rows they labelled; other teachers' labels are replaced).
+Each teacher predicts at `--threshold` when given, else at the threshold chosen for it on gold
+(`jobs.evaluate`), else gliner's 0.5, with the subject rules off: the student learns the models'
+own spans, and predicts through the rules as they do. Writes the `teacher_spans` table
+(resumable: a re-run with the same teachers skips the rows they labelled; other teachers' labels
+are replaced).
 """
 
 from __future__ import annotations
