@@ -110,6 +110,29 @@ def test_the_student_trains_on_the_teachers_spans_and_is_validated_on_the_llms(f
         training_rows(feed_store, TEACHER_LABELS, SAMPLE_ROWS, TRAIN_SPLIT)
 
 
+@pytest.mark.slow
+def test_the_student_trains_through_ray_train_on_the_teachers_rows(feed_store, capsys):
+    """`jobs.train --labels teacher`: the rows its worker trains on are the teacher table's first
+    rows, and the run records what it learned from (the model card's label source)."""
+    import ray
+
+    from finner.publish import training_labels
+    from jobs.train import main
+
+    relabel(feed_store, FirstWord(), "first-word", progress=False)
+    argv = ["--store", feed_store.root, "--labels", "teacher", "--rows", "all", "--max-train-rows", "24", "--record-rows", "--offline", "--seed", "3",
+            "--epochs", "1", "--batch-size", "4", "--learning-rate", "5e-5", "--head-learning-rate", "1e-3", "--warmup-ratio", "0"]  # fmt: skip
+    try:
+        assert main(argv) == 0
+    finally:
+        ray.shutdown()
+    summary = feed_store.get_json("train-gliner-teacher-all")
+    assert summary["labels"] == "teacher" and training_labels(summary) == "teacher" and summary["train_rows"] == 24
+    first = training_rows(feed_store, TEACHER_LABELS, ALL_ROWS, TRAIN_SPLIT, limit=24).read(feed_store)
+    assert sorted(r["id"] for r in feed_store.read("trained_rows").to_pylist()) == sorted(first.column("id").to_pylist())
+    assert "trained on 24 all rows, seed 3" in capsys.readouterr().out
+
+
 def test_teacher_labels_without_a_relabelling_are_a_clear_error(tmp_path, real_headlines_path, company_listings_path):
     store = Store(str(tmp_path / "store"))
     small = tmp_path / "small.parquet"
