@@ -40,7 +40,9 @@ demo: install
 
 # Two workers: the slow tests (real servers, Ray, training) one after another in one of them, the
 # quick ones beside them in the other; two Ray trainings at once on 2 cores only time each other out.
+# The lint (pyproject's [tool.ruff.lint]) runs first: it takes a second.
 test: install
+	$(PY) -m ruff check --quiet .
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 bench: install
