@@ -20,15 +20,12 @@ on the gold's `dev2` part, which it does not train on, and its threshold by `PLU
 cross-validation over dev (each fold predicted by (a) fine-tuned the same way on the other folds):
 `dev2` holds 2017–2020 only, dev every year as the feed does; and, with 3 seeds or more,
 (a)'s seed models as one majority vote (`finner.models.ensemble`: a span is kept where most of
-them predict it, each at its own threshold), one model's cost per member; and (c) a student of that
-vote, one model: the vote relabels (a)'s training headlines (`jobs.relabel`, each member's own
-spans, subject rules off) and one model a seed is trained exactly as (a) on those labels
-(`jobs.train --labels teacher`), its threshold chosen on dev. Every choice is made on a
+them predict it, each at its own threshold), one model's cost per member. Every choice is made on a
 dev part (or the sample's valid split); the test part is read once, at the end. `--dev-only` stops before it:
-(a) (and (c)) alone, each seed's F1 on the whole dev part at its threshold chosen there (optimistic, and the
+(a) alone, each seed's F1 on the whole dev part at its threshold chosen there (optimistic, and the
 same for every choice compared), to try a choice without reading the test part.
 
-Both modes then score the labeller, (a) at that threshold, (a)'s vote and (c) on the gold's `dev2` part, the
+Both modes then score the labeller, (a) at that threshold and (a)'s vote on the gold's `dev2` part, the
 second dev part: drawn later, from 2017–2020 (years `--rows feed` never trains on; `all` trains on
 their other headlines), and no labeller rule was ever fitted to it (the labeller's rules were
 written on `dev`, where it scores far above its test F1),
@@ -40,7 +37,7 @@ that of the mean. `model - labeller` and `labels + dev - labeller` are the mean 
 the interval of the difference (the same resamples for both sides). Rows go to the store's
 `metrics` table (stage `bench_quality`). Ends with `BENCH real_test_f1_<row>` lines (the mean over
 seeds), `_sd`, `_ci_low`, `_ci_high`, and `BENCH real_test_f1_model_minus_labeller` with its
-`_ci_low` and `_ci_high` (and the same for `model_plus_dev`, `model_vote` and `model_on_vote_labels`).
+`_ci_low` and `_ci_high` (and the same for `model_plus_dev` and `model_vote`).
 """
 
 from __future__ import annotations
@@ -56,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
 
-from finner.training_data import ALL_ROWS, FEED_ROWS, LLM_LABELS, TEACHER_LABELS  # noqa: E402 (after the path)
+from finner.training_data import ALL_ROWS, FEED_ROWS  # noqa: E402 (after the path)
 from jobs.pipeline import REAL_FEED_ROWS  # noqa: E402
 
 SEEDS = (0, 1, 2)  # the flagship rows' training seeds
@@ -73,7 +70,6 @@ LABELLER, ON_LABELS_ROW, PLUS_DEV_ROW = "labeller", "model_on_labels", "model_on
 NO_RULES_ROW = "model_on_labels_no_rules"  # (a) without the subject rules (`finner.roles`): what it learned by itself
 VOTE_ROW = "model_on_labels_vote"  # (a)'s seed models as one (`finner.models.ensemble.MajorityVote`), with 3 seeds or more
 VOTE_MIN_SEEDS = 3
-STUDENT_ROW = "model_on_vote_labels"  # (c): trained as (a) on the vote's labels of (a)'s headlines (`finner.relabel`)
 
 
 def build_store(root: str) -> None:
@@ -89,14 +85,14 @@ def build_store(root: str) -> None:
             raise SystemExit(f"{job.__name__} failed; see {root}/logs")
 
 
-def train_on_labels(store, seed: int, steps: int, rows: int, source: str = ROWS, labels: str = LLM_LABELS) -> dict:
+def train_on_labels(store, seed: int, steps: int, rows: int, source: str = ROWS) -> dict:
     """(a) with one seed, through Ray Train (the training job finds a finished run of the same rows
-    and settings and does nothing), or (c) with `labels` teacher; returns its train summary."""
+    and settings and does nothing); returns its train summary."""
     from finner import artifacts
     from jobs import train
 
-    name = f"gliner-{labels}-{source}-seed{seed}" + (f"-steps{steps}" if steps != STEPS else "") + (f"-rows{rows}" if rows else "")  # a trial keeps the protocol's models
-    argv = ["--store", store.root, "--labels", labels, "--rows", source, "--name", name, "--seed", str(seed), "--max-steps", str(steps), "--max-train-rows", str(rows), *ON_LABELS]
+    name = f"gliner-llm-{source}-seed{seed}" + (f"-steps{steps}" if steps != STEPS else "") + (f"-rows{rows}" if rows else "")  # a trial keeps the protocol's models
+    argv = ["--store", store.root, "--rows", source, "--name", name, "--seed", str(seed), "--max-steps", str(steps), "--max-train-rows", str(rows), *ON_LABELS]
     if train.main(argv) != 0:
         raise SystemExit(f"training {name} failed; see {store.root}/logs/train.log")
     summary = store.get_json(artifacts.train_summary_key(name))
@@ -143,31 +139,6 @@ def plus_dev_threshold(store, seed: int, start: str, human, feed, folds: int, **
     return choose_pooled_threshold(parts)
 
 
-def train_student(store, teachers: dict, rows: int, source: str, steps: int, dev) -> dict:
-    """(c): the vote of (a)'s seed models relabels (a)'s training headlines (`jobs.relabel`, each
-    member at its threshold chosen on dev, its subject rules off), then one student a seed is
-    trained as (a) on those labels, its threshold chosen on dev. `teachers`: seed -> ((a)'s
-    checkpoint, its threshold, its exact F1 on dev); returns seed -> student."""
-    from finner.evaluate import choose_threshold
-    from finner.models.base import record_threshold
-    from finner.models.registry import load_checkpoint
-    from jobs import relabel
-
-    for path, threshold, f1 in teachers.values():
-        record_threshold(path, threshold, chosen_on=f"real gold: dev part, {dev.num_rows} headlines ({STAGE})", f1=f1)
-    if relabel.main(["--store", store.root, "--teacher", *(path for path, _, _ in teachers.values()), "--rows", source, "--max-rows", str(rows)]) != 0:
-        raise SystemExit(f"relabelling failed; see {store.root}/logs/relabel.log")
-    students = {}
-    for seed in teachers:
-        summary = train_on_labels(store, seed, steps, rows, source, labels=TEACHER_LABELS)
-        student = load_checkpoint("gliner", summary["path"])
-        chosen = choose_threshold(student, dev)
-        student.threshold = chosen.threshold
-        print(f"seed {seed}: {STUDENT_ROW} kept step {summary['best']['step']} (valid F1 {summary['best']['valid_f1']:.3f}), threshold {chosen.threshold} (exact F1 {chosen.prf.f1:.3f} on {dev.num_rows} dev headlines)", flush=True)
-        students[seed] = student
-    return students
-
-
 def labeller_result(store, part, bootstrap):
     """The built-in labeller's row on a gold part: its labels of those headlines, read from the store."""
     from finner.evaluate import ZERO_SHOT, evaluate, llm_predictions
@@ -199,17 +170,16 @@ def vote_result(part, predicted: dict, bootstrap):
     return evaluate(VOTE_ROW, FINE_TUNED, part, majority_spans(part.column("title").to_pylist(), list(predicted.values())), bootstrap=bootstrap)[0]
 
 
-def print_dev2(store, dev2, models: dict) -> None:
-    """The labeller, (a), (a)'s vote and (c) on the `dev2` part, at their thresholds chosen on dev:
-    each F1 and the difference from the labeller (for a row of seeds, the mean over them), with
-    their 95% intervals."""
+def print_dev2(store, dev2, by_seed: dict) -> None:
+    """The labeller, (a) and (a)'s vote on the `dev2` part, at (a)'s thresholds chosen on dev: each
+    F1 and the difference from the labeller (for (a), the mean over seeds), with their 95% intervals."""
     from finner.bootstrap import BootstrapConfig
     from finner.evaluate import comparisons
     from finner.metrics import EXACT
 
     bootstrap = BootstrapConfig()
-    predicted = {row: predict_each(models[row], dev2) for row in (ON_LABELS_ROW, STUDENT_ROW) if row in models}
-    rows = [labeller_result(store, dev2, bootstrap), *(seeds_result(row, dev2, spans, bootstrap) for row, spans in predicted.items()), vote_result(dev2, predicted[ON_LABELS_ROW], bootstrap)]
+    predicted = predict_each(by_seed, dev2)
+    rows = [labeller_result(store, dev2, bootstrap), seeds_result(ON_LABELS_ROW, dev2, predicted, bootstrap), vote_result(dev2, predicted, bootstrap)]
     rows = [r for r in rows if r is not None]
     print(f"dev2 ({dev2.num_rows} headlines): " + ", ".join(f"{r.model} F1 {r.f1_text(EXACT)}" for r in rows))
     for c in comparisons(rows, LABELLER, bootstrap):
@@ -257,7 +227,7 @@ def main() -> None:
     plus_dev_options = PLUS_DEV | ({"epochs": QUICK_PLUS_DEV_EPOCHS} if args.quick else {})
     folds = QUICK_PLUS_DEV_FOLDS if args.quick else PLUS_DEV_FOLDS
     models: dict[str, dict[int, object]] = {ON_LABELS_ROW: {}} if args.dev_only else {ON_LABELS_ROW: {}, NO_RULES_ROW: {}, PLUS_DEV_ROW: {}}
-    teachers: dict[int, tuple[str, float, float]] = {}  # seed -> (a)'s checkpoint, threshold and F1 on dev: (c)'s teachers
+    dev_f1: dict[int, float] = {}
     for seed in args.seeds:
         summary = train_on_labels(store, seed, steps, rows, args.rows)
         print(f"seed {seed}: (a) {summary['train_rows']} training headlines (--rows {args.rows}), kept step {summary['best']['step']} (valid F1 {summary['best']['valid_f1']:.3f})", flush=True)
@@ -275,11 +245,9 @@ def main() -> None:
             print(f"seed {seed}: {row} threshold {model.threshold} (exact F1 {f1:.3f} on {where})", flush=True)
             models[row][seed] = model
             if row == ON_LABELS_ROW:
-                teachers[seed] = (summary["path"], model.threshold, f1)
-    print(f"dev F1 of (a), mean of seeds {args.seeds}: {sum(f1 for _, _, f1 in teachers.values()) / len(teachers):.3f} ({dev.num_rows} dev headlines)")
-    if len(args.seeds) >= VOTE_MIN_SEEDS:
-        models[STUDENT_ROW] = train_student(store, teachers, rows, args.rows, steps, dev)
-    print_dev2(store, dev2, models)
+                dev_f1[seed] = f1
+    print(f"dev F1 of (a), mean of seeds {args.seeds}: {sum(dev_f1.values()) / len(dev_f1):.3f} ({dev.num_rows} dev headlines)")
+    print_dev2(store, dev2, models[ON_LABELS_ROW])
     if args.dev_only:
         print("(the test part was not read)")
         return
@@ -313,7 +281,7 @@ def main() -> None:
             print(f"BENCH real_test_f1_{r.model}_sd {r.spreads[EXACT].sd:.4f}")
         print(f"BENCH real_test_f1_{r.model}_ci_low {r.intervals[EXACT].low:.4f}")
         print(f"BENCH real_test_f1_{r.model}_ci_high {r.intervals[EXACT].high:.4f}")
-    for row, label in ((ON_LABELS_ROW, "model_minus_labeller"), (PLUS_DEV_ROW, "model_plus_dev_minus_labeller"), (VOTE_ROW, "model_vote_minus_labeller"), (STUDENT_ROW, "model_on_vote_labels_minus_labeller")):
+    for row, label in ((ON_LABELS_ROW, "model_minus_labeller"), (PLUS_DEV_ROW, "model_plus_dev_minus_labeller"), (VOTE_ROW, "model_vote_minus_labeller")):
         if row not in differences:
             continue
         diff = differences[row]
