@@ -142,13 +142,13 @@ def gpu_stage(config, titles: list[str], batch_rows: int, processes: int) -> tup
     context = multiprocessing.get_context("spawn")
     ready, queue = context.Barrier(processes + 1), context.Queue(maxsize=2 * processes)
     workers = [
-        context.Process(target=_prepare_worker, args=(config.model, config.labels, config.forward_rows, blocks[i::processes], ready, queue))
+        context.Process(target=_prepare_worker, args=(config.preparing_model(), config.labels, config.forward_rows, blocks[i::processes], ready, queue))
         for i in range(processes)
     ]
     for worker in workers:
         worker.start()
     actor = ScoreActor(dataclasses.asdict(config))
-    actor(prepare_task(blocks[0], config.model, config.labels, config.forward_rows))  # warm-up
+    actor(prepare_task(blocks[0], config.preparing_model(), config.labels, config.forward_rows))  # warm-up
     ready.wait(timeout=600)
     started = time.perf_counter()
     scored = [actor(queue.get(timeout=600)) for _ in blocks]
@@ -220,7 +220,7 @@ def main() -> None:
     feed_table = unseen.slice(0, rows)
     titles = [" ".join(t.split()) for t in feed_table["title"].to_pylist()]  # as ingest stores them
     base = ScoreConfig(
-        model=checkpoint, threshold=args.threshold, threads=args.threads, precision=args.precision, runtime="torch",
+        model=(checkpoint,), threshold=(args.threshold,), threads=args.threads, precision=args.precision, runtime="torch",
         onnx_cache=str(args.cache / "onnx"), forward_rows=default_forward_rows("cuda" if gpus else "cpu"),
     )  # fmt: skip
     reference = Scorer(base)
@@ -234,7 +234,7 @@ def main() -> None:
         print(f"gliner inference(), its defaults:   {theirs:8.1f} headlines/s", flush=True)
         measured: dict[str, tuple[float, list]] = {}
         for runtime in args.runtimes:
-            scorer = reference if runtime == "torch" else Scorer(dataclasses.replace(base, runtime=runtime), gliner=reference.gliner)
+            scorer = reference if runtime == "torch" else Scorer(dataclasses.replace(base, runtime=runtime), loaded=reference.models)
             measured[runtime] = actor_body(scorer, titles, args.batch_rows)
             print(f"one actor, --runtime {runtime:<10} {measured[runtime][0]:8.1f} headlines/s", flush=True)
         again, _ = gliner_inference(reference.gliner, titles, labels, args.threshold)
@@ -270,7 +270,7 @@ def main() -> None:
     if args.gpu_stage is not None:
         processes = args.gpu_stage or max(1, (os.cpu_count() or 2) - 1)
         stage_config = dataclasses.replace(base, runtime="torch", device="cuda" if gpus else "cpu")
-        stage_scorer = reference if stage_config == base else Scorer(stage_config, gliner=reference.gliner)
+        stage_scorer = reference if stage_config == base else Scorer(stage_config, loaded=reference.models)
         batches = [b for first in range(0, len(titles), args.batch_rows) for b in stage_scorer.prepare(titles[first : first + args.batch_rows]).batches]
         raw = raw_forward(stage_scorer, batches)
         print(f"raw forward loop, pre-collated:     {raw:8.1f} headlines/s", flush=True)

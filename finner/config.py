@@ -141,10 +141,11 @@ def config_from_args(cls: type[C], namespace: argparse.Namespace, prefix: str = 
 
 
 def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
-    """Build a config from a plain dict (YAML, JSON, Ray actor kwargs), rejecting unknown keys."""
+    """Build a config from a plain dict (YAML, JSON, Ray actor kwargs), rejecting unknown keys; a
+    list (JSON's form of a tuple field) becomes a tuple, as `config_from_args` makes it."""
     names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(unknown[0], f"{cls.__name__} has no such setting; expected some of {sorted(names)}")
-    return cls(**values)
+    return cls(**{name: tuple(value) if isinstance(value, list) else value for name, value in values.items()})
 

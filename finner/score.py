@@ -41,6 +41,7 @@ from finner.ids import stable_hash
 from finner.metrics import exact_prf, name_key
 from finner.models import span_head
 from finner.models.base import WEIGHT_FILES, best_device, local_checkpoint, offline_encoder_dir, resolve_threshold, weights_digest
+from finner.models.ensemble import majority_spans
 from finner.models.gliner import GlinerModel
 from finner.models.gliner import load_gliner as load_torch
 from finner.roles import RULES_VERSION, subject_companies
@@ -65,11 +66,22 @@ INT8_RECIPE = "qint8-per-channel-span-head"
 class ScoreConfig(Config):
     """What model scores the feed, and how (per actor)."""
 
-    model: str = field(default="", metadata=help_text("GLiNER checkpoint directory or hub id (default: the best fine-tuned checkpoint in the store)"))
+    model: tuple[str, ...] = field(
+        default=(),
+        metadata=help_text(
+            "GLiNER checkpoint directory or hub id; several: their majority vote, a span kept where most of them predict it "
+            "(default: the best fine-tuned checkpoint in the store)"
+        ),
+    )
     labels: tuple[str, ...] = field(default=(schemas.COMPANY,), metadata=help_text("entity labels asked of GLiNER"))
-    threshold: float | None = field(
-        default=None,
-        metadata=help_text("span score threshold; default: the one chosen for the checkpoint on gold dev (jobs.evaluate), else gliner's 0.5", at_least=0, at_most=1),
+    threshold: tuple[float, ...] = field(
+        default=(),
+        metadata=help_text(
+            "span score threshold, one for every --model or one per --model; default: the one chosen for each checkpoint "
+            "on gold dev (jobs.evaluate), else gliner's 0.5",
+            at_least=0,
+            at_most=1,
+        ),
     )
     forward_rows: int = field(default=0, metadata=help_text("headlines per forward pass; 0 = 128 on GPU, 32 on CPU", at_least=0))
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=help_text("auto: CUDA when the actor sees a GPU"))
@@ -94,24 +106,37 @@ class ScoreConfig(Config):
         super().__post_init__()
         if not self.labels:
             raise ConfigError("labels", "must name at least one label")
+        if len(self.threshold) > 1 and len(self.threshold) != len(self.model):
+            raise ConfigError("threshold", f"give one threshold, or one per --model ({len(self.model)}), got {len(self.threshold)}")
 
-    def span_threshold(self) -> float:
-        """`threshold`, or the one chosen for `model` on gold (`finner.models.base.resolve_threshold`)."""
-        return resolve_threshold(self.model, self.threshold)
+    def span_thresholds(self) -> tuple[float, ...]:
+        """Each model's threshold: `threshold`'s, else the one chosen for it on gold (`finner.models.base.resolve_threshold`)."""
+        if len(self.threshold) == 1:
+            given: tuple[float | None, ...] = self.threshold * len(self.model)
+        else:
+            given = self.threshold or (None,) * len(self.model)
+        return tuple(resolve_threshold(model, threshold) for model, threshold in zip(self.model, given))
+
+    def preparing_model(self) -> str:
+        """The checkpoint whose tokenizer prepares the batches: the first (a vote's members share one, `Scorer` checks)."""
+        return self.model[0]
 
 
 def model_version(config: ScoreConfig) -> str:
     """`gliner-<hash>` of what changes the spans: the weights, labels, threshold, int8 quantization
     and the guideline's subject rules (not fp16/bf16, batch sizes or the device: those only move
-    scores in the last digits)."""
+    scores in the last digits); `gliner-vote-<hash>` for a vote, of its members' weights and
+    thresholds in any order."""
+    members = sorted(zip((weights_digest(m) for m in config.model), config.span_thresholds()))
     key = {
-        "weights": weights_digest(config.model),
         "labels": list(config.labels),
-        "threshold": config.span_threshold(),
         "quantized": INT8_RECIPE if config.runtime == "onnx-int8" else False,
         "subject_rules": RULES_VERSION,
     }
-    return f"gliner-{stable_hash(key, length=12)}"
+    if len(members) == 1:
+        ((weights, threshold),) = members
+        return f"gliner-{stable_hash({'weights': weights, 'threshold': threshold, **key}, length=12)}"
+    return f"gliner-vote-{stable_hash({'members': [list(m) for m in members], **key}, length=12)}"
 
 
 def default_forward_rows(device: str) -> int:
@@ -316,32 +341,47 @@ def decode_spans(logits: Any, words: Any, threshold: float) -> tuple[Any, Any, A
 
 
 class Scorer:
-    """One loaded model, built once per actor: `score` runs prepared batches through the forward
-    pass and the decoder (all the scoring actor does), `predict` prepares titles first (in-process
-    use: tests, the agreement check, benchmarks)."""
+    """The loaded model, or the models of a vote, built once per actor: `score` runs prepared
+    batches through the forward pass and the decoder (all the scoring actor does), `predict`
+    prepares titles first (in-process use: tests, the agreement check, benchmarks).
 
-    def __init__(self, config: ScoreConfig, gliner: Any | None = None):
+    A vote's models score the same prepared batches, each at its own threshold and through the
+    subject rules, and a span is kept where most of them predict it (`majority_spans`, the vote of
+    `jobs.relabel` and `bench_quality.py`). The writing task's subject rules then change nothing:
+    a majority span survived them in most members, and any two majorities share a member."""
+
+    def __init__(self, config: ScoreConfig, loaded: Sequence[Any] = ()):
         import torch
 
         if config.runtime not in RUNTIMES:
             raise FinnerError(f"--runtime {config.runtime}: resolve it with choose_runtime first")
+        if not config.model:
+            raise FinnerError("no model to score with: give --model")
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = best_device(config.device)
         if config.runtime != "torch" and self.device != "cpu":
             raise FinnerError(f"--runtime {config.runtime} is the CPU path; use --runtime torch on GPUs")
-        local_checkpoint(config.model)  # a path that is neither a directory nor a hub id fails here, at once
-        self.threshold = config.span_threshold()
+        for model in config.model:
+            local_checkpoint(model)  # a path that is neither a directory nor a hub id fails here, at once
+        self.thresholds = config.span_thresholds()
         model_device = self.device if config.runtime == "torch" else "cpu"
-        self.gliner = gliner if gliner is not None else load_torch(config.model, device=model_device)
-        self.session = None
+        self.models = list(loaded) or [load_torch(model, device=model_device) for model in config.model]
+        one_preparation(config.model, self.models)
+        self.sessions = []
         if config.runtime == "torch":
-            self.gliner.to(self.device).eval()
+            for model in self.models:
+                model.to(self.device).eval()
         else:
-            self.session = onnx_session(config.model, config.runtime, config.onnx_cache, config.threads)
+            self.sessions = [onnx_session(model, config.runtime, config.onnx_cache, config.threads) for model in config.model]
         self.forward_rows = config.forward_rows or default_forward_rows(self.device)
         self.autocast_dtype = self._autocast_dtype()
+
+    @property
+    def gliner(self) -> Any:
+        """The model whose tokenizer and collator prepare the batches (`ScoreConfig.preparing_model`)."""
+        return self.models[0]
 
     def _autocast_dtype(self) -> Any:
         import torch
@@ -367,39 +407,62 @@ class Scorer:
         return title_spans(prepared.titles, *self.score(prepared))
 
     def score(self, prepared: Prepared) -> tuple[list[int], list[int], list[int], list[float]]:
-        """The scoring actor's body: forward pass and decoding of every batch, nothing tokenized.
+        """The scoring actor's body: forward passes and decoding of every batch, nothing tokenized.
         Returns the (title index, start, end, score) of each span, character offsets, by start within a title."""
+        found = [self._member_score(prepared, member) for member in range(len(self.models))]
+        if len(found) == 1:
+            return found[0]
+        voted = majority_spans(prepared.titles, [title_spans(prepared.titles, *columns) for columns in found])
+        return span_columns([(i, s["start"], s["end"], s["score"]) for i, spans in enumerate(voted) for s in spans])
+
+    def _member_score(self, prepared: Prepared, member: int) -> tuple[list[int], list[int], list[int], list[float]]:
+        """`score`'s columns for one model of the vote (the only one, without a vote)."""
         import torch
 
         found: list[tuple[int, int, int, float]] = []
         for batch in prepared.batches:
-            logits = self.forward(batch)
+            logits = self.forward(batch, member)
             words = torch.from_numpy(batch["text_lengths"]).view(-1).to(logits.device)
-            rows, starts, ends, scores = (t.tolist() for t in decode_spans(logits, words, self.threshold))
+            rows, starts, ends, scores = (t.tolist() for t in decode_spans(logits, words, self.thresholds[member]))
             titles = batch["rows"].tolist()
             for row, start, end, score in zip(rows, starts, ends, scores):
                 i = titles[row]
                 found.append((i, prepared.word_starts[i][start], prepared.word_ends[i][end], score))
-        return tuple(map(list, zip(*found))) if found else ([], [], [], [])  # type: ignore[return-value]
+        return span_columns(found)
 
-    def forward(self, batch: dict[str, Any]) -> Any:
-        """The model's forward pass on one prepared batch: fp32 logits (B, words, max_width, labels) on the device."""
+    def forward(self, batch: dict[str, Any], member: int = 0) -> Any:
+        """One model's forward pass on one prepared batch: fp32 logits (B, words, max_width, labels) on the device."""
         import torch
 
-        if self.session is not None:
-            return torch.from_numpy(self.session.run(["logits"], {name: batch[name] for name in MODEL_INPUTS})[0])
+        if self.sessions:
+            return torch.from_numpy(self.sessions[member].run(["logits"], {name: batch[name] for name in MODEL_INPUTS})[0])
         inputs = {name: self._to_device(torch.from_numpy(batch[name])) for name in MODEL_INPUTS}
         word_lengths = batch["text_lengths"].reshape(-1).tolist()  # the LSTM's lengths, on the host (no device sync)
+        model = self.models[member].model
         with torch.inference_mode():
             if self.autocast_dtype is None:
-                return self.gliner.model(**inputs, word_lengths=word_lengths).logits
+                return model(**inputs, word_lengths=word_lengths).logits
             with torch.autocast("cuda", dtype=self.autocast_dtype):
-                return self.gliner.model(**inputs, word_lengths=word_lengths).logits.float()
+                return model(**inputs, word_lengths=word_lengths).logits.float()
 
     def _to_device(self, tensor: Any) -> Any:
         if self.device == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
+
+
+def span_columns(spans: Sequence[tuple[int, int, int, float]]) -> tuple[list[int], list[int], list[int], list[float]]:
+    """(title index, start, end, score) rows as `Scorer.score`'s four columns."""
+    return tuple(map(list, zip(*spans))) if spans else ([], [], [], [])  # type: ignore[return-value]
+
+
+def one_preparation(paths: Sequence[str], models: Sequence[Any]) -> None:
+    """Refuse a vote whose models would prepare batches differently (another base encoder, span
+    width or word splitting): the job prepares each batch once, with the first model's tokenizer."""
+    first = models[0].config.to_dict()
+    for path, model in zip(paths[1:], models[1:]):
+        if model.config.to_dict() != first:
+            raise FinnerError(f"--model {path} is configured unlike --model {paths[0]} (base encoder, span width, words): a vote's models must share one configuration")
 
 
 def title_spans(titles: Sequence[str], title: Sequence[int], start: Sequence[int], end: Sequence[int], score: Sequence[float]) -> list[list[Span]]:
@@ -487,7 +550,7 @@ def choose_runtime(config: ScoreConfig, titles: Sequence[str], min_f1: float, gp
     candidates = [r for r in CPU_PREFERENCE if r != "torch"] if config.runtime == "auto" else [config.runtime]
     short: list[str] = []
     for runtime in candidates:
-        other = Scorer(replace(config, runtime=runtime, device="cpu"), gliner=reference_scorer.gliner).spans(prepared)
+        other = Scorer(replace(config, runtime=runtime, device="cpu"), loaded=reference_scorer.models).spans(prepared)
         f1 = runtime_agreement(reference, other)
         if f1 >= min_f1:
             passed = f"span F1 {f1:.4f} against torch on {len(titles)} headlines (at least {min_f1:.4f} needed)"

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     def body(config: ScoreConfig, run: ScoreRunConfig, check_config: TickerCheckConfig, cost_config: CostConfig) -> None:
         store = cli.store_from(args)
         if not config.model:
-            config = dataclasses.replace(config, model=default_model(store))
+            config = dataclasses.replace(config, model=(default_model(store),))
         cli.init_ray()
         summary = run_scoring(store, config, run, progress=not args.quiet)
         say(summary.line())

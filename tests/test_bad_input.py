@@ -164,6 +164,7 @@ def test_bad_flag_value_is_one_error_line(job, prefix, flag, value, store, capfd
     ("job", "argv", "flag"),
     [
         ("score", ["--threshold", "2"], "--threshold"),
+        ("score", ["--model", "a", "b", "--threshold", "0.3", "0.4", "0.5"], "--threshold"),
         ("label", ["--test-endpoint", "--max-in-flight", "0"], "--max-in-flight"),
         ("ingest", ["--path", "missing.parquet"], "--path"),
         ("train", ["--seed", "-1"], "--seed"),

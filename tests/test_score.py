@@ -14,8 +14,11 @@ import pytest
 import torch
 
 from finner import schemas
+from finner.config import ConfigError
 from finner.errors import FinnerError
-from finner.models.base import DEFAULT_THRESHOLD, record_threshold
+from finner.models.base import DEFAULT_THRESHOLD, offline_encoder_dir, record_threshold
+from finner.models.ensemble import MajorityVote
+from finner.models.gliner import GlinerModel
 from finner.models.registry import load_checkpoint
 from finner.roles import subject_companies
 from finner.schemas import make_span
@@ -35,6 +38,7 @@ from finner.score import (
     runtime_agreement,
     untrained_checkpoint,
 )
+from tests.voters import voters
 
 # The untrained span head scores every span near 0.5; this threshold keeps a handful per headline.
 THRESHOLD = 0.5
@@ -57,7 +61,7 @@ def spans_of(entities: list[list[dict]]) -> list[list[tuple]]:
 
 @pytest.fixture(scope="module")
 def scorer(checkpoint) -> Scorer:
-    return Scorer(ScoreConfig(model=checkpoint, threshold=THRESHOLD, forward_rows=8, threads=2, runtime="torch"))
+    return Scorer(ScoreConfig(model=(checkpoint,), threshold=(THRESHOLD,), forward_rows=8, threads=2, runtime="torch"))
 
 
 def test_scorer_gives_gliners_own_spans(scorer, titles):
@@ -150,26 +154,65 @@ def test_a_threshold_chosen_for_the_checkpoint_is_its_default(checkpoint, tmp_pa
     use it unless told otherwise, and forget it once the weights in that directory change."""
     path = str(tmp_path / "ckpt")
     shutil.copytree(checkpoint, path)
-    config = ScoreConfig(model=path)
-    assert config.span_threshold() == DEFAULT_THRESHOLD
+    config = ScoreConfig(model=(path,))
+    assert config.span_thresholds() == (DEFAULT_THRESHOLD,)
     record_threshold(path, 0.4, chosen_on="a test gold: dev part", f1=0.9)
-    assert config.span_threshold() == 0.4 and dataclasses.replace(config, threshold=0.6).span_threshold() == 0.6
-    assert model_version(config) == model_version(dataclasses.replace(config, threshold=0.4))
+    assert config.span_thresholds() == (0.4,) and dataclasses.replace(config, threshold=(0.6,)).span_thresholds() == (0.6,)
+    assert model_version(config) == model_version(dataclasses.replace(config, threshold=(0.4,)))
     assert load_checkpoint("gliner", path).threshold == 0.4
     (tmp_path / "ckpt" / "pytorch_model.bin").write_bytes(b"retrained weights")
-    assert config.span_threshold() == DEFAULT_THRESHOLD
+    assert config.span_thresholds() == (DEFAULT_THRESHOLD,)
 
 
 def test_model_version_follows_what_changes_spans(checkpoint, tmp_path):
-    base = ScoreConfig(model=checkpoint)
+    base = ScoreConfig(model=(checkpoint,))
     assert model_version(base) == model_version(dataclasses.replace(base, forward_rows=7, threads=1, precision="fp32"))
-    assert model_version(base) != model_version(dataclasses.replace(base, threshold=0.3))
+    assert model_version(base) != model_version(dataclasses.replace(base, threshold=(0.3,)))
     assert model_version(base) != model_version(dataclasses.replace(base, runtime="onnx-int8"))
     other = untrained_checkpoint(str(tmp_path / "other"))
     (tmp_path / "other" / "pytorch_model.bin").write_bytes(b"different weights")
-    assert model_version(dataclasses.replace(base, model=other)) != model_version(base)
+    assert model_version(dataclasses.replace(base, model=(other,))) != model_version(base)
     with pytest.raises(FinnerError, match="no weights"):
-        model_version(ScoreConfig(model=str(tmp_path)))
+        model_version(ScoreConfig(model=(str(tmp_path),)))
+
+
+@pytest.fixture(scope="module")
+def three_voters(checkpoint, tmp_path_factory) -> tuple[str, ...]:
+    return voters(checkpoint, tmp_path_factory.mktemp("voters"))
+
+
+def test_a_vote_scores_as_the_majority_vote_of_its_models(three_voters, titles):
+    """Several --model: the spans `MajorityVote` keeps from the same checkpoints, each through
+    gliner's inference at its own threshold and the subject rules."""
+    thresholds, voters = (THRESHOLD, 0.49, 0.51), three_voters
+    vote = Scorer(ScoreConfig(model=voters, threshold=thresholds, forward_rows=8, threads=2, runtime="torch"))
+    members = [load_checkpoint("gliner", path, threshold=threshold) for path, threshold in zip(voters, thresholds)]
+    ours, theirs = vote.predict(titles), MajorityVote(members).predict(titles)
+    assert sum(map(len, ours)) > 20, "the comparison would be vacuous"
+    assert spans_of(ours) == spans_of(theirs)
+    for mine, expected in zip(ours, theirs):
+        assert [s["score"] for s in mine] == pytest.approx([s["score"] for s in expected], abs=1e-4)
+    alone = [spans_of(m.predict(titles)) for m in members]
+    assert all(spans != spans_of(ours) for spans in alone), "a member that agrees with the vote everywhere makes the check vacuous"
+
+
+def test_a_vote_is_one_model_version_whatever_its_order(three_voters):
+    voters = three_voters
+    vote = ScoreConfig(model=voters)
+    assert model_version(vote).startswith("gliner-vote-")
+    assert model_version(vote) == model_version(dataclasses.replace(vote, model=voters[::-1]))
+    assert model_version(vote) != model_version(dataclasses.replace(vote, threshold=(0.4,)))
+    assert model_version(vote) != model_version(dataclasses.replace(vote, model=voters[:2]))
+    assert dataclasses.replace(vote, threshold=(0.4, 0.5, 0.6)).span_thresholds() == (0.4, 0.5, 0.6)
+    with pytest.raises(ConfigError, match="one per --model"):
+        dataclasses.replace(vote, threshold=(0.4, 0.5))
+
+
+def test_a_vote_of_models_that_prepare_batches_differently_is_refused(checkpoint, tmp_path):
+    wider = str(tmp_path / "wider")
+    GlinerModel.from_encoder(offline_encoder_dir(), max_width=6).save(wider)
+    with pytest.raises(FinnerError, match="must share one configuration"):
+        Scorer(ScoreConfig(model=(checkpoint, wider), runtime="torch"))
 
 
 def test_runtime_agreement():
@@ -181,7 +224,7 @@ def test_runtime_agreement():
 
 @pytest.mark.slow
 def test_onnx_runtimes_against_torch(checkpoint, titles, tmp_path):
-    config = ScoreConfig(model=checkpoint, threshold=THRESHOLD, threads=2, onnx_cache=str(tmp_path / "onnx"), runtime="torch")
+    config = ScoreConfig(model=(checkpoint,), threshold=(THRESHOLD,), threads=2, onnx_cache=str(tmp_path / "onnx"), runtime="torch")
     sample = titles[:24]
     fp32 = choose_runtime(dataclasses.replace(config, runtime="onnx"), sample, min_f1=0.99)
     assert fp32.runtime == "onnx" and fp32.agreement_f1 >= 0.99
@@ -206,7 +249,7 @@ def test_the_store_remembers_a_runtime_choice_for_the_same_checkpoint_headlines_
     from finner.score import remembered_runtime_choice
     from finner.store import Store
 
-    store, config = Store(str(tmp_path / "store")), ScoreConfig(model=checkpoint, threshold=THRESHOLD, threads=2, onnx_cache=str(tmp_path / "onnx"))
+    store, config = Store(str(tmp_path / "store")), ScoreConfig(model=(checkpoint,), threshold=(THRESHOLD,), threads=2, onnx_cache=str(tmp_path / "onnx"))
     sample = titles[:8]
     first = remembered_runtime_choice(store, config, sample, min_f1=0.0)
     assert first.runtime == "onnx-int8"
@@ -219,7 +262,7 @@ def test_the_store_remembers_a_runtime_choice_for_the_same_checkpoint_headlines_
 
 @pytest.mark.slow
 def test_auto_takes_the_fastest_runtime_that_agrees_else_torch(checkpoint, titles, tmp_path):
-    config = ScoreConfig(model=checkpoint, threshold=THRESHOLD, threads=2, onnx_cache=str(tmp_path / "onnx"))
+    config = ScoreConfig(model=(checkpoint,), threshold=(THRESHOLD,), threads=2, onnx_cache=str(tmp_path / "onnx"))
     sample = titles[:16]
     fastest = choose_runtime(config, sample, min_f1=0.0)
     assert fastest.runtime == "onnx-int8" and "span F1" in fastest.reason

@@ -11,10 +11,11 @@ from collections import Counter
 import pyarrow.compute as pc
 import pytest
 
-from finner.score import ScoreConfig, model_version, untrained_checkpoint
+from finner.score import ScoreConfig, Scorer, model_version, untrained_checkpoint
 from finner.store import Store
 from finner.testing.feeds import write_scaled_feed
 from tests.conftest import REPO, run_module, kill_group
+from tests.voters import voters
 
 ROWS, BATCH, COMMIT_BATCHES = 96, 8, 2  # a block (and a commit) of two batches: the cut the job makes
 
@@ -37,7 +38,7 @@ def test_killed_job_resumes_without_rescoring(store, checkpoint, real_headlines_
     feed = write_scaled_feed(real_headlines_path, company_listings_path, ROWS, tmp_path / "feed.parquet")
     assert run_module("jobs.ingest", "--store", store.root, "--path", str(feed), "--quiet").returncode == 0
     ids = store.read("headlines", columns=["id"])["id"].to_pylist()
-    version = model_version(ScoreConfig(model=checkpoint))
+    version = model_version(ScoreConfig(model=(checkpoint,)))
 
     job = subprocess.Popen(
         [sys.executable, "-m", "jobs.score", *score_args(store, checkpoint)],
@@ -66,6 +67,25 @@ def test_killed_job_resumes_without_rescoring(store, checkpoint, real_headlines_
     again = run_module("jobs.score", *score_args(store, checkpoint), "--quiet")
     assert again.returncode == 0 and "scored 0 headlines" in again.stdout and f"{len(ids)} already scored" in again.stdout
     assert store.read("predictions").num_rows == len(ids)
+
+
+@pytest.mark.slow
+def test_a_vote_scores_the_feed_as_the_scorer_does(store, checkpoint, real_headlines_path, company_listings_path, tmp_path):
+    """`--model A B C` through the job (preparation tasks, actor, writing tasks): the vote's spans
+    under the vote's model version."""
+    feed = write_scaled_feed(real_headlines_path, company_listings_path, 40, tmp_path / "feed.parquet")
+    assert run_module("jobs.ingest", "--store", store.root, "--path", str(feed), "--quiet").returncode == 0
+    models = voters(checkpoint, tmp_path)
+    done = run_module("jobs.score", "--store", store.root, "--model", *models, "--runtime", "torch", "--batch-rows", str(BATCH), "--threads", "2", "--no-report", "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = ScoreConfig(model=models, runtime="torch")
+    predictions = store.read("predictions")
+    assert set(predictions["model_version"].to_pylist()) == {model_version(config)}
+    headlines = store.read("headlines", columns=["id", "title"])
+    expected = dict(zip(headlines["id"].to_pylist(), Scorer(config).predict(headlines["title"].to_pylist())))
+    written = {row["id"]: [(s["start"], s["end"]) for s in row["spans"]] for row in predictions.to_pylist()}
+    assert sum(map(len, written.values())) > 10, "the comparison would be vacuous"
+    assert written == {i: [(s["start"], s["end"]) for s in spans] for i, spans in expected.items()}
 
 
 def test_job_errors_are_one_line(store, checkpoint, tmp_path):

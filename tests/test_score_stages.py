@@ -26,7 +26,7 @@ def test_prepare_task_then_actor_then_writer_give_scorer_spans(real_headlines_pa
     checkpoint = untrained_checkpoint(str(tmp_path / "gliner"))
     titles = pq.read_table(real_headlines_path, columns=["title"])["title"].to_pylist()[3::211][:40] + ["  "]
     ids = [stable_hash(t + str(i), length=16) for i, t in enumerate(titles)]
-    config = ScoreConfig(model=checkpoint, threshold=THRESHOLD, forward_rows=16, threads=2, runtime="torch")
+    config = ScoreConfig(model=(checkpoint,), threshold=(THRESHOLD,), forward_rows=16, threads=2, runtime="torch")
     store, version = Store(str(tmp_path / "store")), model_version(config)
     store.ensure("predictions")
 
@@ -37,8 +37,8 @@ def test_prepare_task_then_actor_then_writer_give_scorer_spans(real_headlines_pa
         assert prepared.num_rows == 1 and prepared["prepare_cpu_s"][0].as_py() > 0
         assert not [f.name for f in prepared.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)], "no pickle in a column"
         summary.add(write_task(actor(prepared), store.root, version, {}))
-        expected += Scorer(config, gliner=actor.scorer.gliner).predict(titles[first : first + 25])  # the same forward batches
-        rows.append((prepared, Scorer(config, gliner=actor.scorer.gliner).prepare(titles[first : first + 25])))
+        expected += Scorer(config, loaded=actor.scorer.models).predict(titles[first : first + 25])  # the same forward batches
+        rows.append((prepared, Scorer(config, loaded=actor.scorer.models).prepare(titles[first : first + 25])))
 
     # The arrays come back as `prepare` made them (dtype, shape, values), also from a row of a
     # multi-row block as Ray Data slices it.

@@ -217,7 +217,7 @@ class ScoreActor:
     batch of titles it prepares itself) and returns its spans and timing for the writing task."""
 
     def __init__(self, score_config: dict[str, Any]):
-        self.scorer = Scorer(config_from_dict(ScoreConfig, {**score_config, "labels": tuple(score_config["labels"])}))
+        self.scorer = Scorer(config_from_dict(ScoreConfig, score_config))
         self.actor = f"{os.uname().nodename}-{os.getpid()}"
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -299,7 +299,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
     import ray
 
     gpus = _use_gpus(run)
-    config = dataclasses.replace(config, threshold=config.span_threshold())  # the actors and the model version use the same one
+    config = dataclasses.replace(config, threshold=config.span_thresholds())  # the actors and the model version use the same ones
     choice = runtime_choice(store, config, run, gpus)  # None: no headline to score (or no headlines table, which todo_dataset reports)
     if choice is not None:
         config = dataclasses.replace(config, runtime=choice.runtime)
@@ -317,7 +317,7 @@ def run_scoring(store: Store, config: ScoreConfig, run: ScoreRunConfig, progress
         # resources): each actor then prepares its batches in its own process, as well on CPUs.
         dataset = dataset.map_batches(
             prepare_task,
-            fn_kwargs={"model": config.model, "labels": config.labels, "forward_rows": config.forward_rows},
+            fn_kwargs={"model": config.preparing_model(), "labels": config.labels, "forward_rows": config.forward_rows},
             batch_size=run.batch_rows,
             batch_format="pyarrow",
             num_cpus=run.task_cpus,
