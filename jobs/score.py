@@ -1,8 +1,10 @@
-"""Score every headline with the fine-tuned GLiNER into `predictions`, then check it against the
-tickers and report the cost (resumable: re-running skips headlines this model version scored).
+"""Score every headline with the fine-tuned GLiNER (or the majority vote of several) into
+`predictions`, then check it against the tickers and report the cost (resumable: re-running skips
+headlines this model version scored).
 
     python -m jobs.score                                   # the best fine-tuned checkpoint in the store
     python -m jobs.score --model PATH                      # any GLiNER checkpoint directory
+    python -m jobs.score --model PATH_A PATH_B PATH_C      # their majority vote: a span where 2 of 3 predict it
     python -m jobs.score --model EmergentMethods/gliner_medium_news-v2.1   # a hub id (network)
     python -m jobs.score --max-actors 4                    # CPU workers: the fastest runtime that agrees with torch
     python -m jobs.score --runtime torch --prepare actor   # CPU actors that tokenize their own batches
