@@ -18,9 +18,10 @@ brokers, regulators, calendar words; its threshold chosen again on dev), what it
 labels (all of dev), each dev headline beside one of the feed's labelled headlines, its epoch chosen
 on the gold's `dev2` part, which it does not train on, and its threshold by `PLUS_DEV_FOLDS`-fold
 cross-validation over dev (each fold predicted by (a) fine-tuned the same way on the other folds):
-`dev2` holds 2017–2020 only, dev every year as the feed does; and, with 3 seeds or more,
-(a)'s seed models as one majority vote (`finner.models.ensemble`: a span is kept where most of
-them predict it, each at its own threshold), one model's cost per member. Every choice is made on a
+`dev2` holds 2017–2020 only, dev every year as the feed does; and (a)'s seed models as majority
+votes of `VOTE_SIZE` consecutive seeds (`finner.models.ensemble`: a span is kept where most of
+them predict it, each at its own threshold), one model's cost per member: with `--seeds 0 1 2`
+one vote, with nine seeds three, reported as one row over votes as a row over seeds is. Every choice is made on a
 dev part (or the sample's valid split); the test part is read once, at the end. `--dev-only` stops before it:
 (a) alone, each seed's F1 on the whole dev part at its threshold chosen there (optimistic, and the
 same for every choice compared), to try a choice without reading the test part.
@@ -68,8 +69,8 @@ PLUS_DEV_FOLDS, QUICK_PLUS_DEV_FOLDS = 5, 2  # (b)'s threshold: cross-validated 
 STAGE = "bench_quality"  # metrics.stage of the rows written here
 LABELLER, ON_LABELS_ROW, PLUS_DEV_ROW = "labeller", "model_on_labels", "model_on_labels_plus_dev"
 NO_RULES_ROW = "model_on_labels_no_rules"  # (a) without the subject rules (`finner.roles`): what it learned by itself
-VOTE_ROW = "model_on_labels_vote"  # (a)'s seed models as one (`finner.models.ensemble.MajorityVote`), with 3 seeds or more
-VOTE_MIN_SEEDS = 3
+VOTE_ROW = "model_on_labels_vote"  # (a)'s seed models as majority votes (`finner.models.ensemble.MajorityVote`)
+VOTE_SIZE = 3  # the seeds of one vote: consecutive ones (0-2, 3-5, ...), so --seeds 0..8 gives three votes
 
 
 def build_store(root: str) -> None:
@@ -160,14 +161,19 @@ def seeds_result(row: str, part, predicted: dict, bootstrap):
 
 
 def vote_result(part, predicted: dict, bootstrap):
-    """(a)'s seed models as one majority vote on a gold part (over their `predict_each`
-    predictions), or None with too few seeds for one."""
-    from finner.evaluate import FINE_TUNED, evaluate
+    """(a)'s seed models as majority votes on a gold part (over their `predict_each` predictions),
+    `VOTE_SIZE` consecutive seeds a vote (seeds left over after the last full vote do not vote):
+    one vote scored alone, several as one row over votes (mean, sd, each vote's F1 under its first
+    seed); None with too few seeds for one."""
+    from finner.evaluate import FINE_TUNED, evaluate, over_seeds
     from finner.models.ensemble import majority_spans
 
-    if len(predicted) < VOTE_MIN_SEEDS:
-        return None
-    return evaluate(VOTE_ROW, FINE_TUNED, part, majority_spans(part.column("title").to_pylist(), list(predicted.values())), bootstrap=bootstrap)[0]
+    seeds, titles = sorted(predicted), part.column("title").to_pylist()
+    groups = [seeds[first : first + VOTE_SIZE] for first in range(0, len(seeds) - VOTE_SIZE + 1, VOTE_SIZE)]
+    votes = {group[0]: evaluate(VOTE_ROW, FINE_TUNED, part, majority_spans(titles, [predicted[s] for s in group]), bootstrap=bootstrap)[0] for group in groups}
+    if len(votes) < 2:
+        return next(iter(votes.values()), None)
+    return over_seeds(votes, bootstrap)
 
 
 def print_dev2(store, dev2, by_seed: dict) -> None:
