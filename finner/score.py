@@ -1,5 +1,5 @@
-"""Batch prediction with a loaded GLiNER model, cut where the scoring job splits it between CPUs and
-the model's device.
+"""Batch prediction with a loaded GLiNER model (or the majority vote of several), cut where the
+scoring job splits it between CPUs and the model's device.
 
 * `prepare` (the CPU side): gliner's own `prepare_batch` and `collate_batch`, so words and
   sub-words are exactly `GLiNER.inference`'s, into length-bucketed numpy arrays (`Prepared`);

@@ -19,7 +19,7 @@ writing tasks -> `predictions`.
   CPUs of the cluster, so this Python-heavy work scales with CPUs instead of holding up a GPU. The
   arrays reach the actors as Arrow list columns (`Prepared.to_arrow`), no pickle in the blocks.
   `--prepare actor` leaves it to the actors (one process does everything, as CPU actors may prefer).
-* **Score**: `ScoreActor`, a callable class holding one loaded model, in an autoscaling actor pool
+* **Score**: `ScoreActor`, a callable class holding one loaded model (or a vote's models), in an autoscaling actor pool
   (`ActorPoolStrategy(min_actors, max_actors)`); on GPUs it only moves the arrays to the device,
   runs the forward pass and decodes there (`finner.score.decode_spans`).
 * **Write**: `map_batches` tasks turn scored batches into `predictions` rows and append every
@@ -213,7 +213,7 @@ def prepare_task(batch: pa.Table, model: str, labels: tuple[str, ...], forward_r
 
 
 class ScoreActor:
-    """Ray Data actor: one model per actor; scores a prepared batch (or, with --prepare actor, a
+    """Ray Data actor: one model (or one vote) per actor; scores a prepared batch (or, with --prepare actor, a
     batch of titles it prepares itself) and returns its spans and timing for the writing task."""
 
     def __init__(self, score_config: dict[str, Any]):
