@@ -184,9 +184,9 @@ def three_voters(checkpoint, tmp_path_factory) -> tuple[str, ...]:
 def test_a_vote_scores_as_the_majority_vote_of_its_models(three_voters, titles):
     """Several --model: the spans `MajorityVote` keeps from the same checkpoints, each through
     gliner's inference at its own threshold and the subject rules."""
-    thresholds, voters = (THRESHOLD, 0.49, 0.51), three_voters
-    vote = Scorer(ScoreConfig(model=voters, threshold=thresholds, forward_rows=8, threads=2, runtime="torch"))
-    members = [load_checkpoint("gliner", path, threshold=threshold) for path, threshold in zip(voters, thresholds)]
+    thresholds, models = (THRESHOLD, 0.49, 0.51), three_voters
+    vote = Scorer(ScoreConfig(model=models, threshold=thresholds, forward_rows=8, threads=2, runtime="torch"))
+    members = [load_checkpoint("gliner", path, threshold=threshold) for path, threshold in zip(models, thresholds)]
     ours, theirs = vote.predict(titles), MajorityVote(members).predict(titles)
     assert sum(map(len, ours)) > 20, "the comparison would be vacuous"
     assert spans_of(ours) == spans_of(theirs)
@@ -197,12 +197,12 @@ def test_a_vote_scores_as_the_majority_vote_of_its_models(three_voters, titles):
 
 
 def test_a_vote_is_one_model_version_whatever_its_order(three_voters):
-    voters = three_voters
-    vote = ScoreConfig(model=voters)
+    models = three_voters
+    vote = ScoreConfig(model=models)
     assert model_version(vote).startswith("gliner-vote-")
-    assert model_version(vote) == model_version(dataclasses.replace(vote, model=voters[::-1]))
+    assert model_version(vote) == model_version(dataclasses.replace(vote, model=models[::-1]))
     assert model_version(vote) != model_version(dataclasses.replace(vote, threshold=(0.4,)))
-    assert model_version(vote) != model_version(dataclasses.replace(vote, model=voters[:2]))
+    assert model_version(vote) != model_version(dataclasses.replace(vote, model=models[:2]))
     assert dataclasses.replace(vote, threshold=(0.4, 0.5, 0.6)).span_thresholds() == (0.4, 0.5, 0.6)
     with pytest.raises(ConfigError, match="one per --model"):
         dataclasses.replace(vote, threshold=(0.4, 0.5))
